@@ -1,0 +1,1 @@
+"""Plivo XML: parsing, validation, fetching and execution of call documents."""
