@@ -1,0 +1,294 @@
+"""The server's configuration: one frozen value, validated field by field.
+
+Values come from three places, later ones winning: the embedded defaults below, a
+TOML file named by ``--config``, and the command line.  Every parser here raises
+:class:`ConfigError` with a message that names the option and the rule, so that
+``twistd`` can stop start-up with one clear line.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+__all__ = (
+    "DEFAULTS",
+    "Config",
+    "ConfigError",
+    "HostPort",
+    "build_config",
+    "load_toml",
+    "parse_auth_id",
+    "parse_auth_token",
+    "parse_domain",
+    "parse_host_port",
+    "parse_regex",
+    "parse_strports",
+)
+
+
+class ConfigError(ValueError):
+    """A configuration value broke a rule; the message names the option and the rule."""
+
+
+@attrs.frozen
+class HostPort:
+    """A listening address: an IPv4/IPv6 literal or a host name, and a port."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        if ":" in self.host:
+            return f"[{self.host}]:{self.port}"
+        return f"{self.host}:{self.port}"
+
+
+_HOSTNAME = re.compile(
+    r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)"
+    r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$"
+)
+#: Plivo's shapes; the SDK refuses any other auth ID (``plivo.utils.validators``).
+_AUTH_ID = re.compile(r"^MA[A-Z0-9]{18}$")
+_AUTH_TOKEN = re.compile(r"^[A-Za-z0-9]{20,64}$")
+
+
+def _is_host(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return bool(_HOSTNAME.match(value))
+    return True
+
+
+def parse_host_port(option: str, value: str) -> HostPort:
+    """Parse ``HOST:PORT`` (``[v6]:PORT`` for IPv6).
+
+    :raises ConfigError: naming *option* when the value is not of that shape.
+    """
+    rule = f"{option}: expected HOST:PORT (IPv6 as [ADDR]:PORT, port 1-65535), got {value!r}"
+    match = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:(\d{1,5})|([^:\[\]]+):(\d{1,5})", value.strip())
+    if not match:
+        raise ConfigError(rule)
+    host = match.group(1) or match.group(3)
+    port = int(match.group(2) or match.group(4))
+    if not 1 <= port <= 65535 or not _is_host(host):
+        raise ConfigError(rule)
+    return HostPort(host, port)
+
+
+def parse_domain(option: str, value: str) -> str:
+    """A SIP domain (and digest realm): a host name or an IP literal, lower-cased."""
+    value = value.strip().lower()
+    if not value or not _is_host(value.strip("[]")):
+        raise ConfigError(f"{option}: must be a host name or an IP address, got {value!r}")
+    return value
+
+
+def parse_strports(option: str, value: str) -> str:
+    """A Twisted server endpoint description, checked by the real parser.
+
+    Only the syntax is checked here (no socket is opened): an unknown endpoint type
+    or a malformed string stops start-up rather than failing later.
+    """
+    from twisted.internet import endpoints, reactor
+
+    try:
+        endpoints.serverFromString(reactor, value)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ConfigError(
+            f"{option}: not a Twisted endpoint description "
+            f"(e.g. tcp:8088:interface=127.0.0.1): {exc}"
+        ) from None
+    return value
+
+
+def parse_regex(option: str, value: str) -> str:
+    """A regular expression, compiled once here so a typo stops start-up."""
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ConfigError(f"{option}: not a valid regular expression: {exc}") from None
+    return value
+
+
+def parse_auth_id(option: str, value: str) -> str:
+    """A REST auth ID in Plivo's shape: ``MA`` and 18 upper-case letters or digits."""
+    if not _AUTH_ID.match(value):
+        raise ConfigError(f"{option}: must be MA followed by 18 upper-case letters or digits")
+    return value
+
+
+def parse_auth_token(option: str, value: str) -> str:
+    """A REST auth token: 20 to 64 ASCII letters and digits."""
+    if not _AUTH_TOKEN.match(value):
+        raise ConfigError(f"{option}: must be 20 to 64 ASCII letters and digits")
+    return value
+
+
+def _parse_path(option: str, value: str) -> Path:
+    if not value.strip():
+        raise ConfigError(f"{option}: must not be empty")
+    return Path(value).expanduser()
+
+
+def _parse_optional_path(option: str, value: str | None) -> Path | None:
+    if value is None or value == "":
+        return None
+    return _parse_path(option, value)
+
+
+def _parse_optional_strports(option: str, value: str | None) -> str | None:
+    if value is None or value == "":
+        return None
+    return parse_strports(option, value)
+
+
+def _parse_optional_auth_id(option: str, value: str | None) -> str | None:
+    return None if value is None else parse_auth_id(option, value)
+
+
+def _parse_optional_auth_token(option: str, value: str | None) -> str | None:
+    return None if value is None else parse_auth_token(option, value)
+
+
+@attrs.frozen
+class Config:
+    """Everything the server needs to start, already validated.
+
+    :ivar data_dir: the SQLite database, recordings, caches, credentials, host key.
+    :ivar sip_listen: UDP and TCP address of the SIP stack.
+    :ivar domain: SIP domain and digest realm of endpoints' URIs.  Digest HA1
+        hashes are computed over it, so changing it later invalidates stored passwords.
+    :ivar http: strports description of the REST API and status page.
+    :ivar manhole: strports description of the SSH manhole, or None when off.
+    :ivar manhole_keys: an ``authorized_keys`` file for manhole logins.
+    :ivar manhole_passwd: a file of ``user:pbkdf2_sha256$...`` lines.
+    :ivar auth_id: REST auth ID, or None to generate (once) and store one.
+    :ivar auth_token: REST auth token, or None to generate (once) and store one.
+    :ivar blocked_user_agents: regular expression; matching SIP requests get 403.
+    """
+
+    data_dir: Path = Path("var")
+    sip_listen: HostPort = HostPort("127.0.0.1", 5060)
+    domain: str = "127.0.0.1"
+    http: str = "tcp:8088:interface=127.0.0.1"
+    manhole: str | None = None
+    manhole_keys: Path | None = None
+    manhole_passwd: Path | None = None
+    auth_id: str | None = None
+    auth_token: str | None = None
+    blocked_user_agents: str = "(VaxSIPUserAgent|Ozeki)"
+
+
+#: The embedded defaults, by option name as it appears on the command line and in TOML.
+_DEFAULT = Config()
+DEFAULTS: Mapping[str, Any] = {
+    "data-dir": str(_DEFAULT.data_dir),
+    "sip-listen": str(_DEFAULT.sip_listen),
+    "domain": _DEFAULT.domain,
+    "http": _DEFAULT.http,
+    "manhole": None,
+    "manhole-keys": None,
+    "manhole-passwd": None,
+    "auth-id": None,
+    "auth-token": None,
+    "blocked-user-agents": _DEFAULT.blocked_user_agents,
+}
+
+_Parser = Callable[[str, Any], Any]
+
+#: option name → (Config field, parser).  One table for the CLI and the TOML file.
+_FIELDS: Mapping[str, tuple[str, _Parser]] = {
+    "data-dir": ("data_dir", _parse_path),
+    "sip-listen": ("sip_listen", parse_host_port),
+    "domain": ("domain", parse_domain),
+    "http": ("http", parse_strports),
+    "manhole": ("manhole", _parse_optional_strports),
+    "manhole-keys": ("manhole_keys", _parse_optional_path),
+    "manhole-passwd": ("manhole_passwd", _parse_optional_path),
+    "auth-id": ("auth_id", _parse_optional_auth_id),
+    "auth-token": ("auth_token", _parse_optional_auth_token),
+    "blocked-user-agents": ("blocked_user_agents", parse_regex),
+}
+
+
+def load_toml(path: Path) -> dict[str, Any]:
+    """Read a TOML configuration file whose keys are the long option names.
+
+    Keys may use ``-`` or ``_``.  Unknown keys and non-string values are refused, so a
+    typo in the file is reported instead of silently ignored.
+
+    :raises ConfigError: the file is unreadable, not TOML, or has an unknown key.
+    """
+    try:
+        with path.open("rb") as f:
+            raw = tomllib.load(f)
+    except OSError as exc:
+        raise ConfigError(f"config: cannot read {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config: {path} is not valid TOML: {exc}") from None
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        name = key.replace("_", "-")
+        if name not in _FIELDS:
+            known = ", ".join(sorted(_FIELDS))
+            raise ConfigError(f"config: unknown key {key!r} in {path} (known: {known})")
+        if not isinstance(value, str):
+            raise ConfigError(f"{name}: must be a string in {path}, got {type(value).__name__}")
+        values[name] = value
+    return values
+
+
+def build_config(*layers: Mapping[str, Any]) -> Config:
+    """Merge option layers (later wins; ``None`` means "not given") into a Config.
+
+    :raises ConfigError: a value breaks its option's rule, or options conflict.
+    """
+    merged: dict[str, Any] = dict(DEFAULTS)
+    for layer in layers:
+        merged.update({k: v for k, v in layer.items() if v is not None and k in _FIELDS})
+    kwargs = {field: parse(name, merged[name]) for name, (field, parse) in _FIELDS.items()}
+    config = Config(**kwargs)
+    _check_manhole(config)
+    return config
+
+
+def _check_manhole(config: Config) -> None:
+    """The manhole is an interpreter: it must be local and must require credentials."""
+    if config.manhole is None:
+        if config.manhole_keys or config.manhole_passwd:
+            raise ConfigError("manhole-keys/manhole-passwd: given without --manhole")
+        return
+    if not (config.manhole_keys or config.manhole_passwd):
+        raise ConfigError("manhole: needs --manhole-keys FILE or --manhole-passwd FILE")
+    interface = _strports_interface(config.manhole)
+    if interface is None:
+        raise ConfigError("manhole: must bind to localhost: add interface=127.0.0.1 (or ::1)")
+    try:
+        loopback = ipaddress.ip_address(interface).is_loopback
+    except ValueError:
+        loopback = interface == "localhost"
+    if not loopback or not config.manhole.startswith(("tcp:", "tcp6:")):
+        raise ConfigError(
+            f"manhole: must be a tcp endpoint bound to a loopback address, got {config.manhole!r}"
+        )
+    for option, path in (
+        ("manhole-keys", config.manhole_keys),
+        ("manhole-passwd", config.manhole_passwd),
+    ):
+        if path is not None and not path.is_file():
+            raise ConfigError(f"{option}: no such file: {path}")
+
+
+def _strports_interface(description: str) -> str | None:
+    for part in re.split(r"(?<!\\):", description)[1:]:
+        if part.startswith("interface="):
+            return part.split("=", 1)[1].replace("\\:", ":")
+    return None

@@ -1,0 +1,69 @@
+"""The schema, as numbered migrations applied in order at start-up.
+
+Never edit a released migration: add the next number.  The SQL sticks to what
+SQLite and PostgreSQL both accept (TEXT, INTEGER, foreign keys, CHECK).
+"""
+
+from __future__ import annotations
+
+import attrs
+
+__all__ = ("MIGRATIONS", "Migration")
+
+
+@attrs.frozen
+class Migration:
+    """One schema step: a version number, a name for the log, and its statements."""
+
+    version: int
+    name: str
+    statements: tuple[str, ...]
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "directory: applications, endpoints, numbers",
+        (
+            """CREATE TABLE applications (
+                app_id TEXT PRIMARY KEY,
+                app_name TEXT NOT NULL,
+                answer_url TEXT NOT NULL,
+                answer_method TEXT NOT NULL CHECK (answer_method IN ('GET', 'POST')),
+                hangup_url TEXT,
+                hangup_method TEXT NOT NULL CHECK (hangup_method IN ('GET', 'POST')),
+                fallback_answer_url TEXT,
+                fallback_method TEXT NOT NULL CHECK (fallback_method IN ('GET', 'POST')),
+                message_url TEXT,
+                message_method TEXT NOT NULL CHECK (message_method IN ('GET', 'POST')),
+                default_endpoint_app INTEGER NOT NULL DEFAULT 0,
+                default_number_app INTEGER NOT NULL DEFAULT 0,
+                log_incoming_messages INTEGER NOT NULL DEFAULT 1,
+                public_uri INTEGER NOT NULL DEFAULT 0,
+                builtin TEXT UNIQUE,
+                created_at TEXT NOT NULL
+            )""",
+            """CREATE TABLE endpoints (
+                endpoint_id TEXT PRIMARY KEY,
+                username TEXT NOT NULL UNIQUE,
+                alias TEXT NOT NULL,
+                realm TEXT NOT NULL,
+                ha1_md5 TEXT NOT NULL,
+                ha1_sha256 TEXT NOT NULL,
+                app_id TEXT REFERENCES applications (app_id) ON DELETE SET NULL,
+                created_at TEXT NOT NULL
+            )""",
+            "CREATE INDEX endpoints_app_id ON endpoints (app_id)",
+            """CREATE TABLE numbers (
+                number TEXT PRIMARY KEY,
+                alias TEXT NOT NULL,
+                app_id TEXT REFERENCES applications (app_id) ON DELETE SET NULL,
+                carrier TEXT NOT NULL,
+                region TEXT NOT NULL,
+                number_type TEXT NOT NULL,
+                added_on TEXT NOT NULL
+            )""",
+            "CREATE INDEX numbers_app_id ON numbers (app_id)",
+        ),
+    ),
+)

@@ -1,0 +1,222 @@
+"""``twistd telephony``: the command-line options and the service tree.
+
+:class:`Options` turns the command line (and a TOML file) into a validated
+:class:`~telephony.config.Config`; :func:`makeService` wires one ``MultiService``
+from it and does nothing else.  Children start in the order they are added and
+stop in reverse: store, SIP, HTTP, manhole.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+from twisted.application import service
+from twisted.application.internet import StreamServerEndpointService
+from twisted.internet import endpoints
+from twisted.internet.interfaces import IListeningPort
+from twisted.logger import Logger
+from twisted.python import usage
+from twisted.web.server import Site
+
+from telephony._version import __version__
+from telephony.api._http import Route
+from telephony.api.builtin_apps import direct_dial_fields
+from telephony.api.directory_v1 import DirectoryAPI
+from telephony.api.site import build_site
+from telephony.config import DEFAULTS, Config, ConfigError, build_config, load_toml
+from telephony.credentials import Credentials, load_or_create_credentials
+from telephony.directory import Directory
+from telephony.directory.database import Database, SchemaError, open_sqlite
+from telephony.directory.service import DIRECT_DIAL
+
+__all__ = ("Options", "makeService")
+
+log = Logger()
+
+DATABASE_FILE = "telephony.sqlite3"
+
+
+class Options(usage.Options):
+    """Options of ``twistd telephony``; a bad value stops start-up with one line."""
+
+    synopsis = "[options]"
+    longdesc = (
+        "A programmable SIP server with a Plivo-compatible REST API. Every option may "
+        "also be set in the TOML file given by --config (same names); the command line wins."
+    )
+    optParameters: ClassVar[list[list[Any]]] = [
+        ["config", "c", None, "TOML file with any of the options below."],
+        [
+            "data-dir",
+            "d",
+            None,
+            f"Database, recordings, caches, credentials [{DEFAULTS['data-dir']}]",
+        ],
+        ["sip-listen", None, None, f"SIP UDP and TCP address HOST:PORT [{DEFAULTS['sip-listen']}]"],
+        ["domain", None, None, f"SIP domain and digest realm [{DEFAULTS['domain']}]"],
+        ["http", None, None, f"REST API and status page, strports [{DEFAULTS['http']}]"],
+        ["manhole", None, None, "SSH manhole strports, loopback only (off by default)"],
+        ["manhole-keys", None, None, "authorized_keys file for manhole logins"],
+        ["manhole-passwd", None, None, "password file (python -m telephony.manhole USER)"],
+        ["auth-id", None, None, "REST auth ID (MA + 18 upper-case letters/digits) [generated]"],
+        ["auth-token", None, None, "REST auth token (20-64 letters/digits) [generated]"],
+        [
+            "blocked-user-agents",
+            None,
+            None,
+            f"Refuse SIP requests whose User-Agent matches [{DEFAULTS['blocked-user-agents']}]",
+        ],
+    ]
+
+    config: Config
+
+    def postOptions(self) -> None:
+        try:
+            layers: list[dict[str, Any]] = []
+            if self["config"]:
+                layers.append(load_toml(Path(self["config"])))
+            layers.append({name: self[name] for name in DEFAULTS})
+            self.config = build_config(*layers)
+        except ConfigError as exc:
+            # One clear line, not twistd's whole usage text.
+            raise SystemExit(f"twistd telephony: {exc}") from None
+
+    def opt_version(self) -> None:
+        """Print the version and exit."""
+        print(f"telephony {__version__}")
+        raise SystemExit(0)
+
+
+class StoreService(service.Service):
+    """Applies the schema migrations before anything listens; closes the pool at stop."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+        self.setName("store")
+
+    def privilegedStartService(self) -> None:
+        # Listeners bind in this phase too (StreamServerEndpointService), and they
+        # come after us in the tree: the schema is ready before any request arrives.
+        try:
+            self.database.migrate_blocking()
+        except SchemaError as exc:
+            raise SystemExit(f"twistd telephony: {exc}") from None
+        super().privilegedStartService()
+
+    def stopService(self) -> None:
+        self.database.close()
+        super().stopService()
+
+
+class HTTPService(StreamServerEndpointService):
+    """The HTTP listener; once it listens, the built-in apps learn the site's URL."""
+
+    def __init__(self, endpoint: Any, site: Site, directory: Directory) -> None:
+        super().__init__(endpoint, site)
+        self._directory = directory
+        self.base_url: str | None = None
+
+    def startService(self) -> None:
+        super().startService()
+        if self._waitingForPort is not None:
+            self._waitingForPort.addCallback(self._listening)
+
+    def _listening(self, port: IListeningPort) -> IListeningPort:
+        host = port.getHost()
+        address = getattr(host, "host", "127.0.0.1")
+        address = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(address, address)  # noqa: S104
+        if ":" in address:
+            address = f"[{address}]"
+        self.base_url = f"http://{address}:{getattr(host, 'port', 80)}"
+        log.info("REST API and status page on {url}/", url=self.base_url)
+        d = self._directory.ensure_builtin_application(
+            DIRECT_DIAL, lambda current: direct_dial_fields(self.base_url or "", current)
+        )
+        d.addErrback(lambda f: log.failure("Could not set up the Direct Dial application", f))
+        return port
+
+
+def _announce(credentials: Credentials, created: bool, data_dir: Path) -> None:
+    if created:
+        log.info(
+            "Generated REST API credentials (stored in {path}): auth ID {auth_id}, "
+            "auth token {auth_token}",
+            path=str(data_dir / "credentials.json"),
+            auth_id=credentials.auth_id,
+            auth_token=credentials.auth_token,
+        )
+    else:
+        log.info(
+            "REST API auth ID {auth_id} (token in {path})",
+            auth_id=credentials.auth_id,
+            path=str(data_dir / "credentials.json"),
+        )
+
+
+def makeService(options: Options) -> service.MultiService:
+    """Build the server's service tree from validated options."""
+    from twisted.internet import reactor
+
+    config = options.config
+    root = service.MultiService()
+    try:
+        config.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        credentials, created = load_or_create_credentials(
+            config.data_dir, config.auth_id, config.auth_token
+        )
+    except (ConfigError, OSError) as exc:
+        raise SystemExit(f"twistd telephony: data-dir: {exc}") from None
+    _announce(credentials, created, config.data_dir)
+
+    database = open_sqlite(config.data_dir / DATABASE_FILE, reactor)
+    StoreService(database).setServiceParent(root)
+    directory = Directory(database, config.domain, reactor)
+
+    # The SIP stack (transports, transactions, registrar) is filled in here.
+    sip = service.MultiService()
+    sip.setName("sip")
+    sip.setServiceParent(root)
+
+    api = DirectoryAPI(directory, config.domain)
+    routes: list[Route] = api.routes()
+    site = build_site(
+        directory=directory,
+        auth_id=credentials.auth_id,
+        check_auth=credentials.check,
+        routes=routes,
+        clock=reactor,
+        started_at=reactor.seconds(),
+    )
+    http = HTTPService(endpoints.serverFromString(reactor, config.http), site, directory)
+    http.setName("http")
+    http.setServiceParent(root)
+
+    if config.manhole is not None:
+        _add_manhole(root, config, directory, database)
+    return root
+
+
+def _add_manhole(
+    root: service.MultiService, config: Config, directory: Directory, database: Database
+) -> None:
+    from telephony.manhole import load_or_create_host_key, manhole_service
+
+    namespace = {
+        "config": config,
+        "directory": directory,
+        "database": database,
+        "services": root,
+        "registrar": None,
+        "calls": None,
+    }
+    manhole = manhole_service(
+        config.manhole or "",
+        namespace,
+        host_key=load_or_create_host_key(config.data_dir),
+        keys_file=config.manhole_keys,
+        passwd_file=config.manhole_passwd,
+    )
+    manhole.setName("manhole")
+    manhole.setServiceParent(root)
+    log.info("Manhole (SSH) on {endpoint}", endpoint=config.manhole)

@@ -1,0 +1,123 @@
+"""Run the real server, ``twistd -n telephony``, as a subprocess on loopback ports."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import attrs
+
+#: How long the server may take to answer /healthz after it is started, in seconds.
+START_TIMEOUT = 20.0
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    """A port the kernel just gave us on 127.0.0.1 (free for TCP and UDP when asked)."""
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def twistd() -> str:
+    """The ``twistd`` script next to the running interpreter."""
+    candidate = Path(sys.executable).parent / "twistd"
+    if not candidate.exists():
+        raise RuntimeError(f"twistd not found next to {sys.executable}")
+    return str(candidate)
+
+
+@attrs.define
+class Server:
+    """A running server: its URLs, credentials, data directory and log."""
+
+    process: subprocess.Popen[bytes]
+    data_dir: Path
+    http_port: int
+    sip_port: int
+    log_path: Path
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def credentials(self) -> tuple[str, str]:
+        stored = json.loads((self.data_dir / "credentials.json").read_text())
+        return stored["auth_id"], stored["auth_token"]
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> int:
+        """SIGTERM, then wait for a clean exit; returns the exit code."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+
+def start_server(
+    data_dir: Path, extra_args: Sequence[str] = (), http_port: int | None = None
+) -> Server:
+    """Start ``twistd -n telephony`` and wait until ``/healthz`` answers 200."""
+    http_port = http_port or free_port()
+    sip_port = free_port(socket.SOCK_DGRAM)
+    log_path = data_dir.parent / f"{data_dir.name}-twistd-{http_port}.log"
+    args = [
+        twistd(),
+        "-n",
+        "--pidfile=",
+        "telephony",
+        "--data-dir",
+        str(data_dir),
+        "--http",
+        f"tcp:{http_port}:interface=127.0.0.1",
+        "--sip-listen",
+        f"127.0.0.1:{sip_port}",
+        *extra_args,
+    ]
+    log_file = log_path.open("ab")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(
+        args, stdout=log_file, stderr=subprocess.STDOUT, env=env, cwd=data_dir.parent
+    )
+    server = Server(process, data_dir, http_port, sip_port, log_path)
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"twistd exited with {process.returncode}:\n{server.log()}")
+        try:
+            with urllib.request.urlopen(f"{server.base_url}/healthz", timeout=1) as response:
+                if response.status == 200:
+                    return server
+        except OSError:
+            time.sleep(0.1)
+    server.stop()
+    raise RuntimeError(f"server did not become healthy in {START_TIMEOUT} s:\n{server.log()}")
+
+
+@contextmanager
+def running_server(data_dir: Path, extra_args: Sequence[str] = ()) -> Iterator[Server]:
+    """A server for the duration of a ``with`` block; stopped (cleanly) after."""
+    server = start_server(data_dir, extra_args)
+    try:
+        yield server
+    finally:
+        code = server.stop()
+        # Twisted re-raises SIGTERM once it has shut down cleanly, hence -15.
+        assert code in (0, -signal.SIGTERM), f"twistd exited with {code}:\n{server.log()}"
+        log = server.log()
+        assert "Server Shut Down." in log
+        assert "Traceback" not in log and "Unhandled" not in log, log
