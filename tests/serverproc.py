@@ -120,4 +120,5 @@ def running_server(data_dir: Path, extra_args: Sequence[str] = ()) -> Iterator[S
         assert code in (0, -signal.SIGTERM), f"twistd exited with {code}:\n{server.log()}"
         log = server.log()
         assert "Server Shut Down." in log
-        assert "Traceback" not in log and "Unhandled" not in log, log
+        assert "Traceback" not in log, log
+        assert "Unhandled" not in log, log

@@ -52,13 +52,15 @@ def test_endpoint_and_application_life_cycle(
     assert fetched.answer_url == "http://127.0.0.1:9/answer"
     assert fetched.answer_method == "GET"
     assert fetched.hangup_url == "http://127.0.0.1:9/hangup"
-    assert fetched.sip_uri.startswith("sip:") and app_id in fetched.sip_uri
+    assert fetched.sip_uri.startswith("sip:")
+    assert app_id in fetched.sip_uri
 
     created = client.endpoints.create(
         username="yoda", password="M@y the 4th be with u", alias="Yoda", app_id=app_id
     )
     assert created.message == "created"
-    assert created.username.startswith("yoda") and len(created.username) == 16
+    assert created.username.startswith("yoda")
+    assert len(created.username) == 16
     assert created.username[4:].isdigit()
     endpoint = client.endpoints.get(created.endpoint_id)
     assert endpoint.username == created.username
