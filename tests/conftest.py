@@ -9,9 +9,13 @@ delayed call behind.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from twisted.internet.task import Clock
+
+from telephony.directory import Directory
+from telephony.directory.database import Database, open_sqlite
 
 
 @pytest.fixture
@@ -21,3 +25,26 @@ def clock() -> Iterator[Clock]:
     yield c
     pending = c.getDelayedCalls()
     assert pending == [], f"delayed calls left pending: {pending!r}"
+
+
+# A real SQLite file per test, migrated, on the real reactor's thread pool.
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "telephony.sqlite3"
+
+
+@pytest.fixture
+def database(db_path: Path) -> Iterator[Database]:
+    db = open_sqlite(db_path)
+    db.migrate_blocking()
+    yield db
+    db.close()
+
+
+@pytest.fixture
+def directory(database: Database) -> Directory:
+    clock = Clock()
+    clock.advance(1_800_000_000)
+    return Directory(database, "example.test", clock)

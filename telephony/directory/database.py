@@ -101,6 +101,8 @@ class Database:
     def migrate_blocking(self, migrations: Sequence[Migration] = MIGRATIONS) -> list[int]:
         """Apply the migrations not yet applied, in order; return their versions.
 
+        *connect_blocking* must give a connection in autocommit mode.
+
         Each migration runs in its own transaction together with the row that
         records it, so a failure leaves the schema at the last complete version.
 
@@ -113,10 +115,8 @@ class Database:
                 "CREATE TABLE IF NOT EXISTS schema_migrations ("
                 " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
             )
-            conn.commit()
-            applied = {
-                row[0] for row in cur.execute("SELECT version FROM schema_migrations").fetchall()
-            }
+            rows = cur.execute("SELECT version FROM schema_migrations").fetchall()
+            applied = {row[0] for row in rows}
             newest = max((m.version for m in migrations), default=0)
             if applied and max(applied) > newest:
                 raise SchemaError(
@@ -127,6 +127,10 @@ class Database:
             for migration in sorted(migrations, key=lambda m: m.version):
                 if migration.version in applied:
                     continue
+                # Explicit BEGIN: the blocking connection is in autocommit mode, so that
+                # DDL (which Python's sqlite3 would otherwise commit at once) is rolled
+                # back with the rest of a failed migration.
+                cur.execute("BEGIN")
                 try:
                     for statement in migration.statements:
                         cur.execute(statement)
@@ -135,10 +139,10 @@ class Database:
                         " VALUES (?, ?, CURRENT_TIMESTAMP)",
                         (migration.version, migration.name),
                     )
-                    conn.commit()
                 except Exception:
-                    conn.rollback()
+                    cur.execute("ROLLBACK")
                     raise
+                cur.execute("COMMIT")
                 log.info(
                     "Applied schema migration {version} ({name}) to {db}",
                     version=migration.version,
@@ -188,7 +192,7 @@ def open_sqlite(path: Path, reactor: Any = None) -> Database:
     )
 
     def connect_blocking() -> sqlite3.Connection:
-        conn = sqlite3.connect(str(path))
+        conn = sqlite3.connect(str(path), isolation_level=None)
         _sqlite_pragmas(conn)
         return conn
 
