@@ -13,6 +13,7 @@ import urllib.request
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 import attrs
 
@@ -44,6 +45,7 @@ class Server:
     http_port: int
     sip_port: int
     log_path: Path
+    log_file: BinaryIO
 
     @property
     def base_url(self) -> str:
@@ -65,6 +67,7 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        self.log_file.close()
         return self.process.returncode
 
 
@@ -93,7 +96,7 @@ def start_server(
     process = subprocess.Popen(
         args, stdout=log_file, stderr=subprocess.STDOUT, env=env, cwd=data_dir.parent
     )
-    server = Server(process, data_dir, http_port, sip_port, log_path)
+    server = Server(process, data_dir, http_port, sip_port, log_path, log_file)
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         if process.poll() is not None:

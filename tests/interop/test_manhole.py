@@ -94,26 +94,25 @@ def test_ssh_login_evaluates_over_the_live_directory(tmp_path: Path) -> None:
         with opener.open(request, timeout=10) as response:
             assert response.status == 201
 
-        proc = subprocess.Popen(
+        with subprocess.Popen(
             _ssh(port, key), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-        )
-        assert proc.stdin is not None
-        try:
-            assert b">>> " in _read_until(proc, b">>> ", 20)
-            proc.stdin.write(
-                b"directory.counts().addCallback(lambda c: c['endpoints'] * 7 + 4200)\r"
-            )
-            proc.stdin.flush()
-            # The manhole prints a Deferred's result when it fires: 1 endpoint → 4207.
-            output = _read_until(proc, b"called back: 4207", 20)
-            assert b"called back: 4207" in output, output
-            proc.stdin.write(b"\x04")
-            proc.stdin.flush()
-            proc.wait(timeout=20)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+        ) as proc:
+            assert proc.stdin is not None
+            try:
+                assert b">>> " in _read_until(proc, b">>> ", 20)
+                proc.stdin.write(
+                    b"directory.counts().addCallback(lambda c: c['endpoints'] * 7 + 4200)\r"
+                )
+                proc.stdin.flush()
+                # The manhole prints a Deferred's result when it fires: 1 endpoint → 4207.
+                output = _read_until(proc, b"called back: 4207", 20)
+                assert b"called back: 4207" in output, output
+                proc.stdin.write(b"\x04")
+                proc.stdin.flush()
+                proc.wait(timeout=20)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
 
 
 def test_unknown_key_is_refused(tmp_path: Path) -> None:
