@@ -1,0 +1,81 @@
+"""The pieces of RFC 3261 §25's grammar the parser needs, as compiled regexes.
+
+Each pattern cites the ABNF rule it stands for.  They match ``str`` that was
+decoded from the wire as UTF-8 (headers may carry UTF-8 in quoted strings and
+display names, §25.1 ``UTF8-NONASCII``).
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = (
+    "HOST",
+    "METHOD",
+    "PARAM",
+    "QUOTED",
+    "REQUEST_LINE",
+    "STATUS_LINE",
+    "TOKEN",
+    "split_commas",
+    "unquote",
+)
+
+#: token = 1*(alphanum / "-" / "." / "!" / "%" / "*" / "_" / "+" / "`" / "'" / "~")
+TOKEN = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
+#: Method = INVITEm / ACKm / ... / extension-method (a token).
+METHOD = TOKEN
+#: Request-Line = Method SP Request-URI SP SIP-Version CRLF (§25.1).  The URI has no
+#: spaces; the version is matched case-insensitively (§7.1: "SIP/2.0" compares so).
+REQUEST_LINE = re.compile(r"([A-Za-z0-9\-.!%*_+`'~]+) (\S+) ([Ss][Ii][Pp]/\d+\.\d+)")
+#: Status-Line = SIP-Version SP Status-Code SP Reason-Phrase CRLF; the phrase may be empty.
+STATUS_LINE = re.compile(r"([Ss][Ii][Pp]/\d+\.\d+) (\d{3})(?: (.*))?")
+#: host = hostname / IPv4address / IPv6reference, then an optional ":" port.
+HOST = re.compile(
+    r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9\-.]*[A-Za-z0-9])?\.?)(?::(\d{1,5}))?"
+)
+#: quoted-string = SWS DQUOTE *(qdtext / quoted-pair) DQUOTE
+QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"', re.DOTALL)
+#: generic-param = token [ EQUAL gen-value ]; gen-value = token / host / quoted-string
+PARAM = re.compile(r"\s*([^\s=;,]+)\s*(?:=\s*(\"(?:[^\"\\]|\\.)*\"|[^\s;,]*))?\s*")
+
+
+def unquote(value: str) -> str:
+    """The content of a quoted-string, with quoted-pairs resolved (``\\"`` → ``"``)."""
+    if len(value) >= 2 and value[0] == '"' and value[-1] == '"':
+        return re.sub(r"\\(.)", r"\1", value[1:-1], flags=re.DOTALL)
+    return value
+
+
+def split_commas(value: str) -> list[str]:
+    """Split a header value at the commas that separate its values (§7.3.1).
+
+    Commas inside quoted strings and ``<...>`` brackets are not separators.
+    """
+    if "," not in value:
+        return [value.strip()] if value.strip() else []
+    parts: list[str] = []
+    depth = 0
+    quoted = False
+    start = 0
+    i = 0
+    n = len(value)
+    while i < n:
+        ch = value[i]
+        if quoted:
+            if ch == "\\":
+                i += 1
+            elif ch == '"':
+                quoted = False
+        elif ch == '"':
+            quoted = True
+        elif ch == "<":
+            depth += 1
+        elif ch == ">":
+            depth = max(0, depth - 1)
+        elif ch == "," and depth == 0:
+            parts.append(value[start:i].strip())
+            start = i + 1
+        i += 1
+    parts.append(value[start:].strip())
+    return [p for p in parts if p]

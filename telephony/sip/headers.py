@@ -1,0 +1,259 @@
+"""Header fields: an ordered, case-insensitive list, and the structured ones we read.
+
+Headers are stored as they came (after unfolding), under their full names (compact
+forms such as ``v`` and ``i`` are expanded, §7.3.3).  Values are parsed only when
+asked for (``Via``, ``CSeq``, ``Contact``…), so a message we only forward or answer
+costs little; unknown headers pass through untouched.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+
+import attrs
+
+from telephony.sip._grammar import HOST, TOKEN, split_commas
+from telephony.sip.errors import SipParseError
+from telephony.sip.uri import NameAddr, Params, format_params, parse_name_addr, parse_params
+
+__all__ = (
+    "COMPACT_FORMS",
+    "CSeq",
+    "Headers",
+    "Via",
+    "canonical_name",
+    "parse_contacts",
+    "parse_cseq",
+    "parse_via",
+)
+
+#: Compact forms (RFC 3261 §7.3.3 and later RFCs) → full names.
+COMPACT_FORMS = {
+    "a": "Accept-Contact",
+    "b": "Referred-By",
+    "c": "Content-Type",
+    "d": "Request-Disposition",
+    "e": "Content-Encoding",
+    "f": "From",
+    "i": "Call-ID",
+    "j": "Reject-Contact",
+    "k": "Supported",
+    "l": "Content-Length",
+    "m": "Contact",
+    "n": "Identity-Info",
+    "o": "Event",
+    "r": "Refer-To",
+    "s": "Subject",
+    "t": "To",
+    "u": "Allow-Events",
+    "v": "Via",
+    "x": "Session-Expires",
+    "y": "Identity",
+}
+
+_KNOWN = (
+    "Accept", "Accept-Encoding", "Accept-Language", "Alert-Info", "Allow", "Allow-Events",
+    "Authentication-Info", "Authorization", "Call-ID", "Call-Info", "Contact",
+    "Content-Disposition", "Content-Encoding", "Content-Language", "Content-Length",
+    "Content-Type", "CSeq", "Date", "Error-Info", "Event", "Expires", "From", "In-Reply-To",
+    "Max-Forwards", "Min-Expires", "Min-SE", "MIME-Version", "Organization", "P-Asserted-Identity",
+    "Priority", "Proxy-Authenticate", "Proxy-Authorization", "Proxy-Require", "Reason",
+    "Record-Route", "Refer-To", "Referred-By", "Reply-To", "Require", "Retry-After", "Route",
+    "RSeq", "RAck", "Server", "Session-Expires", "Subject", "Supported", "Timestamp", "To",
+    "Unsupported", "User-Agent", "Via", "Warning", "WWW-Authenticate",
+)  # fmt: skip
+_CANONICAL = {name.lower(): name for name in _KNOWN} | {k: v for k, v in COMPACT_FORMS.items()}
+
+
+def canonical_name(name: str) -> str:
+    """The full, conventionally capitalised name of a header (compact forms expanded)."""
+    return _CANONICAL.get(name.lower(), name)
+
+
+class Headers:
+    """An ordered multi-map of header fields with case-insensitive names.
+
+    Each entry is one header line (``Via: a, b`` stays one entry); use
+    :meth:`values` to get comma-separated values split out.
+    """
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
+        self._items: list[tuple[str, str]] = [(canonical_name(k), v) for k, v in items]
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self.get(name) is not None
+
+    def __repr__(self) -> str:
+        return f"Headers({self._items!r})"
+
+    def copy(self) -> Headers:
+        """An independent copy."""
+        new = Headers()
+        new._items = list(self._items)
+        return new
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        """The first value of *name*, or *default*."""
+        name = canonical_name(name)
+        for key, value in self._items:
+            if key == name or key.lower() == name.lower():
+                return value
+        return default
+
+    def get_all(self, name: str) -> list[str]:
+        """Every line's value for *name*, in order."""
+        lowered = canonical_name(name).lower()
+        return [value for key, value in self._items if key.lower() == lowered]
+
+    def values(self, name: str) -> list[str]:
+        """Every comma-separated value of *name*, across all its lines (§7.3.1)."""
+        out: list[str] = []
+        for line in self.get_all(name):
+            out.extend(split_commas(line))
+        return out
+
+    def add(self, name: str, value: str) -> None:
+        """Append a header line."""
+        self._items.append((canonical_name(name), value))
+
+    def prepend(self, name: str, value: str) -> None:
+        """Insert a header line before all others (a new top Via)."""
+        self._items.insert(0, (canonical_name(name), value))
+
+    def set(self, name: str, value: str) -> None:
+        """Replace every line of *name* with one line (in the first one's place)."""
+        name = canonical_name(name)
+        lowered = name.lower()
+        out: list[tuple[str, str]] = []
+        placed = False
+        for key, old in self._items:
+            if key.lower() == lowered:
+                if not placed:
+                    out.append((name, value))
+                    placed = True
+            else:
+                out.append((key, old))
+        if not placed:
+            out.append((name, value))
+        self._items = out
+
+    def replace_first(self, name: str, value: str) -> None:
+        """Replace the first line of *name* (e.g. the top Via line), keeping the others."""
+        lowered = canonical_name(name).lower()
+        for i, (key, _) in enumerate(self._items):
+            if key.lower() == lowered:
+                self._items[i] = (key, value)
+                return
+        self._items.append((canonical_name(name), value))
+
+    def remove(self, name: str) -> None:
+        """Drop every line of *name*."""
+        lowered = canonical_name(name).lower()
+        self._items = [(k, v) for k, v in self._items if k.lower() != lowered]
+
+    def serialize(self) -> str:
+        """``Name: value\\r\\n`` lines."""
+        return "".join(f"{k}: {v}\r\n" for k, v in self._items)
+
+
+@attrs.frozen
+class Via:
+    """One Via value: ``SIP/2.0/UDP host:port;branch=…;rport;received=…`` (§20.42, RFC 3581)."""
+
+    transport: str
+    host: str
+    port: int | None = None
+    params: Params = ()
+
+    def __str__(self) -> str:
+        port = f":{self.port}" if self.port is not None else ""
+        return f"SIP/2.0/{self.transport} {self.host}{port}{format_params(self.params)}"
+
+    def param(self, name: str) -> str | None:
+        """A parameter's value ("" for a flag), or None when absent."""
+        lowered = name.lower()
+        for key, value in self.params:
+            if key.lower() == lowered:
+                return value if value is not None else ""
+        return None
+
+    @property
+    def branch(self) -> str | None:
+        """The branch parameter, or None (an RFC 2543 peer)."""
+        return self.param("branch") or None
+
+    def with_params(self, **updates: str | None) -> Via:
+        """A copy with parameters set (``rport="5060"``, ``received="1.2.3.4"``)."""
+        params = list(self.params)
+        for name, value in updates.items():
+            for i, (key, _) in enumerate(params):
+                if key.lower() == name:
+                    params[i] = (key, value)
+                    break
+            else:
+                params.append((name, value))
+        return attrs.evolve(self, params=tuple(params))
+
+
+_VIA = re.compile(
+    r"\s*SIP\s*/\s*2\.0\s*/\s*([A-Za-z0-9\-.!%*_+`'~]+)\s+([^;\s]+)\s*(;.*)?", re.I | re.S
+)
+
+
+def parse_via(value: str) -> Via:
+    """Parse one Via value.  :raises SipParseError:"""
+    match = _VIA.fullmatch(value)
+    if not match:
+        raise SipParseError("Bad Via header")
+    host = HOST.fullmatch(match.group(2))
+    if not host:
+        raise SipParseError("Bad Via header: bad sent-by host")
+    port = int(host.group(2)) if host.group(2) else None
+    if port is not None and not 0 < port < 65536:
+        raise SipParseError("Bad Via header: bad port")
+    params = parse_params((match.group(3) or "").strip(), where="Via")
+    return Via(match.group(1).upper(), host.group(1), port, params)
+
+
+@attrs.frozen
+class CSeq:
+    """``CSeq: 4711 INVITE`` (§20.16): a 32-bit sequence number and a method."""
+
+    number: int
+    method: str
+
+    def __str__(self) -> str:
+        return f"{self.number} {self.method}"
+
+
+def parse_cseq(value: str) -> CSeq:
+    """Parse CSeq; the number must fit 31 bits as §8.1.1.5 requires.  :raises SipParseError:"""
+    parts = value.split()
+    if len(parts) != 2 or not parts[0].isdigit() or not TOKEN.fullmatch(parts[1]):
+        raise SipParseError("Bad CSeq header")
+    number = int(parts[0])
+    if number >= 2**31:
+        raise SipParseError("Bad CSeq header: number above 2**31")
+    return CSeq(number, parts[1])
+
+
+def parse_contacts(headers: Headers) -> list[NameAddr] | None:
+    """The Contact values; None for the wildcard ``Contact: *`` (§10.2.2).
+
+    :raises SipParseError: malformed, or ``*`` mixed with other contacts.
+    """
+    values = headers.values("Contact")
+    if any(v.strip() == "*" for v in values):
+        if len(values) != 1:
+            raise SipParseError("Bad Contact: '*' must be the only contact")
+        return None
+    return [parse_name_addr(v) for v in values]

@@ -1,0 +1,540 @@
+"""The Twisted edge of the SIP stack: UDP and TCP transports and the transaction glue.
+
+Bytes come in through :class:`UDPTransport` or :class:`StreamTransport`, are parsed
+(sans-IO), matched to a transaction (sans-IO) or handed to the transaction user
+(:class:`IRequestHandler`), and what the machines ask for — sends and timers — is
+carried out here, on an injected clock.  Responses are routed by Via, with
+``received`` and ``rport`` (RFC 3581) so that phones behind NAT are answered where
+their packets came from; on TCP they go back on the connection the request used.
+
+A new transport (TLS, WebSocket) only has to deliver bytes with a :class:`Peer` and
+implement :class:`ITransport`; nothing above this module changes.
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import itertools
+import secrets
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+from twisted.internet import protocol
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IAddress, IReactorTime
+from twisted.logger import Logger
+from zope.interface import Interface, implementer
+
+from telephony.sip._grammar import split_commas
+from telephony.sip._timerqueue import TimerHandle, TimerQueue
+from telephony.sip.errors import SipError, SipParseError
+from telephony.sip.headers import Headers, Via
+from telephony.sip.message import Request, Response, StreamParser, parse_datagram
+from telephony.sip.transaction import (
+    MAGIC_COOKIE,
+    Action,
+    CancelTimer,
+    ClientInvite,
+    ClientNonInvite,
+    Deliver,
+    Send,
+    ServerInvite,
+    ServerNonInvite,
+    StartTimer,
+    Terminated,
+    TimedOut,
+    TimerValues,
+    Transaction,
+    client_key,
+    server_key,
+)
+
+__all__ = (
+    "IRequestHandler",
+    "ITransport",
+    "Peer",
+    "ServerTransactionHandle",
+    "SipStack",
+    "StreamProtocol",
+    "StreamTransportFactory",
+    "UDPTransport",
+    "new_branch",
+    "new_tag",
+)
+
+log = Logger()
+
+
+def new_branch() -> str:
+    """A fresh RFC 3261 branch (magic cookie + 64 random bits)."""
+    return MAGIC_COOKIE + secrets.token_hex(8)
+
+
+def new_tag() -> str:
+    """A fresh From/To tag (64 random bits)."""
+    return secrets.token_hex(8)
+
+
+@attrs.frozen
+class Peer:
+    """Where a message came from or goes to.
+
+    :ivar transport: "udp" or "tcp" (lower case, as in Via after ``.lower()``).
+    :ivar connection: for stream transports, the connection it came on (if any).
+    """
+
+    transport: str
+    host: str
+    port: int
+    connection: Any = attrs.field(default=None, eq=False, repr=False)
+
+    @property
+    def reliable(self) -> bool:
+        """Whether the transport retransmits by itself (no SIP retransmissions)."""
+        return self.transport != "udp"
+
+
+class ITransport(Interface):
+    """What the stack needs from a transport."""
+
+    def send(data: bytes, peer: Peer) -> None:  # noqa: N805
+        """Send bytes to *peer* (best effort; errors are logged, not raised)."""
+
+
+class IRequestHandler(Interface):
+    """The transaction user: decides what to answer to requests."""
+
+    def handle_request(request: Request, txn: ServerTransactionHandle) -> None:  # noqa: N805
+        """A new request (not a retransmission) arrived; answer through *txn*."""
+
+    def handle_ack(request: Request, peer: Peer) -> None:  # noqa: N805
+        """An ACK that matched no transaction (the ACK of a 2xx, §17.2.1)."""
+
+
+@attrs.define
+class ServerTransactionHandle:
+    """The TU's grip on one server transaction: the request, where it came from, respond()."""
+
+    request: Request
+    peer: Peer
+    _stack: SipStack
+    _txn: Transaction = attrs.field(repr=False)
+    to_tag: str = attrs.field(factory=new_tag)
+
+    def respond(
+        self,
+        status: int,
+        reason: str | None = None,
+        headers: Headers | None = None,
+        body: bytes = b"",
+    ) -> Response:
+        """Build a response to the request (To tag added) and send it."""
+        response = Response.for_request(self.request, status, reason, to_tag=self.to_tag)
+        for name, value in headers or ():
+            response.headers.add(name, value)
+        response.body = body
+        self.send(response)
+        return response
+
+    def send(self, response: Response) -> None:
+        """Send a response built by the TU through the transaction."""
+        self._stack._respond(self._txn, response, self.peer)
+
+
+@attrs.define
+class _Entry:
+    txn: Transaction
+    peer: Peer
+    key: tuple[str, ...]
+    timers: dict[str, TimerHandle] = attrs.Factory(dict)
+    #: The expiry of the timer being handled, so that a restart is based on it.
+    firing: tuple[str, float] | None = None
+    on_response: Callable[[Response], None] | None = None
+    on_timeout: Callable[[], None] | None = None
+
+
+class SipStack:
+    """Transactions, timers and transports, in front of one :class:`IRequestHandler`.
+
+    :param clock: drives every timer (``task.Clock`` in tests).
+    :param timers: T1, T2, T4.
+    """
+
+    def __init__(
+        self, handler: IRequestHandler, *, clock: IReactorTime, timers: TimerValues | None = None
+    ) -> None:
+        self.handler = handler
+        self.clock = clock
+        self.timers = timers or TimerValues()
+        self._queue = TimerQueue(clock)
+        self._server: dict[tuple[str, ...], _Entry] = {}
+        self._client: dict[tuple[str, ...], _Entry] = {}
+        self.transports: dict[str, ITransport] = {}
+        self.counters = {"received": 0, "malformed": 0, "sent": 0, "retransmissions": 0}
+
+    # -- inbound -----------------------------------------------------------
+
+    def datagram_received(self, data: bytes, peer: Peer) -> None:
+        """Bytes of one UDP datagram from *peer*.  Never raises."""
+        self.counters["received"] += 1
+        if not data.strip(b"\r\n\x00 "):
+            return  # keep-alive (RFC 5626 §4.4.1 sends CRLF; some phones send NUL)
+        try:
+            message = parse_datagram(data)
+        except SipParseError as exc:
+            self._malformed(exc, peer)
+            return
+        self.message_received(message, peer)
+
+    def message_received(self, message: Request | Response, peer: Peer) -> None:
+        """A parsed message from *peer* (also used by stream transports).  Never raises."""
+        try:
+            if isinstance(message, Request):
+                self._request_received(message, peer)
+            else:
+                self._response_received(message)
+        except SipError as exc:
+            if isinstance(message, Request) and message.method != "ACK":
+                self._stateless_error(message, exc, peer)
+            else:
+                log.warn(
+                    "Dropped {message!r} from {peer}: {reason}",
+                    message=message,
+                    peer=peer,
+                    reason=exc.reason,
+                )
+        except Exception:
+            log.failure(
+                "Unexpected error handling {message!r} from {peer}", message=message, peer=peer
+            )
+
+    def _malformed(self, exc: SipParseError, peer: Peer) -> None:
+        self.counters["malformed"] += 1
+        request = exc.request
+        if isinstance(request, Request) and request.method != "ACK":
+            self._stateless_error(request, exc, peer)
+        else:
+            log.info(
+                "Dropped an unreadable message from {host}:{port}: {reason}",
+                host=peer.host,
+                port=peer.port,
+                reason=exc.reason,
+            )
+
+    def _stateless_error(self, request: Request, exc: SipError, peer: Peer) -> None:
+        log.info(
+            "{status} to {method} from {host}:{port}: {reason}",
+            status=exc.status_hint,
+            method=request.method,
+            host=peer.host,
+            port=peer.port,
+            reason=exc.reason,
+        )
+        try:
+            _stamp_via(request, peer)
+            response = Response.for_request(request, exc.status_hint, exc.reason, to_tag=new_tag())
+            self._send(response, self._response_peer(response, peer))
+        except SipError:
+            pass
+
+    def _request_received(self, request: Request, peer: Peer) -> None:
+        _stamp_via(request, peer)
+        key = server_key(request)
+        entry = self._server.get(key)
+        if entry is not None:
+            self.counters["retransmissions"] += 1
+            self._run(entry, entry.txn.receive_request(request))  # type: ignore[attr-defined]
+            return
+        if request.method == "ACK":
+            self.handler.handle_ack(request, peer)
+            return
+        cls = ServerInvite if request.method == "INVITE" else ServerNonInvite
+        txn = cls(request, reliable=peer.reliable, timers=self.timers)
+        self._server[key] = _Entry(txn, peer, key)
+        self.handler.handle_request(request, ServerTransactionHandle(request, peer, self, txn))
+
+    def _response_received(self, response: Response) -> None:
+        entry = self._client.get(client_key(response))
+        if entry is None:
+            log.debug("Stray response {response!r}", response=response)
+            return
+        self._run(entry, entry.txn.receive_response(response))  # type: ignore[attr-defined]
+
+    # -- outbound ----------------------------------------------------------
+
+    def _respond(self, txn: Transaction, response: Response, peer: Peer) -> None:
+        key = server_key(txn.request)
+        entry = self._server.get(key)
+        if entry is None or entry.txn is not txn:
+            log.warn("Response {response!r} for a finished transaction dropped", response=response)
+            return
+        self._run(entry, txn.respond(response))  # type: ignore[attr-defined]
+
+    def send_request(
+        self,
+        request: Request,
+        peer: Peer,
+        on_response: Callable[[Response], None] | None = None,
+    ) -> Deferred[Response]:
+        """Send *request* in a new client transaction; the Deferred fires with the final
+        response (a synthesized 408 on timeout).  Provisional responses, and 2xx
+        retransmissions to an INVITE, go to *on_response*."""
+        top = request.top_via
+        if not (top.branch or "").startswith(MAGIC_COOKIE):
+            raise SipError("send_request: the top Via needs a magic-cookie branch")
+        cls = ClientInvite if request.method == "INVITE" else ClientNonInvite
+        txn = cls(request, reliable=peer.reliable, timers=self.timers)
+        key = client_key(request)
+        d: Deferred[Response] = Deferred()
+        entry = _Entry(txn, peer, key)
+
+        def got(response: Response) -> None:
+            if response.status >= 200 and not d.called:
+                d.callback(response)
+            elif on_response is not None:
+                on_response(response)
+
+        def timed_out() -> None:
+            if not d.called:
+                d.callback(Response.for_request(request, 408, "Request Timeout"))
+
+        entry.on_response = got
+        entry.on_timeout = timed_out
+        self._client[key] = entry
+        self._run(entry, txn.start())
+        return d
+
+    def send_stateless(self, message: Request | Response, peer: Peer) -> None:
+        """Send outside any transaction (an ACK for a 2xx, a 2xx retransmission)."""
+        self._send(message, peer)
+
+    # -- actions -----------------------------------------------------------
+
+    def _run(self, entry: _Entry, actions: list[Action]) -> None:
+        for action in actions:
+            if isinstance(action, Send):
+                peer = entry.peer
+                if isinstance(action.message, Response):
+                    peer = self._response_peer(action.message, entry.peer)
+                self._send(action.message, peer)
+            elif isinstance(action, StartTimer):
+                old = entry.timers.pop(action.name, None)
+                if old is not None:
+                    old.cancel()
+                base = entry.firing[1] if entry.firing and entry.firing[0] == action.name else None
+                entry.timers[action.name] = self._queue.start(
+                    action.delay,
+                    functools.partial(self._timer_fired, entry, action.name),
+                    base=base,
+                )
+            elif isinstance(action, CancelTimer):
+                handle = entry.timers.pop(action.name, None)
+                if handle is not None:
+                    handle.cancel()
+            elif isinstance(action, Deliver):
+                if entry.on_response is not None and isinstance(action.message, Response):
+                    entry.on_response(action.message)
+            elif isinstance(action, TimedOut):
+                if entry.on_timeout is not None:
+                    entry.on_timeout()
+            elif isinstance(action, Terminated):
+                self._forget(entry)
+
+    def _timer_fired(self, entry: _Entry, name: str) -> None:
+        handle = entry.timers.pop(name, None)
+        entry.firing = (name, handle.deadline) if handle is not None else None
+        try:
+            self._run(entry, entry.txn.timer_fired(name))
+        except SipError:
+            log.failure("Timer {name} in {txn!r}", name=name, txn=entry.txn)
+        finally:
+            entry.firing = None
+
+    def _forget(self, entry: _Entry) -> None:
+        for handle in entry.timers.values():
+            handle.cancel()
+        entry.timers.clear()
+        table = self._server if entry.txn.kind == "server" else self._client
+        if table.get(entry.key) is entry:
+            del table[entry.key]
+
+    def _response_peer(self, response: Response, request_peer: Peer) -> Peer:
+        """Where a response goes (§18.2.2, RFC 3581): the connection, else received/rport."""
+        if (
+            request_peer.reliable
+            and request_peer.connection is not None
+            and request_peer.connection.connected
+        ):
+            return request_peer
+        via = response.top_via
+        host = via.param("received") or via.host.strip("[]")
+        rport = via.param("rport")
+        port = int(rport) if rport and rport.isdigit() else (via.port or 5060)
+        return Peer(request_peer.transport, host, port, None)
+
+    def _send(self, message: Request | Response, peer: Peer) -> None:
+        transport = self.transports.get(peer.transport)
+        if transport is None:
+            log.warn(
+                "No {transport} transport to send {message!r}",
+                transport=peer.transport,
+                message=message,
+            )
+            return
+        self.counters["sent"] += 1
+        transport.send(message.to_bytes(), peer)
+
+    # -- inspection and shutdown --------------------------------------------
+
+    @property
+    def transaction_count(self) -> int:
+        """Live transactions (server and client)."""
+        return len(self._server) + len(self._client)
+
+    def stop(self) -> None:
+        """Cancel every timer and forget every transaction."""
+        self._queue.stop()
+        self._server.clear()
+        self._client.clear()
+
+
+def _stamp_via(request: Request, peer: Peer) -> None:
+    """Add ``received`` (and fill ``rport``) to the top Via, as §18.2.1 and RFC 3581 say."""
+    via = request.top_via
+    updates: dict[str, str | None] = {}
+    if via.param("rport") is not None:
+        updates["rport"] = str(peer.port)
+        updates["received"] = peer.host
+    elif _sent_by_differs(via, peer.host):
+        updates["received"] = peer.host
+    if not updates:
+        return
+    stamped = via.with_params(**updates)
+    first = request.headers.get_all("Via")[0]
+    values = split_commas(first)
+    values[0] = str(stamped)
+    request.headers.replace_first("Via", ", ".join(values))
+    request.invalidate()
+
+
+def _sent_by_differs(via: Via, host: str) -> bool:
+    sent_by = via.host.strip("[]")
+    try:
+        return ipaddress.ip_address(sent_by) != ipaddress.ip_address(host)
+    except ValueError:
+        return True
+
+
+# -- Twisted transports ------------------------------------------------------
+
+
+@implementer(ITransport)
+class UDPTransport(protocol.DatagramProtocol):
+    """SIP over UDP: every datagram to the stack; sends go where the peer says."""
+
+    def __init__(self, stack: SipStack) -> None:
+        self.stack = stack
+
+    def datagramReceived(self, datagram: bytes, addr: Any) -> None:
+        self.stack.datagram_received(datagram, Peer("udp", addr[0], addr[1]))
+
+    def send(self, data: bytes, peer: Peer) -> None:
+        if self.transport is None:
+            return
+        try:
+            self.transport.write(data, (peer.host, peer.port))
+        except OSError as exc:
+            log.warn(
+                "UDP send to {host}:{port} failed: {error}",
+                host=peer.host,
+                port=peer.port,
+                error=exc,
+            )
+
+
+class StreamProtocol(protocol.Protocol):
+    """One TCP connection: frames messages by Content-Length, hands them to the stack."""
+
+    def __init__(self, factory: StreamTransportFactory) -> None:
+        self.factory = factory
+        self.parser = StreamParser()
+        self.peer: Peer | None = None
+        self.connected_flag = False
+
+    @property
+    def connected(self) -> bool:  # type: ignore[override]
+        return self.connected_flag
+
+    def connectionMade(self) -> None:
+        address: IAddress = self.transport.getPeer()  # type: ignore[union-attr]
+        self.peer = Peer("tcp", getattr(address, "host", ""), getattr(address, "port", 0), self)
+        self.connected_flag = True
+        self.factory.connection_made(self)
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.peer is None:
+            return
+        for item in self.parser.feed(data):
+            if isinstance(item, SipParseError):
+                self.factory.stack._malformed(item, self.peer)
+            else:
+                self.factory.stack.message_received(item, self.peer)
+        if self.parser.failed:
+            self.transport.loseConnection()  # type: ignore[union-attr]
+
+    def connectionLost(self, reason: Any = None) -> None:
+        self.connected_flag = False
+        self.factory.connection_lost(self)
+
+    def write(self, data: bytes) -> None:
+        """Write bytes on this connection."""
+        self.transport.write(data)  # type: ignore[union-attr]
+
+
+@implementer(ITransport)
+class StreamTransportFactory(protocol.ServerFactory):
+    """SIP over TCP: accepts connections and keeps them, by peer address, for reuse.
+
+    A request to a phone registered over TCP goes back on the connection it
+    registered from (found by its address, RFC 5626 style), while it stays open.
+    """
+
+    def __init__(self, stack: SipStack, max_connections: int = 10_000) -> None:
+        self.stack = stack
+        self.max_connections = max_connections
+        self.connections: dict[tuple[str, int], StreamProtocol] = {}
+        self._ids = itertools.count()
+
+    def buildProtocol(self, addr: IAddress) -> StreamProtocol | None:  # type: ignore[override]
+        if len(self.connections) >= self.max_connections:
+            log.warn("Refused a TCP connection: {n} already open", n=len(self.connections))
+            return None
+        return StreamProtocol(self)
+
+    def connection_made(self, proto: StreamProtocol) -> None:
+        if proto.peer is not None:
+            self.connections[(proto.peer.host, proto.peer.port)] = proto
+
+    def connection_lost(self, proto: StreamProtocol) -> None:
+        if (
+            proto.peer is not None
+            and self.connections.get((proto.peer.host, proto.peer.port)) is proto
+        ):
+            del self.connections[(proto.peer.host, proto.peer.port)]
+
+    def send(self, data: bytes, peer: Peer) -> None:
+        proto = (
+            peer.connection
+            if peer.connection is not None
+            else self.connections.get((peer.host, peer.port))
+        )
+        if proto is None or not proto.connected:
+            log.warn(
+                "No open TCP connection to {host}:{port}; message dropped",
+                host=peer.host,
+                port=peer.port,
+            )
+            return
+        proto.write(data)
