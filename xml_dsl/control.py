@@ -162,7 +162,6 @@ class RecordSpec:
     max_length: int = 60
     silence_timeout: int = 15
     finish_on_key: frozenset[str] = frozenset("#")
-    play_beep: bool = True
 
 
 @frozen
