@@ -1,6 +1,7 @@
-"""``<Dial>``: the executor's side of a dial attempt.
+"""``<Dial>`` and ``<Conference>``: the verbs that connect the call to others.
 
-The call layer rings and bridges (:meth:`ICallControl.dial`); the executor owns the
+For ``<Dial>`` the call layer rings and bridges (:meth:`ICallControl.dial`); the executor
+owns the
 timers (ring ``timeout``, ``timeLimit``), ``hangupOnStar``, digit patterns, the
 callbackUrl events and cancellation when the caller hangs up.
 """
@@ -11,24 +12,31 @@ from typing import TYPE_CHECKING
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall
+from twisted.logger import Logger
 
 from xml_dsl import params as cbp
 from xml_dsl.control import (
+    Beep,
+    ConferenceEvent,
+    ConferenceSpec,
     DialEnd,
     DialEvent,
     DialEventKind,
     DialResult,
     DialSpec,
     RecordMode,
+    RecordSpec,
     Ringback,
 )
 from xml_dsl.dtmf import PatternMatcher
-from xml_dsl.verbs import Dial, DialMusic, Prompt
+from xml_dsl.verbs import Conference, Dial, DialMusic, Prompt, Response
 
 if TYPE_CHECKING:
     from xml_dsl.executor import Execution
 
-__all__ = ["run_dial"]
+__all__ = ["run_conference", "run_dial"]
+
+log = Logger(namespace="xml_dsl.executor")
 
 
 async def _ringback(ex: Execution, verb: Dial) -> Ringback | tuple[Prompt, ...]:
@@ -122,5 +130,66 @@ async def run_dial(ex: Execution, verb: Dial) -> DialResult:
         stop_timers()
         if listener is not None:
             listener.cancel()
-    ex.log_dial(verb, result)
+    log.info(
+        "call {call_uuid} Dial (line {line}) ended: {status}, B leg {b_leg}",
+        call_uuid=a_leg,
+        line=verb.line,
+        status=result.status.value,
+        b_leg=result.b_leg_uuid or "-",
+    )
     return result
+
+
+async def _sound(ex: Execution, sound: str, what: str) -> Beep | tuple[Prompt, ...] | None:
+    if not sound:
+        return None
+    if sound in ("beep:1", "beep:2"):
+        return Beep(sound)
+    return await ex._fetch_prompts(sound, what)
+
+
+async def run_conference(ex: Execution, verb: Conference) -> Response | None:
+    """Put the call in ``verb``'s room; report its events; request its action."""
+    await ex._answered()
+    record = RecordSpec(RecordMode.SESSION, verb.record_file_format) if verb.record else None
+    spec = ConferenceSpec(
+        room=verb.room,
+        muted=verb.muted,
+        start_on_enter=verb.start_conference_on_enter,
+        end_on_exit=verb.end_conference_on_exit,
+        stay_alone=verb.stay_alone,
+        max_members=verb.max_members,
+        time_limit=verb.time_limit,
+        hangup_on_star=verb.hangup_on_star,
+        relay_dtmf=verb.relay_dtmf,
+        enter_sound=await _sound(ex, verb.enter_sound, "enterSound"),
+        exit_sound=await _sound(ex, verb.exit_sound, "exitSound"),
+        wait_prompts=(
+            await ex._fetch_prompts(verb.wait_sound, "waitSound") if verb.wait_sound else ()
+        ),
+        record=record,
+        record_when_alone=verb.record_when_alone,
+        send_digits=verb.send_digits,
+        report_digits=bool(verb.digits_match),
+        report_floor=verb.floor_event,
+    )
+    matcher = PatternMatcher(verb.digits_match)
+
+    def on_event(event: ConferenceEvent) -> None:
+        if event.digits:
+            pattern = matcher.feed(event.digits)
+            if pattern is None:
+                return
+            event = ConferenceEvent(
+                event.kind, event.conference_uuid, event.member_id, pattern, event.recording
+            )
+        ex._notify(
+            verb.callback_url,
+            verb.callback_method,
+            ex._params(cbp.conference_callback_params(verb.room, event)),
+        )
+
+    result = await ex.call.join_conference(spec, on_event)
+    return await ex._after(
+        verb.action, verb.method, verb.redirect, cbp.conference_action_params(verb.room, result)
+    )

@@ -8,10 +8,20 @@ from typing import TypeVar
 
 from lxml import etree
 
-from xml_dsl._values import RuleError
+from xml_dsl._values import RuleError, integer
 from xml_dsl.errors import XMLError
 
-__all__ = ["XML_LANG", "AttrReader", "fail", "local_tag"]
+__all__ = [
+    "XML_LANG",
+    "AttrReader",
+    "checked",
+    "fail",
+    "line_of",
+    "local_tag",
+    "no_text",
+    "positive",
+    "text_only",
+]
 
 T = TypeVar("T")
 D = TypeVar("D")
@@ -85,3 +95,36 @@ class AttrReader:
                     attribute=key,
                     value=str(self._el.get(key)),
                 )
+
+
+def line_of(el: etree._Element) -> int | None:
+    line = el.sourceline
+    return line if isinstance(line, int) else None
+
+
+def no_text(el: etree._Element) -> None:
+    if (el.text or "").strip():
+        raise fail(el, f"<{local_tag(el)}> may not contain text")
+    for child in el:
+        if (child.tail or "").strip():
+            raise fail(el, f"<{local_tag(el)}> may not contain text")
+
+
+def text_only(el: etree._Element, what: str) -> str:
+    if len(el):
+        raise fail(el[0], f"<{local_tag(el[0])}> may not be nested in <{local_tag(el)}>")
+    text = (el.text or "").strip()
+    if not text:
+        raise fail(el, f"<{local_tag(el)}> must contain {what}")
+    return text
+
+
+def checked(el: etree._Element, raw: str, convert: Callable[[str, str], str]) -> str:
+    try:
+        return convert(local_tag(el), raw)
+    except RuleError as exc:
+        raise fail(el, str(exc)) from None
+
+
+def positive(name: str, raw: str) -> int:
+    return integer(name, raw, low=1)

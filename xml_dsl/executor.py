@@ -20,13 +20,9 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from xml_dsl import params as cbp
-from xml_dsl._dialing import run_dial
+from xml_dsl._dialing import run_conference, run_dial
 from xml_dsl._values import Method
 from xml_dsl.control import (
-    Beep,
-    ConferenceEvent,
-    ConferenceSpec,
-    DialResult,
     EndedBy,
     HangupCause,
     Outcome,
@@ -36,7 +32,7 @@ from xml_dsl.control import (
     SpeechSpec,
     WaitUntil,
 )
-from xml_dsl.dtmf import Collected, CollectEnd, DigitCollector, PatternMatcher, send_keys
+from xml_dsl.dtmf import Collected, CollectEnd, DigitCollector, send_keys
 from xml_dsl.errors import FetchError, XMLError
 from xml_dsl.interfaces import ICallControl, IFetcher
 from xml_dsl.verbs import (
@@ -164,7 +160,7 @@ class Execution:
             GetDigits: self._get_digits,
             GetInput: self._get_input,
             Record: self._record,
-            Conference: self._conference,
+            Conference: lambda verb: run_conference(self, verb),
             Dial: self._dial,
             PreAnswer: self._pre_answer,
         }
@@ -587,58 +583,6 @@ class Execution:
 
     # ---------------------------------------------------------------- conference
 
-    async def _sound(self, sound: str, what: str) -> Beep | tuple[Prompt, ...] | None:
-        if not sound:
-            return None
-        if sound in ("beep:1", "beep:2"):
-            return Beep(sound)
-        return await self._fetch_prompts(sound, what)
-
-    async def _conference(self, verb: Conference) -> Response | None:
-        await self._answered()
-        record = RecordSpec(RecordMode.SESSION, verb.record_file_format) if verb.record else None
-        spec = ConferenceSpec(
-            room=verb.room,
-            muted=verb.muted,
-            start_on_enter=verb.start_conference_on_enter,
-            end_on_exit=verb.end_conference_on_exit,
-            stay_alone=verb.stay_alone,
-            max_members=verb.max_members,
-            time_limit=verb.time_limit,
-            hangup_on_star=verb.hangup_on_star,
-            relay_dtmf=verb.relay_dtmf,
-            enter_sound=await self._sound(verb.enter_sound, "enterSound"),
-            exit_sound=await self._sound(verb.exit_sound, "exitSound"),
-            wait_prompts=(
-                await self._fetch_prompts(verb.wait_sound, "waitSound") if verb.wait_sound else ()
-            ),
-            record=record,
-            record_when_alone=verb.record_when_alone,
-            send_digits=verb.send_digits,
-            report_digits=bool(verb.digits_match),
-            report_floor=verb.floor_event,
-        )
-        matcher = PatternMatcher(verb.digits_match)
-
-        def on_event(event: ConferenceEvent) -> None:
-            if event.digits:
-                pattern = matcher.feed(event.digits)
-                if pattern is None:
-                    return
-                event = ConferenceEvent(
-                    event.kind, event.conference_uuid, event.member_id, pattern, event.recording
-                )
-            self._notify(
-                verb.callback_url,
-                verb.callback_method,
-                self._params(cbp.conference_callback_params(verb.room, event)),
-            )
-
-        result = await self.call.join_conference(spec, on_event)
-        return await self._after(
-            verb.action, verb.method, verb.redirect, cbp.conference_action_params(verb.room, result)
-        )
-
     # ---------------------------------------------------------------- dial
 
     async def _dial(self, verb: Dial) -> Response | None:
@@ -648,14 +592,4 @@ class Execution:
             self._recorded(armed)(result.recording)
         return await self._after(
             verb.action, verb.method, verb.redirect, cbp.dial_action_params(self.call_uuid, result)
-        )
-
-    def log_dial(self, verb: Dial, result: DialResult) -> None:
-        """One log event per finished dial."""
-        log.info(
-            "call {call_uuid} Dial (line {line}) ended: {status}, B leg {b_leg}",
-            call_uuid=self.call_uuid,
-            line=verb.line,
-            status=result.status.value,
-            b_leg=result.b_leg_uuid or "-",
         )

@@ -13,7 +13,16 @@ from typing import Any
 from lxml import etree
 
 from xml_dsl import _values as v
-from xml_dsl._reader import AttrReader, fail, local_tag
+from xml_dsl._parse_dial import MAX_DIAL_TARGETS, parse_dial
+from xml_dsl._reader import (
+    AttrReader,
+    fail,
+    line_of,
+    local_tag,
+    no_text,
+    positive,
+    text_only,
+)
 from xml_dsl.errors import XMLError
 from xml_dsl.ssml import speak_content
 from xml_dsl.verbs import (
@@ -22,7 +31,6 @@ from xml_dsl.verbs import (
     ChannelType,
     Conference,
     Dial,
-    DialMusic,
     FileFormat,
     GetDigits,
     GetInput,
@@ -37,7 +45,6 @@ from xml_dsl.verbs import (
     Record,
     Redirect,
     Response,
-    SendDigitsMode,
     Speak,
     SpeechModel,
     TranscriptionType,
@@ -63,9 +70,6 @@ MAX_DOCUMENT_BYTES = 100 * 1024
 
 #: Most elements (verbs, nouns, SSML tags) in one document [ours].
 MAX_ELEMENTS = 1000
-
-#: Most ``<Number>``/``<User>`` rung at once by one ``<Dial>`` [ours].
-MAX_DIAL_TARGETS = 10
 
 #: Most phrases in ``<GetInput hints>``, and longest phrase in characters [ours].
 MAX_HINTS = 500
@@ -153,38 +157,16 @@ def parse(data: bytes) -> Response:
 # ---------------------------------------------------------------- structure
 
 
-def _ln(el: etree._Element) -> int | None:
-    line = el.sourceline
-    return line if isinstance(line, int) else None
-
-
-def _no_text(el: etree._Element) -> None:
-    if (el.text or "").strip():
-        raise fail(el, f"<{local_tag(el)}> may not contain text")
-    for child in el:
-        if (child.tail or "").strip():
-            raise fail(el, f"<{local_tag(el)}> may not contain text")
-
-
-def _text_only(el: etree._Element, what: str) -> str:
-    if len(el):
-        raise fail(el[0], f"<{local_tag(el[0])}> may not be nested in <{local_tag(el)}>")
-    text = (el.text or "").strip()
-    if not text:
-        raise fail(el, f"<{local_tag(el)}> must contain {what}")
-    return text
-
-
 def _children(el: etree._Element, allowed: frozenset[str]) -> list[Any]:
     """Parse ``el``'s child elements, each of which must be in ``allowed``."""
-    _no_text(el)
+    no_text(el)
     out: list[Any] = []
     parent = local_tag(el)
     for child in el:
         tag = local_tag(child)
         if tag in NOT_SUPPORTED_YET:
             raise fail(child, NOT_SUPPORTED_YET[tag])
-        if tag not in _PARSERS:
+        if tag not in VERB_CLASSES:
             raise fail(child, f"unknown element <{tag}>")
         if tag not in allowed:
             raise fail(child, f"<{tag}> may not be nested in <{parent}>")
@@ -202,7 +184,7 @@ def _speak(el: etree._Element) -> Speak:
     loop = r.get("loop", lambda n, s: v.integer(n, s, low=0), 1)
     r.finish()
     text, ssml = speak_content(el, language)
-    return Speak(text, ssml, voice, language, loop, line=_ln(el))
+    return Speak(text, ssml, voice, language, loop, line=line_of(el))
 
 
 def _voice(name: str, raw: str) -> str:
@@ -218,12 +200,12 @@ def _play(el: etree._Element) -> Play:
     r = AttrReader(el)
     loop = r.get("loop", lambda n, s: v.integer(n, s, low=0), 1)
     r.finish()
-    raw = _text_only(el, "the URL of an audio file")
+    raw = text_only(el, "the URL of an audio file")
     try:
         url = v.url("Play", raw)
     except v.RuleError as exc:
         raise fail(el, str(exc)) from None
-    return Play(url, loop, line=_ln(el))
+    return Play(url, loop, line=line_of(el))
 
 
 def _wait(el: etree._Element) -> Wait:
@@ -233,10 +215,10 @@ def _wait(el: etree._Element) -> Wait:
         silence=r.get("silence", v.boolean, False),
         min_silence_ms=r.get("minSilence", lambda n, s: v.integer(n, s, low=1), 2000),
         beep=r.get("beep", v.boolean, False),
-        line=_ln(el),
+        line=line_of(el),
     )
     r.finish()
-    _no_text(el)
+    no_text(el)
     if len(el):
         raise fail(el[0], f"<{local_tag(el[0])}> may not be nested in <Wait>")
     return wait
@@ -246,24 +228,24 @@ def _dtmf(el: etree._Element) -> DTMF:
     r = AttrReader(el)
     async_ = r.get("async", v.boolean, True)
     r.finish()
-    raw = _text_only(el, "the keys to send")
+    raw = text_only(el, "the keys to send")
     try:
         digits = v.digits_to_send("DTMF", raw)
     except v.RuleError as exc:
         raise fail(el, str(exc)) from None
-    return DTMF(digits, async_, line=_ln(el))
+    return DTMF(digits, async_, line=line_of(el))
 
 
 def _redirect(el: etree._Element) -> Redirect:
     r = AttrReader(el)
     method = r.get("method", v.method, Method.POST)
     r.finish()
-    raw = _text_only(el, "a URL")
+    raw = text_only(el, "a URL")
     try:
         url = v.url("Redirect", raw)
     except v.RuleError as exc:
         raise fail(el, str(exc)) from None
-    return Redirect(url, method, line=_ln(el))
+    return Redirect(url, method, line=line_of(el))
 
 
 def _hangup(el: etree._Element) -> Hangup:
@@ -271,10 +253,10 @@ def _hangup(el: etree._Element) -> Hangup:
     hangup = Hangup(
         reason=r.get("reason", lambda n, s: v.choice(n, s, HangupReason, fold=str.lower), None),
         schedule=r.get("schedule", lambda n, s: v.integer(n, s, low=1), None),
-        line=_ln(el),
+        line=line_of(el),
     )
     r.finish()
-    _no_text(el)
+    no_text(el)
     if len(el):
         raise fail(el[0], f"<{local_tag(el[0])}> may not be nested in <Hangup>")
     return hangup
@@ -289,25 +271,21 @@ def _get_digits(el: etree._Element) -> GetDigits:
     verb = GetDigits(
         action=r.get("action", v.optional_url, None),
         method=r.get("method", v.method, Method.POST),
-        timeout=r.get("timeout", _positive, 5),
-        digit_timeout=r.get("digitTimeout", _positive, 2),
+        timeout=r.get("timeout", positive, 5),
+        digit_timeout=r.get("digitTimeout", positive, 2),
         finish_on_key=r.get("finishOnKey", v.finish_key, "#"),
-        num_digits=r.get("numDigits", _positive, 99),
-        retries=r.get("retries", _positive, 1),
+        num_digits=r.get("numDigits", positive, 99),
+        retries=r.get("retries", positive, 1),
         redirect=r.get("redirect", v.boolean, True),
         play_beep=r.get("playBeep", v.boolean, False),
         valid_digits=r.get("validDigits", v.key_set, DEFAULT_VALID_DIGITS),
         invalid_digits_sound=r.get("invalidDigitsSound", v.optional_url, None),
         log=r.get("log", v.boolean, True),
         prompts=_prompts(el),
-        line=_ln(el),
+        line=line_of(el),
     )
     r.finish()
     return verb
-
-
-def _positive(name: str, raw: str) -> int:
-    return v.integer(name, raw, low=1)
 
 
 def _auto_or(low: int, high: int) -> Callable[[str, str], int | None]:
@@ -380,7 +358,7 @@ def _get_input(el: etree._Element) -> GetInput:
         redirect=r.get("redirect", v.boolean, True),
         profanity_filter=r.get("profanityFilter", v.boolean, False),
         prompts=_prompts(el),
-        line=_ln(el),
+        line=line_of(el),
     )
     r.finish()
     return verb
@@ -410,7 +388,7 @@ def _record(el: etree._Element) -> Record:
             "fileFormat", lambda n, s: v.choice(n, s, FileFormat, fold=str.lower), FileFormat.MP3
         ),
         redirect=r.get("redirect", v.boolean, True),
-        timeout=r.get("timeout", _positive, 15),
+        timeout=r.get("timeout", positive, 15),
         max_length=r.get("maxLength", lambda n, s: v.integer(n, s, low=2), 60),
         play_beep=r.get("playBeep", v.boolean, True),
         finish_on_key=r.get(
@@ -429,10 +407,10 @@ def _record(el: etree._Element) -> Record:
             lambda n, s: v.choice(n, s, ChannelType, fold=str.lower),
             ChannelType.STEREO,
         ),
-        line=_ln(el),
+        line=line_of(el),
     )
     r.finish()
-    _no_text(el)
+    no_text(el)
     if len(el):
         raise fail(el[0], f"<{local_tag(el[0])}> may not be nested in <Record>")
     return verb
@@ -450,7 +428,7 @@ def _sound(name: str, raw: str) -> str:
 
 def _conference(el: etree._Element) -> Conference:
     r = AttrReader(el)
-    room = _text_only(el, "the conference room name")
+    room = text_only(el, "the conference room name")
     if len(room) > MAX_ROOM_CHARS:
         raise fail(el, f"the room name must be at most {MAX_ROOM_CHARS} characters")
     fmt = r.get(
@@ -468,7 +446,7 @@ def _conference(el: etree._Element) -> Conference:
         max_members=r.get("maxMembers", lambda n, s: v.integer(n, s, low=1, high=20), 20),
         record=r.get("record", v.boolean, False),
         record_file_format=fmt,
-        time_limit=r.get("timeLimit", _positive, 86400),
+        time_limit=r.get("timeLimit", positive, 86400),
         hangup_on_star=r.get("hangupOnStar", v.boolean, False),
         action=r.get("action", v.optional_url, None),
         method=r.get("method", v.method, Method.POST),
@@ -483,7 +461,7 @@ def _conference(el: etree._Element) -> Conference:
         transcription_type=r.get("transcriptionType", _transcription, None),
         transcription_url=r.get("transcriptionUrl", v.optional_url, None),
         transcription_method=r.get("transcriptionMethod", v.method, Method.POST),
-        line=_ln(el),
+        line=line_of(el),
     )
     r.finish()
     return verb
@@ -492,108 +470,9 @@ def _conference(el: etree._Element) -> Conference:
 # ---------------------------------------------------------------- dial
 
 
-def _number(el: etree._Element) -> Number:
-    r = AttrReader(el)
-    verb = Number(
-        number=_checked(el, _text_only(el, "a phone number"), _phone),
-        send_digits=r.get("sendDigits", v.digits_to_send, None),
-        send_on_preanswer=r.get("sendOnPreanswer", v.boolean, False),
-        send_digits_mode=r.get(
-            "sendDigitsMode",
-            lambda n, s: v.choice(n, s, SendDigitsMode, fold=str.lower),
-            SendDigitsMode.RFC2833,
-        ),
-        line=_ln(el),
-    )
-    r.finish()
-    return verb
-
-
-def _phone(name: str, raw: str) -> str:
-    digits = raw[1:] if raw.startswith("+") else raw
-    if not (1 <= len(digits) <= 20 and digits.isascii() and digits.isdigit()):
-        raise v.RuleError(f"{name} must be a phone number: an optional + and 1 to 20 digits")
-    return raw
-
-
-def _sip_uri(name: str, raw: str) -> str:
-    scheme, _, rest = raw.partition(":")
-    user, at, host = rest.partition("@")
-    bad = any(c.isspace() or c in '<>"' for c in raw)
-    if scheme.lower() not in ("sip", "sips") or not at or not user or not host or bad:
-        raise v.RuleError(f"{name} must be a SIP URI such as sip:alice@example.com")
-    if len(raw) > 256:
-        raise v.RuleError(f"{name} must be at most 256 characters")
-    return raw
-
-
-def _checked(el: etree._Element, raw: str, convert: Callable[[str, str], str]) -> str:
-    try:
-        return convert(local_tag(el), raw)
-    except v.RuleError as exc:
-        raise fail(el, str(exc)) from None
-
-
-def _user(el: etree._Element) -> User:
-    r = AttrReader(el)
-    verb = User(
-        uri=_checked(el, _text_only(el, "a SIP URI"), _sip_uri),
-        send_digits=r.get("sendDigits", v.digits_to_send, None),
-        send_on_preanswer=r.get("sendOnPreanswer", v.boolean, False),
-        sip_headers=r.get("sipHeaders", v.sip_headers, ()),
-        line=_ln(el),
-    )
-    r.finish()
-    return verb
-
-
-def _dial_music(name: str, raw: str) -> DialMusic | str | None:
-    text = raw.strip()
-    if not text:
-        return None
-    if text.lower() == "real":
-        return DialMusic.REAL
-    try:
-        return v.url(name, text)
-    except v.RuleError:
-        raise v.RuleError(f"{name} must be real or a URL") from None
-
-
-def _dial(el: etree._Element) -> Dial:
-    r = AttrReader(el)
-    targets = tuple(_children(el, _DIAL_NOUNS))
-    if not targets:
-        raise fail(el, "Dial must contain at least one <Number> or <User>")
-    if len(targets) > MAX_DIAL_TARGETS:
-        raise fail(el, f"Dial may ring at most {MAX_DIAL_TARGETS} numbers and users at once")
-    verb = Dial(
-        targets=targets,
-        action=r.get("action", v.optional_url, None),
-        method=r.get("method", v.method, Method.POST),
-        hangup_on_star=r.get("hangupOnStar", v.boolean, False),
-        time_limit=r.get("timeLimit", _positive, 14400),
-        timeout=r.get("timeout", _positive, None),
-        caller_id=r.get("callerId", v.caller_id, None),
-        caller_name=r.get("callerName", lambda n, s: v.bounded_text(n, s, most=50), None),
-        confirm_sound=r.get("confirmSound", v.optional_url, None),
-        confirm_timeout=r.get("confirmTimeout", _positive, 120),
-        confirm_key=r.get("confirmKey", v.finish_key, None),
-        dial_music=r.get("dialMusic", _dial_music, None),
-        callback_url=r.get("callbackUrl", v.optional_url, None),
-        callback_method=r.get("callbackMethod", v.method, Method.POST),
-        redirect=r.get("redirect", v.boolean, True),
-        digits_match=r.get("digitsMatch", v.digit_patterns, ()),
-        digits_match_b_leg=r.get("digitsMatchBLeg", v.digit_patterns, ()),
-        sip_headers=r.get("sipHeaders", v.sip_headers, ()),
-        line=_ln(el),
-    )
-    r.finish()
-    return verb
-
-
 def _pre_answer(el: etree._Element) -> PreAnswer:
     AttrReader(el).finish()
-    return PreAnswer(verbs=tuple(_children(el, _PRE_ANSWER)), line=_ln(el))
+    return PreAnswer(verbs=tuple(_children(el, _PRE_ANSWER)), line=line_of(el))
 
 
 #: The parser for each element: an explicit registry, never a name built at run time.
@@ -608,9 +487,7 @@ _PARSERS: dict[str, Callable[[etree._Element], Any]] = {
     "GetInput": _get_input,
     "Record": _record,
     "Conference": _conference,
-    "Dial": _dial,
-    "Number": _number,
-    "User": _user,
+    "Dial": parse_dial,
     "PreAnswer": _pre_answer,
 }
 
@@ -650,4 +527,3 @@ _TOP_LEVEL = frozenset(
 )
 _PROMPTS = frozenset(("Speak", "Play", "Wait"))
 _PRE_ANSWER = frozenset(("Speak", "Play", "Wait", "GetDigits", "Redirect", "DTMF"))
-_DIAL_NOUNS = frozenset(("Number", "User"))

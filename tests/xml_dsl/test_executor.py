@@ -9,9 +9,11 @@ from zope.interface.verify import verifyObject
 from tests.xml_dsl.fakes import MEDIA_SECONDS, FakeCall, FakeFetcher
 from xml_dsl import parse
 from xml_dsl.control import (
+    Beep,
     DialEnd,
     DialEvent,
     DialEventKind,
+    DialResult,
     DialStatus,
     EndedBy,
     HangupCause,
@@ -175,7 +177,7 @@ def test_a_redirect_loop_ends_the_call_with_a_clear_error(clock: Clock) -> None:
 
 def test_a_menu_loop_is_bounded_by_the_document_limit(clock: Clock) -> None:
     menu = b"<Response><Speak>Hi</Speak><Redirect>http://127.0.0.1:9/m</Redirect></Response>"
-    call, fetcher, ex = run(clock, menu, {APP + "m": menu}, Limits(max_documents=4))
+    _, _, ex = run(clock, menu, {APP + "m": menu}, Limits(max_documents=4))
     clock.pump([MEDIA_SECONDS] * 4)
     result = outcome(ex)
     assert result.cause is HangupCause.LIMIT_REACHED
@@ -224,7 +226,7 @@ def test_dial_answered_then_completed_requests_the_action(clock: Clock) -> None:
     call, fetcher, ex = run(clock, DIAL, {APP + "dialed": b"<Response/>"})
     (attempt,) = call.dials
     spec = attempt.spec
-    assert spec.timeout == 20 and spec.time_limit == 600 and spec.caller_id == "+15550009999"
+    assert (spec.timeout, spec.time_limit, spec.caller_id) == (20, 600, "+15550009999")
     assert [t.send_digits for t in spec.targets] == ["ww123", None]
     assert spec.targets[1].sip_headers == (("Team", "blue"),)
     assert call.answered is False  # the call layer answers when a B leg does
@@ -236,7 +238,7 @@ def test_dial_answered_then_completed_requests_the_action(clock: Clock) -> None:
         DialEvent(DialEventKind.HANGUP, "b-leg-1", hangup_cause="NORMAL_CLEARING", duration=100)
     )
     attempt.result.callback(
-        attempt_result := __import__("xml_dsl.control").control.DialResult(
+        attempt_result := DialResult(
             DialStatus.COMPLETED,
             rang=True,
             hangup_cause="NORMAL_CLEARING",
@@ -430,10 +432,9 @@ def test_record_start_on_dial_answer_rides_on_the_dial(clock: Clock) -> None:
         b"<Dial><User>sip:bob@example.com</User></Dial></Response>",
     )
     spec = call.dials[0].spec
-    assert spec.record is not None and spec.record.mode is RecordMode.DIAL
-    call.dials[0].result.callback(
-        __import__("xml_dsl.control").control.DialResult(DialStatus.COMPLETED, recording=RESULT)
-    )
+    assert spec.record is not None
+    assert spec.record.mode is RecordMode.DIAL
+    call.dials[0].result.callback(DialResult(DialStatus.COMPLETED, recording=RESULT))
     assert fetcher.notified[0][2]["RecordUrl"] == RESULT.url
 
 
@@ -475,7 +476,7 @@ def test_conference_reports_events_and_requests_the_action(clock: Clock) -> None
     )
     call, fetcher, _ = run(clock, xml, {APP + "left": b"<Response/>"})
     spec, on_event, d = call.conferences[0]
-    assert spec.room == "room-7" and spec.report_digits and spec.enter_sound.value == "beep:1"
+    assert (spec.room, spec.report_digits, spec.enter_sound) == ("room-7", True, Beep.ONE)
     on_event(ConferenceEvent(ConferenceEventKind.ENTER, "conf-1", "m-1"))
     on_event(ConferenceEvent(ConferenceEventKind.DIGITS, "conf-1", "m-1", digits="9"))
     on_event(ConferenceEvent(ConferenceEventKind.DIGITS, "conf-1", "m-1", digits="9"))
