@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+from xml_dsl._answer import run_call
 from xml_dsl._values import Method
 from xml_dsl.control import (
     Beep,
@@ -79,6 +80,7 @@ __all__ = [
     "XMLError",
     "execute",
     "parse",
+    "run_call",
     "sign",
     "verify",
 ]

@@ -484,3 +484,79 @@ def test_conference_reports_events_and_requests_the_action(clock: Clock) -> None
     assert fetcher.notified[1][2]["ConferenceDigitsMatch"] == "99"
     d.callback(ConferenceResult("conf-1", "m-1"))
     assert fetcher.fetched[0][2]["ConferenceUUID"] == "conf-1"
+
+
+def test_run_call_uses_the_fallback_url_when_the_answer_url_fails(clock: Clock) -> None:
+    from xml_dsl import run_call
+
+    call = FakeCall(clock)
+    fetcher = FakeFetcher(
+        {
+            APP + "answer": b"<html>oops</html>",
+            APP + "fallback": b"<Response><Speak>sorry</Speak></Response>",
+        }
+    )
+    done = run_call(call, fetcher, APP + "answer", fallback_url=APP + "fallback", clock=clock)
+    assert [u for u, _, _ in fetcher.fetched] == [APP + "answer", APP + "fallback"]
+    assert fetcher.fetched[0][2]["CallStatus"] == "ringing"
+    clock.advance(MEDIA_SECONDS)
+    assert call.names() == ["answer", "speak", "hangup"]
+    assert done.called
+
+
+def test_run_call_without_any_document_hangs_up(clock: Clock) -> None:
+    from xml_dsl import run_call
+
+    call = FakeCall(clock)
+    results: list[Outcome] = []
+    run_call(call, FakeFetcher(), APP + "answer", clock=clock).addCallback(results.append)
+    assert call.hangups == [HangupCause.URL_UNREACHABLE]
+    assert results[0].ended_by is EndedBy.ERROR
+
+
+def test_run_call_cancelled_mid_speak_is_a_far_end_hangup(clock: Clock) -> None:
+    from xml_dsl import run_call
+
+    call = FakeCall(clock)
+    fetcher = FakeFetcher({APP + "answer": b"<Response><Speak>long</Speak></Response>"})
+    done = run_call(call, fetcher, APP + "answer", clock=clock)
+    results: list[Outcome] = []
+    done.addCallback(results.append)
+    done.cancel()
+    assert call.cancelled == ["speak"]
+    assert results == [Outcome(EndedBy.FAR_END)]
+    assert call.hangups == []
+
+
+def test_get_digits_without_redirect_notifies_and_goes_on(clock: Clock) -> None:
+    xml = (
+        b'<Response><GetDigits action="http://127.0.0.1:9/d" redirect="false" '
+        b'numDigits="2"/><Speak>next</Speak></Response>'
+    )
+    call, fetcher, _ = run(clock, xml)
+    call.press("42")
+    assert fetcher.fetched == []
+    assert fetcher.notified[0][2]["Digits"] == "42"
+    assert call.ops[-1][1:] == ("speak", "next")
+    drain(clock)
+
+
+def test_dial_digits_match_on_both_legs(clock: Clock) -> None:
+    xml = (
+        b'<Response><Dial callbackUrl="http://127.0.0.1:9/ev" digitsMatch="12" '
+        b'digitsMatchBLeg="#9"><Number>1</Number></Dial></Response>'
+    )
+    call, fetcher, _ = run(clock, xml)
+    attempt = call.dials[0]
+    assert attempt.spec.report_b_leg_digits
+    attempt.answer()
+    call.press("512")
+    attempt.on_event(DialEvent(DialEventKind.DIGITS, "b-leg-1", digits="#"))
+    attempt.on_event(DialEvent(DialEventKind.DIGITS, "b-leg-1", digits="9"))
+    matches = [
+        (n[2]["DialDigitsMatch"], n[2]["DialDigitsPressedBy"])
+        for n in fetcher.notified
+        if n[2]["DialAction"] == "digits"
+    ]
+    assert matches == [("12", "ALeg"), ("#9", "BLeg")]
+    attempt.end(DialEnd.TIME_LIMIT)
