@@ -35,7 +35,7 @@ def run_call(
     answer_method: Method = Method.POST,
     fallback_url: str | None = None,
     fallback_method: Method = Method.POST,
-    limits: Limits = Limits(),
+    limits: Limits | None = None,
 ) -> Deferred[Outcome]:
     """What the call layer calls for a new call: fetch ``answer_url`` (falling back to
     ``fallback_url`` on any failure: connection, timeout, non-2xx, invalid XML), then
@@ -73,7 +73,7 @@ def run_call(
         return await fetcher.fetch(fallback_url, fallback_method, params)
 
     def got(document: Response) -> None:
-        execution = Execution(call, fetcher, clock=clock, limits=limits)
+        execution = Execution(call, fetcher, clock=clock, limits=limits or Limits())
         state["execution"] = execution
         execution.start(document).addCallback(settle)
 
