@@ -521,7 +521,7 @@ class Execution:
             if listener is not None:
                 listener.cancel()
         if isinstance(value, Collected):
-            if not value.digits or (value.end is CollectEnd.TIMEOUT and not value.digits):
+            if not value.digits:
                 return None
             extra = {"InputType": "dtmf", **cbp.digits_params(value.digits)}
         elif value is None:
