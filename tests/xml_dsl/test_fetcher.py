@@ -1,0 +1,245 @@
+"""The fetcher against a real twisted.web server on 127.0.0.1 (pytest-twisted's reactor)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from urllib.parse import parse_qsl
+
+import pytest
+import pytest_twisted
+from plivo.utils.signature_v3 import validate_v3_signature
+from twisted.internet import reactor
+from twisted.internet.task import deferLater
+from twisted.web import server
+from twisted.web.resource import Resource
+
+from xml_dsl import Fetcher, FetchError, Method, UrlSpec, XMLError
+from xml_dsl.signature import NONCE_HEADER, SIGNATURE_HEADER, verify
+from xml_dsl.verbs import Speak
+
+TOKEN = "MAtestauthtoken0123456789"
+GOOD = b'<?xml version="1.0"?><Response><Speak>hello</Speak></Response>'
+FALLBACK = b"<Response><Speak>fallback</Speak></Response>"
+
+
+class Seen:
+    """One request as the server saw it."""
+
+    def __init__(self, request: server.Request, url: str, form: dict[str, str]) -> None:
+        self.method = request.method.decode()
+        self.path = request.path.decode()
+        self.url = url
+        self.form = form
+        self.query = dict(parse_qsl(url.partition("?")[2]))
+        self.nonce = (request.getHeader(NONCE_HEADER) or "").strip()
+        self.signature = (request.getHeader(SIGNATURE_HEADER) or "").strip()
+        self.content_type = request.getHeader("content-type")
+
+    def signed_ok(self) -> bool:
+        return verify(TOKEN, self.method, self.url, self.form, self.nonce, self.signature)
+
+    def plivo_sdk_ok(self) -> bool:
+        return bool(
+            validate_v3_signature(
+                self.method, self.url, self.nonce, TOKEN, self.signature, dict(self.form)
+            )
+        )
+
+
+class App(Resource):
+    isLeaf = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[Seen] = []
+        self.port = 0
+        self.pending: list[server.Request] = []
+
+    def render(self, request: server.Request) -> bytes | int:
+        host = f"http://127.0.0.1:{self.port}"
+        url = host + request.uri.decode()
+        form: dict[str, str] = {}
+        if request.method == b"POST":
+            body = request.content.read() if request.content is not None else b""
+            form = dict(parse_qsl(body.decode(), keep_blank_values=True))
+        self.seen.append(Seen(request, url, form))
+        path = request.path
+        if path == b"/answer":
+            return GOOD
+        if path == b"/fallback":
+            return FALLBACK
+        if path == b"/error500":
+            request.setResponseCode(500)
+            return b"<Response/>"
+        if path == b"/html":
+            return b"<html><head><title>502 Bad Gateway</title></head><body>oops</html>"
+        if path == b"/entities":
+            return b'<!DOCTYPE r [<!ENTITY a "aaaaaaaaaa">]><Response><Speak>&a;</Speak></Response>'
+        if path == b"/huge":  # 10 MB, chunked (no Content-Length)
+            for _ in range(160):
+                request.write(b"x" * 65536)
+            request.finish()
+            return server.NOT_DONE_YET
+        if path == b"/huge-declared":
+            request.setHeader(b"content-length", b"10485760")
+            request.write(b"x" * 65536)
+            self.pending.append(request)
+            return server.NOT_DONE_YET
+        if path == b"/slow":
+            self.pending.append(request)
+            return server.NOT_DONE_YET
+        if path == b"/moved":
+            request.setResponseCode(302)
+            request.setHeader(b"location", b"/answer")
+            return b""
+        if path == b"/loop":
+            request.setResponseCode(307)
+            request.setHeader(b"location", b"/loop")
+            return b""
+        request.setResponseCode(404)
+        return b"not found"
+
+
+@pytest_twisted.async_yield_fixture
+async def app() -> AsyncIterator[App]:
+    resource = App()
+    port = reactor.listenTCP(0, server.Site(resource), interface="127.0.0.1")
+    resource.port = port.getHost().port
+    yield resource
+    for pending in resource.pending:
+        if not pending.finished and not pending._disconnected:
+            pending.loseConnection()
+    await port.stopListening()
+    await deferLater(reactor, 0.05, lambda: None)
+    leaked = [c for c in reactor.getDelayedCalls() if "expire" in repr(c.func)]
+    assert leaked == [], f"fetch timers left behind: {leaked}"
+
+
+def fetcher(timeout: float = 5.0) -> Fetcher:
+    return Fetcher(reactor=reactor, auth_token=TOKEN, timeout=timeout)
+
+
+PARAMS = {
+    "CallUUID": "c0ffee",
+    "From": "+15551230000",
+    "To": "sip:alice@example.com",
+    "Direction": "inbound",
+    "CallStatus": "ringing",
+    "CallerName": "Alice & Bob",
+}
+
+
+def base(app: App) -> str:
+    return f"http://127.0.0.1:{app.port}"
+
+
+@pytest_twisted.ensureDeferred
+async def test_post_sends_form_parameters_signed_as_plivo_signs(app: App) -> None:
+    doc = await fetcher().fetch(base(app) + "/answer?app=7", Method.POST, PARAMS)
+    assert doc.verbs == (Speak("hello"),)
+    (seen,) = app.seen
+    assert seen.method == "POST"
+    assert seen.content_type == "application/x-www-form-urlencoded"
+    assert seen.form == PARAMS
+    assert seen.query == {"app": "7"}
+    assert seen.nonce.isdigit()
+    assert seen.signed_ok()
+    assert seen.plivo_sdk_ok()
+
+
+@pytest_twisted.ensureDeferred
+async def test_get_sends_query_parameters_signed(app: App) -> None:
+    await fetcher().fetch(base(app) + "/answer", Method.GET, PARAMS)
+    (seen,) = app.seen
+    assert seen.method == "GET"
+    assert seen.form == {}
+    assert seen.query == PARAMS
+    assert seen.signed_ok()
+    assert seen.plivo_sdk_ok()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_wrong_token_does_not_verify(app: App) -> None:
+    await fetcher().fetch(base(app) + "/answer", Method.POST, PARAMS)
+    (seen,) = app.seen
+    assert not verify("other", seen.method, seen.url, seen.form, seen.nonce, seen.signature)
+    assert not verify(
+        TOKEN, seen.method, seen.url, {**seen.form, "Digits": "1"}, seen.nonce, seen.signature
+    )
+
+
+@pytest_twisted.ensureDeferred
+async def test_timeout_is_a_fetch_error(app: App) -> None:
+    with pytest.raises(FetchError, match=r"timed out after 0.3 s"):
+        await fetcher(timeout=0.3).fetch(base(app) + "/slow", Method.POST, PARAMS)
+
+
+@pytest_twisted.ensureDeferred
+async def test_non_2xx_is_a_fetch_error_with_status(app: App) -> None:
+    with pytest.raises(FetchError) as info:
+        await fetcher().fetch(base(app) + "/error500", Method.POST, PARAMS)
+    assert info.value.status == 500
+
+
+@pytest_twisted.ensureDeferred
+async def test_connection_refused_is_a_fetch_error(app: App) -> None:
+    port = reactor.listenTCP(0, server.Site(Resource()), interface="127.0.0.1")
+    dead = port.getHost().port
+    await port.stopListening()
+    with pytest.raises(FetchError, match="connection failed"):
+        await fetcher().fetch(f"http://127.0.0.1:{dead}/answer", Method.POST, PARAMS)
+
+
+@pytest_twisted.ensureDeferred
+@pytest.mark.parametrize("path", ["/huge", "/huge-declared"])
+async def test_ten_megabyte_body_is_refused_without_reading_it_all(app: App, path: str) -> None:
+    with pytest.raises(FetchError, match="larger than 102400 bytes"):
+        await fetcher().fetch(base(app) + path, Method.POST, PARAMS)
+
+
+@pytest_twisted.ensureDeferred
+async def test_html_error_page_and_entities_are_xml_errors(app: App) -> None:
+    with pytest.raises(XMLError, match="not well-formed XML"):
+        await fetcher().fetch(base(app) + "/html", Method.POST, PARAMS)
+    with pytest.raises(XMLError, match="DOCTYPE"):
+        await fetcher().fetch(base(app) + "/entities", Method.POST, PARAMS)
+
+
+@pytest_twisted.ensureDeferred
+async def test_redirects_are_followed_and_bounded(app: App) -> None:
+    doc = await fetcher().fetch(base(app) + "/moved", Method.POST, PARAMS)
+    assert doc.verbs == (Speak("hello"),)
+    assert [s.path for s in app.seen] == ["/moved", "/answer"]
+    assert all(s.signed_ok() for s in app.seen)
+    app.seen.clear()
+    with pytest.raises(FetchError, match="more than 5 HTTP redirects"):
+        await fetcher().fetch(base(app) + "/loop", Method.POST, PARAMS)
+    assert len(app.seen) == 6
+
+
+@pytest_twisted.ensureDeferred
+@pytest.mark.parametrize("broken", ["/error500", "/html", "/slow", "/huge", "/entities"])
+async def test_fallback_answer_url_when_the_answer_url_fails(app: App, broken: str) -> None:
+    doc = await fetcher(timeout=0.3).fetch_answer(
+        UrlSpec(base(app) + broken), UrlSpec(base(app) + "/fallback", Method.GET), PARAMS
+    )
+    assert doc.verbs == (Speak("fallback"),)
+    assert [s.path for s in app.seen] == [broken, "/fallback"]
+    assert app.seen[1].method == "GET"
+    assert app.seen[1].query == PARAMS
+
+
+@pytest_twisted.ensureDeferred
+async def test_without_fallback_the_answer_failure_is_raised(app: App) -> None:
+    with pytest.raises(FetchError):
+        await fetcher().fetch_answer(UrlSpec(base(app) + "/error500"), None, PARAMS)
+
+
+@pytest_twisted.ensureDeferred
+async def test_notify_logs_failures_and_never_raises(app: App) -> None:
+    f = fetcher(timeout=0.3)
+    assert await f.notify(base(app) + "/answer", Method.POST, PARAMS) is None
+    assert await f.notify(base(app) + "/error500", Method.GET, PARAMS) is None
+    assert await f.notify(base(app) + "/slow", Method.POST, PARAMS) is None
+    assert await f.notify("http://127.0.0.1:1/nothing", Method.POST, PARAMS) is None
+    assert [s.path for s in app.seen] == ["/answer", "/error500", "/slow"]

@@ -1,0 +1,230 @@
+"""Attribute value grammar: Plivo's rules for booleans, methods, numbers, URLs and keys.
+
+Each converter takes the attribute's text and returns a typed value, or raises
+:class:`RuleError` with the rule in words; the parser adds the line, element and attribute.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from enum import Enum
+from typing import TypeVar
+from urllib.parse import urlsplit
+
+__all__ = [
+    "DTMF_KEYS",
+    "MAX_URL_LENGTH",
+    "Method",
+    "RuleError",
+]
+
+#: Longest URL we accept in a document, in characters [ours; browsers and most
+#: servers accept about 2,000].
+MAX_URL_LENGTH = 2048
+
+#: The keys a caller can press (RFC 4733 events 0-11; A-D are not in Plivo's grammar).
+DTMF_KEYS = frozenset("0123456789*#")
+
+_E = TypeVar("_E", bound=Enum)
+
+
+class RuleError(ValueError):
+    """A value broke a rule; the message is the rule, e.g. ``must be true or false``."""
+
+
+class Method(Enum):
+    """HTTP method for an application URL: GET sends a query, POST a form."""
+
+    GET = "GET"
+    POST = "POST"
+
+
+def boolean(name: str, raw: str) -> bool:
+    """Plivo's booleans: ``true`` or ``false`` (any letter case)."""
+    low = raw.strip().lower()
+    if low == "true":
+        return True
+    if low == "false":
+        return False
+    raise RuleError(f"{name} must be true or false")
+
+
+def method(name: str, raw: str) -> Method:
+    """``GET`` or ``POST`` (any letter case)."""
+    try:
+        return Method(raw.strip().upper())
+    except ValueError:
+        raise RuleError(f"{name} must be GET or POST") from None
+
+
+_INT = re.compile(r"\A\+?[0-9]{1,9}\Z")
+
+
+def integer(name: str, raw: str, *, low: int, high: int | None = None) -> int:
+    """A decimal integer in ``[low, high]``; the message says the range in words."""
+    text = raw.strip()
+    if _INT.match(text) is not None:
+        value = int(text)
+        if value >= low and (high is None or value <= high):
+            return value
+    if high is not None:
+        raise RuleError(f"{name} must be an integer from {low} to {high}")
+    if low == 1:
+        raise RuleError(f"{name} must be a positive integer")
+    raise RuleError(f"{name} must be an integer >= {low}")
+
+
+def url(name: str, raw: str) -> str:
+    """A fully qualified ``http`` or ``https`` URL, at most :data:`MAX_URL_LENGTH` long."""
+    text = raw.strip()
+    if len(text) > MAX_URL_LENGTH:
+        raise RuleError(f"{name} must be a URL of at most {MAX_URL_LENGTH} characters")
+    if any(c.isspace() or ord(c) < 0x20 for c in text):
+        raise RuleError(f"{name} must be a fully qualified http(s) URL without spaces")
+    try:
+        parts = urlsplit(text)
+        port_ok = parts.port is None or 0 < parts.port < 65536
+    except ValueError:
+        port_ok = False
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
+        raise RuleError(f"{name} must be a fully qualified http(s) URL")
+    return text
+
+
+def optional_url(name: str, raw: str) -> str | None:
+    """A URL, or ``None`` for an empty value (Plivo writes ``""`` for "none")."""
+    if raw.strip() == "":
+        return None
+    return url(name, raw)
+
+
+def choice(name: str, raw: str, enum: type[_E], *, fold: Callable[[str], str] = str) -> _E:
+    """One of an enum's values (after ``fold``), the message listing them all."""
+    try:
+        return enum(fold(raw.strip()))
+    except ValueError:
+        allowed = ", ".join(str(m.value) for m in enum)
+        raise RuleError(f"{name} must be one of: {allowed}") from None
+
+
+def key(name: str, raw: str) -> str:
+    """Exactly one DTMF key: 0-9, ``*`` or ``#``."""
+    text = raw.strip()
+    if len(text) != 1 or text not in DTMF_KEYS:
+        raise RuleError(f"{name} must be one key: 0-9, * or #")
+    return text
+
+
+def finish_key(name: str, raw: str) -> str | None:
+    """One DTMF key, or ``None`` for ``""`` / ``none`` (no finishing key)."""
+    text = raw.strip()
+    if text == "" or text.lower() == "none":
+        return None
+    if len(text) != 1 or text not in DTMF_KEYS:
+        raise RuleError(f"{name} must be one key (0-9, * or #), empty or none")
+    return text
+
+
+def key_set(name: str, raw: str, *, allow_none: bool = False) -> frozenset[str]:
+    """A set of DTMF keys written as one string, e.g. ``1234567890*#``.
+
+    With ``allow_none``, ``""`` and ``none`` give the empty set.
+    """
+    text = raw.strip()
+    if allow_none and (text == "" or text.lower() == "none"):
+        return frozenset()
+    if not text or any(c not in DTMF_KEYS for c in text):
+        extra = ", empty or none" if allow_none else ""
+        raise RuleError(f"{name} must be keys from 0-9, * and #{extra}")
+    return frozenset(text)
+
+
+_DIGITS_TO_SEND = re.compile(r"\A[0-9*#wW]{1,128}\Z")
+
+
+def digits_to_send(name: str, raw: str) -> str:
+    """Keys to send: 0-9, ``*``, ``#``, ``w`` (0.5 s pause) and ``W`` (1 s), at most 128."""
+    text = raw.strip()
+    if _DIGITS_TO_SEND.match(text) is None:
+        raise RuleError(f"{name} must be 1 to 128 of 0-9, *, #, w (0.5 s pause), W (1 s pause)")
+    return text
+
+
+_PATTERN = re.compile(r"\A[0-9*#]{1,32}\Z")
+
+#: Most comma-separated digit patterns in one ``digitsMatch`` [ours].
+MAX_DIGIT_PATTERNS = 20
+
+
+def digit_patterns(name: str, raw: str) -> tuple[str, ...]:
+    """Comma-separated key sequences, e.g. ``123,*9``; empty gives ``()``."""
+    text = raw.strip()
+    if not text:
+        return ()
+    items = tuple(p.strip() for p in text.split(","))
+    if len(items) > MAX_DIGIT_PATTERNS or any(_PATTERN.match(p) is None for p in items):
+        raise RuleError(
+            f"{name} must be up to {MAX_DIGIT_PATTERNS} comma-separated patterns "
+            "of 1 to 32 keys (0-9, *, #)"
+        )
+    return items
+
+
+_HEADER_TOKEN = re.compile(r"\A[A-Za-z0-9]{1,64}\Z")
+
+#: Most custom SIP headers in one ``sipHeaders`` attribute [ours].
+MAX_SIP_HEADERS = 20
+
+
+def sip_headers(name: str, raw: str) -> tuple[tuple[str, str], ...]:
+    """``k1=v1,k2=v2``: names and values of letters and digits only, as Plivo requires.
+
+    The call layer sends each as ``X-PH-<name>: <value>``.
+    """
+    text = raw.strip()
+    if not text:
+        return ()
+    pairs: list[tuple[str, str]] = []
+    for item in text.split(","):
+        k, sep, v = item.strip().partition("=")
+        if not sep or _HEADER_TOKEN.match(k) is None or _HEADER_TOKEN.match(v) is None:
+            raise RuleError(
+                f"{name} must be name=value pairs of letters and digits, comma-separated"
+            )
+        pairs.append((k, v))
+    if len(pairs) > MAX_SIP_HEADERS:
+        raise RuleError(f"{name} may carry at most {MAX_SIP_HEADERS} headers")
+    return tuple(pairs)
+
+
+def bounded_text(name: str, raw: str, *, most: int) -> str:
+    """Free text of at most ``most`` characters, without control characters."""
+    if len(raw) > most:
+        raise RuleError(f"{name} must be at most {most} characters")
+    if any(ord(c) < 0x20 and c not in "\t" for c in raw):
+        raise RuleError(f"{name} must not contain control characters")
+    return raw
+
+
+_CALLER_ID = re.compile(r"\A\+?[A-Za-z0-9._-]{1,64}\Z")
+
+
+def caller_id(name: str, raw: str) -> str:
+    """A caller ID: a phone number (``+`` and digits) or a SIP user part, at most 64."""
+    text = raw.strip()
+    if _CALLER_ID.match(text) is None:
+        raise RuleError(f"{name} must be a phone number or user name (letters, digits, . _ -)")
+    return text
+
+
+_LANGUAGE = re.compile(r"\A[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8}){0,2}\Z")
+
+
+def language(name: str, raw: str) -> str:
+    """A language tag such as ``en-US`` (BCP 47 shape)."""
+    text = raw.strip()
+    if _LANGUAGE.match(text) is None:
+        raise RuleError(f"{name} must be a language tag such as en-US")
+    return text

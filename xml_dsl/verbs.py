@@ -1,0 +1,458 @@
+"""One frozen value class per Plivo XML element.
+
+The parser builds these from a document; the executor runs them. Defaults are
+Plivo's documented ones. Durations are in seconds unless a name ends in ``_ms``.
+``line`` is the element's source line, kept for error messages and not compared.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from enum import Enum
+from typing import TypeAlias
+
+from attrs import field, frozen
+from attrs.validators import ge, instance_of, le, optional
+
+from xml_dsl._values import Method
+
+__all__ = [
+    "DEFAULT_VALID_DIGITS",
+    "DTMF",
+    "ChannelType",
+    "Conference",
+    "Dial",
+    "DialMusic",
+    "FileFormat",
+    "GetDigits",
+    "GetInput",
+    "Hangup",
+    "HangupReason",
+    "InputType",
+    "Method",
+    "Number",
+    "Play",
+    "PreAnswer",
+    "PreAnswerVerb",
+    "Prompt",
+    "Record",
+    "Redirect",
+    "Response",
+    "SendDigitsMode",
+    "Speak",
+    "SpeechModel",
+    "TranscriptionType",
+    "User",
+    "Verb",
+    "Wait",
+]
+
+#: GetDigits' default ``validDigits``.
+DEFAULT_VALID_DIGITS = frozenset("1234567890*#")
+
+
+class HangupReason(Enum):
+    """``<Hangup reason>``: how an unanswered call is refused."""
+
+    REJECTED = "rejected"
+    BUSY = "busy"
+
+
+class FileFormat(Enum):
+    """Recording file format."""
+
+    MP3 = "mp3"
+    WAV = "wav"
+
+
+class ChannelType(Enum):
+    """``recordChannelType``: one mixed channel, or one channel per party."""
+
+    MONO = "mono"
+    STEREO = "stereo"
+
+
+class TranscriptionType(Enum):
+    """``transcriptionType`` (accepted; no transcription service exists yet)."""
+
+    AUTO = "auto"
+    HYBRID = "hybrid"
+
+
+class InputType(Enum):
+    """``<GetInput inputType>`` members: ``dtmf``, ``speech`` or both."""
+
+    DTMF = "dtmf"
+    SPEECH = "speech"
+
+
+class SpeechModel(Enum):
+    """``<GetInput speechModel>``."""
+
+    DEFAULT = "default"
+    COMMAND_AND_SEARCH = "command_and_search"
+    PHONE_CALL = "phone_call"
+
+
+class SendDigitsMode(Enum):
+    """``<Number sendDigitsMode>``: RFC 2833/4733 events (default) or in-band tones."""
+
+    RFC2833 = "rfc2833"
+    INBAND = "inband"
+
+
+class DialMusic(Enum):
+    """``<Dial dialMusic="real">``: relay the called party's own ringback."""
+
+    REAL = "real"
+
+
+def _line() -> int | None:
+    return field(default=None, eq=False, kw_only=True)
+
+
+# ---------------------------------------------------------------- prompts
+
+
+@frozen
+class Speak:
+    """Text to speech.
+
+    :ivar text: the text with any SSML markup removed (for logs and plain engines).
+    :ivar ssml: a ``<speak>…</speak>`` document when the content used SSML tags,
+        kept so eSpeak NG can honour them; ``None`` for plain text.
+    :ivar voice: ``WOMAN``, ``MAN`` or an Amazon Polly name (``Polly.Joanna``).
+    :ivar loop: times to speak; 0 repeats until the verb is interrupted.
+    """
+
+    text: str = field(validator=instance_of(str))
+    ssml: str | None = field(default=None, validator=optional(instance_of(str)))
+    voice: str = "WOMAN"
+    language: str = "en-US"
+    loop: int = field(default=1, validator=ge(0))
+    line: int | None = _line()
+
+
+@frozen
+class Play:
+    """Play an audio file (MP3 or WAV) from ``url``; ``loop`` 0 repeats until interrupted."""
+
+    url: str = field(validator=instance_of(str))
+    loop: int = field(default=1, validator=ge(0))
+    line: int | None = _line()
+
+
+@frozen
+class Wait:
+    """Pause for ``length`` seconds.
+
+    :ivar silence: end early once ``min_silence_ms`` of silence is heard.
+    :ivar beep: end early on an answering machine's beep.
+    """
+
+    length: int = field(default=1, validator=ge(1))
+    silence: bool = False
+    min_silence_ms: int = field(default=2000, validator=ge(1))
+    beep: bool = False
+    line: int | None = _line()
+
+
+Prompt: TypeAlias = Speak | Play | Wait
+
+
+# ---------------------------------------------------------------- simple verbs
+
+
+@frozen
+class DTMF:
+    """Send DTMF keys on the call; ``w`` pauses 0.5 s, ``W`` 1 s.
+
+    :ivar async_: go on to the next verb once the first key is sent (Plivo's
+        ``async``, default true); false waits until every key is sent.
+    """
+
+    digits: str = field(validator=instance_of(str))
+    async_: bool = True
+    line: int | None = _line()
+
+
+@frozen
+class Redirect:
+    """Fetch ``url`` and continue the call with the document it returns."""
+
+    url: str = field(validator=instance_of(str))
+    method: Method = Method.POST
+    line: int | None = _line()
+
+
+@frozen
+class Hangup:
+    """End the call.
+
+    :ivar reason: for an unanswered call: refuse it as rejected or busy. Without one,
+        a Hangup that is the first verb rejects the call, any other ends it normally.
+    :ivar schedule: if set, hang up this many seconds from now and go on with the
+        next verb meanwhile.
+    """
+
+    reason: HangupReason | None = None
+    schedule: int | None = field(default=None, validator=optional(ge(1)))
+    line: int | None = _line()
+
+
+# ---------------------------------------------------------------- input
+
+
+@frozen
+class GetDigits:
+    """Collect DTMF keys while ``prompts`` play, then request ``action`` with ``Digits``.
+
+    :ivar timeout: seconds to wait for the first key, after the prompts end.
+    :ivar digit_timeout: seconds allowed between keys.
+    :ivar finish_on_key: key that submits (not included in Digits); ``None`` for none.
+    :ivar num_digits: keys collected at most.
+    :ivar retries: attempts (prompts replayed) when nothing valid was entered.
+    :ivar redirect: continue with the action's document (true) or request the action
+        and go on with the next verb (false).
+    """
+
+    action: str | None = None
+    method: Method = Method.POST
+    timeout: int = field(default=5, validator=ge(1))
+    digit_timeout: int = field(default=2, validator=ge(1))
+    finish_on_key: str | None = "#"
+    num_digits: int = field(default=99, validator=ge(1))
+    retries: int = field(default=1, validator=ge(1))
+    redirect: bool = True
+    play_beep: bool = False
+    valid_digits: frozenset[str] = DEFAULT_VALID_DIGITS
+    invalid_digits_sound: str | None = None
+    log: bool = True
+    prompts: tuple[Prompt, ...] = ()
+    line: int | None = _line()
+
+
+@frozen
+class GetInput:
+    """Collect DTMF and/or speech while ``prompts`` play, then request ``action``.
+
+    :ivar input_types: what to listen for; both means the first detected wins.
+    :ivar execution_timeout: seconds (5-60) of listening after the prompts end.
+    :ivar digit_end_timeout: seconds (2-10) between keys; ``None`` is Plivo's ``auto``.
+    :ivar speech_end_timeout: seconds (2-10) of silence ending speech; ``None`` = auto.
+    :ivar num_digits: keys collected at most (1-32).
+    :ivar hints: phrases the recognizer should expect.
+    :ivar interim_speech_results_callback: URL told of partial transcripts.
+    """
+
+    action: str = field(validator=instance_of(str))
+    input_types: frozenset[InputType] = field(
+        validator=lambda _i, _a, v: _non_empty(v, "input_types")
+    )
+    method: Method = Method.POST
+    execution_timeout: int = field(default=15, validator=[ge(5), le(60)])
+    digit_end_timeout: int | None = field(default=None, validator=optional([ge(2), le(10)]))
+    speech_end_timeout: int | None = field(default=None, validator=optional([ge(2), le(10)]))
+    finish_on_key: str | None = "#"
+    num_digits: int = field(default=32, validator=[ge(1), le(32)])
+    speech_model: SpeechModel = SpeechModel.DEFAULT
+    hints: tuple[str, ...] = ()
+    language: str = "en-US"
+    interim_speech_results_callback: str | None = None
+    interim_speech_results_callback_method: Method = Method.POST
+    log: bool = True
+    redirect: bool = True
+    profanity_filter: bool = False
+    prompts: tuple[Prompt, ...] = ()
+    line: int | None = _line()
+
+
+def _non_empty(value: frozenset[InputType] | tuple[object, ...], name: str) -> None:
+    if not value:
+        raise ValueError(f"{name} must not be empty")
+
+
+# ---------------------------------------------------------------- record
+
+
+@frozen
+class Record:
+    """Record the caller (or, with ``record_session``, the whole call in the background).
+
+    :ivar timeout: seconds of silence that end a recording.
+    :ivar max_length: longest recording, in seconds.
+    :ivar finish_on_key: keys that end the recording; empty for none.
+    :ivar record_session: record the rest of the call in the background and go on.
+    :ivar start_on_dial_answer: record the next Dial's conversation from its answer.
+    :ivar callback_url: told when the recording file is ready.
+    :ivar transcription_type: accepted for compatibility; no transcription is made.
+    """
+
+    action: str | None = None
+    method: Method = Method.POST
+    file_format: FileFormat = FileFormat.MP3
+    redirect: bool = True
+    timeout: int = field(default=15, validator=ge(1))
+    max_length: int = field(default=60, validator=ge(2))
+    play_beep: bool = True
+    finish_on_key: frozenset[str] = frozenset("#")
+    record_session: bool = False
+    start_on_dial_answer: bool = False
+    transcription_type: TranscriptionType | None = None
+    transcription_url: str | None = None
+    transcription_method: Method = Method.POST
+    transcription_report_type: str | None = None
+    callback_url: str | None = None
+    callback_method: Method = Method.POST
+    record_channel_type: ChannelType = ChannelType.STEREO
+    line: int | None = _line()
+
+
+# ---------------------------------------------------------------- conference
+
+
+@frozen
+class Conference:
+    """Join the conference room named ``room``.
+
+    Sounds (``enter_sound``, ``exit_sound``) are ``""`` (none), ``beep:1``, ``beep:2``
+    or a URL returning Play/Speak/Wait XML. ``time_limit`` is in seconds.
+    """
+
+    room: str = field(validator=instance_of(str))
+    muted: bool = False
+    enter_sound: str = ""
+    exit_sound: str = ""
+    start_conference_on_enter: bool = True
+    end_conference_on_exit: bool = False
+    stay_alone: bool = True
+    wait_sound: str | None = None
+    max_members: int = field(default=20, validator=[ge(1), le(20)])
+    record: bool = False
+    record_file_format: FileFormat = FileFormat.MP3
+    time_limit: int = field(default=86400, validator=ge(1))
+    hangup_on_star: bool = False
+    action: str | None = None
+    method: Method = Method.POST
+    callback_url: str | None = None
+    callback_method: Method = Method.POST
+    digits_match: tuple[str, ...] = ()
+    floor_event: bool = False
+    redirect: bool = True
+    relay_dtmf: bool = True
+    send_digits: str | None = None
+    record_when_alone: bool = False
+    transcription_type: TranscriptionType | None = None
+    transcription_url: str | None = None
+    transcription_method: Method = Method.POST
+    line: int | None = _line()
+
+
+# ---------------------------------------------------------------- dial
+
+
+@frozen
+class Number:
+    """A phone number to dial, through the configured gateway.
+
+    :ivar send_digits: keys sent once it answers (``w``/``W`` pause 0.5 s/1 s).
+    :ivar send_on_preanswer: send them during early media instead.
+    """
+
+    number: str = field(validator=instance_of(str))
+    send_digits: str | None = None
+    send_on_preanswer: bool = False
+    send_digits_mode: SendDigitsMode = SendDigitsMode.RFC2833
+    line: int | None = _line()
+
+
+@frozen
+class User:
+    """A SIP endpoint to dial (``sip:alice@domain``): its most recently registered device.
+
+    :ivar sip_headers: ``(name, value)`` pairs sent as ``X-PH-<name>`` headers.
+    """
+
+    uri: str = field(validator=instance_of(str))
+    send_digits: str | None = None
+    send_on_preanswer: bool = False
+    sip_headers: tuple[tuple[str, str], ...] = ()
+    line: int | None = _line()
+
+
+@frozen
+class Dial:
+    """Call ``targets`` at once; the first to answer is bridged to the caller.
+
+    :ivar timeout: seconds to ring; ``None`` (Plivo's default) leaves it to the call layer.
+    :ivar time_limit: longest bridged conversation, in seconds.
+    :ivar confirm_sound: URL returning Play/Speak/Wait XML played to the answerer.
+    :ivar confirm_key: key the answerer must press to accept.
+    :ivar confirm_timeout: seconds the answerer has to press it.
+    :ivar dial_music: ``DialMusic.REAL`` (relay ringback), a URL of Play/Speak/Wait XML,
+        or ``None`` (the default ringback).
+    :ivar redirect: continue with the action's document (true) or request the action
+        and go on with the next verb (false).
+    """
+
+    targets: tuple[Number | User, ...] = field(validator=lambda _i, _a, v: _non_empty(v, "targets"))
+    action: str | None = None
+    method: Method = Method.POST
+    hangup_on_star: bool = False
+    time_limit: int = field(default=14400, validator=ge(1))
+    timeout: int | None = field(default=None, validator=optional(ge(1)))
+    caller_id: str | None = None
+    caller_name: str | None = None
+    confirm_sound: str | None = None
+    confirm_timeout: int = field(default=120, validator=ge(1))
+    confirm_key: str | None = None
+    dial_music: DialMusic | str | None = None
+    callback_url: str | None = None
+    callback_method: Method = Method.POST
+    redirect: bool = True
+    digits_match: tuple[str, ...] = ()
+    digits_match_b_leg: tuple[str, ...] = ()
+    sip_headers: tuple[tuple[str, str], ...] = ()
+    line: int | None = _line()
+
+
+# ---------------------------------------------------------------- containers
+
+
+@frozen
+class PreAnswer:
+    """Run ``verbs`` as early media, before the call is answered."""
+
+    verbs: tuple[PreAnswerVerb, ...] = ()
+    line: int | None = _line()
+
+
+PreAnswerVerb: TypeAlias = Speak | Play | Wait | GetDigits | Redirect | DTMF
+
+Verb: TypeAlias = (
+    Speak
+    | Play
+    | Wait
+    | DTMF
+    | Redirect
+    | Hangup
+    | GetDigits
+    | GetInput
+    | Record
+    | Conference
+    | Dial
+    | PreAnswer
+)
+
+
+@frozen
+class Response:
+    """A parsed document: its verbs, in order."""
+
+    verbs: tuple[Verb, ...] = ()
+
+    def __iter__(self) -> Iterator[Verb]:
+        return iter(self.verbs)
+
+    def __len__(self) -> int:
+        return len(self.verbs)
