@@ -172,7 +172,7 @@ def test_server_invite_2xx_is_accepted_and_retransmitted_invites_absorbed(clock:
 def test_responses_are_routed_by_via(
     clock: Clock, via_host: str, rport: bool, expected: tuple[str, int]
 ) -> None:
-    stack, transport, handler = make_stack(clock, lambda req, txn: txn.respond(200))
+    stack, transport, _ = make_stack(clock, lambda req, txn: txn.respond(200))
     stack.datagram_received(
         request_bytes(via_host=via_host, rport=rport), Peer("udp", "10.0.0.99", 40000)
     )
