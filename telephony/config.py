@@ -132,6 +132,40 @@ def parse_auth_token(option: str, value: str) -> str:
     return value
 
 
+def _parse_int(option: str, value: str, low: int, high: int) -> int:
+    text = str(value).strip()
+    if not re.fullmatch(r"[0-9]{1,10}", text) or not low <= int(text) <= high:
+        raise ConfigError(f"{option}: must be a whole number from {low} to {high}")
+    return int(text)
+
+
+def _parse_seconds(option: str, value: str, low: float, high: float) -> float:
+    try:
+        seconds = float(str(value).strip())
+    except ValueError:
+        seconds = float("nan")
+    if not low <= seconds <= high:
+        raise ConfigError(f"{option}: must be a number of seconds from {low:g} to {high:g}")
+    return seconds
+
+
+def _parse_networks(option: str, value: str) -> str:
+    from telephony.sip.guard import parse_networks
+
+    try:
+        parse_networks(value)
+    except ValueError as exc:
+        raise ConfigError(f"{option}: {exc}") from None
+    return value
+
+
+def _parse_algorithms(option: str, value: str) -> tuple[str, ...]:
+    names = tuple(a.strip().upper() for a in str(value).split(",") if a.strip())
+    if not names or len(set(names)) != len(names) or not set(names) <= {"MD5", "SHA-256"}:
+        raise ConfigError(f"{option}: a comma-separated list of MD5 and SHA-256, each once")
+    return names
+
+
 def _parse_path(option: str, value: str) -> Path:
     if not value.strip():
         raise ConfigError(f"{option}: must not be empty")
@@ -173,6 +207,12 @@ class Config:
     :ivar auth_id: REST auth ID, or None to generate (once) and store one.
     :ivar auth_token: REST auth token, or None to generate (once) and store one.
     :ivar blocked_user_agents: regular expression; matching SIP requests get 403.
+    :ivar min_expires: shortest registration accepted, seconds (shorter: 423).
+    :ivar max_expires: longest registration granted, seconds (longer is shortened).
+    :ivar t1, t2, t4: SIP timers, seconds (RFC 3261 §17).
+    :ivar throttle_exempt: networks never throttled or banned (comma-separated).
+    :ivar digest_algorithms: digest challenges offered, in order (RFC 8760 puts SHA-256
+        first; phones that read only the first challenge and know only MD5 need MD5 first).
     """
 
     data_dir: Path = Path("var")
@@ -185,6 +225,13 @@ class Config:
     auth_id: str | None = None
     auth_token: str | None = None
     blocked_user_agents: str = "(VaxSIPUserAgent|Ozeki)"
+    min_expires: int = 60
+    max_expires: int = 3600
+    t1: float = 0.5
+    t2: float = 4.0
+    t4: float = 5.0
+    throttle_exempt: str = "127.0.0.0/8, ::1"
+    digest_algorithms: tuple[str, ...] = ("SHA-256", "MD5")
 
 
 #: The embedded defaults, by option name as it appears on the command line and in TOML.
@@ -200,6 +247,13 @@ DEFAULTS: Mapping[str, Any] = {
     "auth-id": None,
     "auth-token": None,
     "blocked-user-agents": _DEFAULT.blocked_user_agents,
+    "min-expires": str(_DEFAULT.min_expires),
+    "max-expires": str(_DEFAULT.max_expires),
+    "t1": str(_DEFAULT.t1),
+    "t2": str(_DEFAULT.t2),
+    "t4": str(_DEFAULT.t4),
+    "throttle-exempt": _DEFAULT.throttle_exempt,
+    "digest-algorithms": ",".join(_DEFAULT.digest_algorithms),
 }
 
 _Parser = Callable[[str, Any], Any]
@@ -216,6 +270,13 @@ _FIELDS: Mapping[str, tuple[str, _Parser]] = {
     "auth-id": ("auth_id", _parse_optional_auth_id),
     "auth-token": ("auth_token", _parse_optional_auth_token),
     "blocked-user-agents": ("blocked_user_agents", parse_regex),
+    "min-expires": ("min_expires", lambda o, v: _parse_int(o, v, 1, 86400)),
+    "max-expires": ("max_expires", lambda o, v: _parse_int(o, v, 1, 2**31 - 1)),
+    "t1": ("t1", lambda o, v: _parse_seconds(o, v, 0.01, 60)),
+    "t2": ("t2", lambda o, v: _parse_seconds(o, v, 0.01, 600)),
+    "t4": ("t4", lambda o, v: _parse_seconds(o, v, 0.01, 600)),
+    "throttle-exempt": ("throttle_exempt", lambda o, v: _parse_networks(o, v)),
+    "digest-algorithms": ("digest_algorithms", lambda o, v: _parse_algorithms(o, v)),
 }
 
 
@@ -257,6 +318,10 @@ def build_config(*layers: Mapping[str, Any]) -> Config:
     kwargs = {field: parse(name, merged[name]) for name, (field, parse) in _FIELDS.items()}
     config = Config(**kwargs)
     _check_manhole(config)
+    if config.min_expires > config.max_expires:
+        raise ConfigError("min-expires: must not exceed max-expires")
+    if not config.t1 <= config.t2:
+        raise ConfigError("t2: must not be below t1")
     return config
 
 

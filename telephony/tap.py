@@ -29,6 +29,7 @@ from telephony.credentials import Credentials, load_or_create_credentials
 from telephony.directory import Directory
 from telephony.directory.database import Database, SchemaError, open_sqlite
 from telephony.directory.service import DIRECT_DIAL
+from telephony.sipservice import SIPService
 
 __all__ = ("Options", "makeService")
 
@@ -66,6 +67,23 @@ class Options(usage.Options):
             None,
             None,
             f"Refuse SIP requests whose User-Agent matches [{DEFAULTS['blocked-user-agents']}]",
+        ],
+        ["min-expires", None, None, f"Shortest registration, seconds [{DEFAULTS['min-expires']}]"],
+        ["max-expires", None, None, f"Longest registration, seconds [{DEFAULTS['max-expires']}]"],
+        ["t1", None, None, f"SIP timer T1, seconds [{DEFAULTS['t1']}]"],
+        ["t2", None, None, f"SIP timer T2, seconds [{DEFAULTS['t2']}]"],
+        ["t4", None, None, f"SIP timer T4, seconds [{DEFAULTS['t4']}]"],
+        [
+            "digest-algorithms",
+            None,
+            None,
+            f"Digest challenges offered, in order [{DEFAULTS['digest-algorithms']}]",
+        ],
+        [
+            "throttle-exempt",
+            None,
+            None,
+            f"Networks never throttled or banned [{DEFAULTS['throttle-exempt']}]",
         ],
     ]
 
@@ -173,12 +191,10 @@ def makeService(options: Options) -> service.MultiService:
     StoreService(database).setServiceParent(root)
     directory = Directory(database, config.domain, reactor)
 
-    # The SIP stack (transports, transactions, registrar) is filled in here.
-    sip = service.MultiService()
-    sip.setName("sip")
+    sip = SIPService(config, directory, database, reactor)
     sip.setServiceParent(root)
 
-    api = DirectoryAPI(directory, config.domain)
+    api = DirectoryAPI(directory, config.domain, sip.registration_info)
     routes: list[Route] = api.routes()
     site = build_site(
         directory=directory,
@@ -187,18 +203,23 @@ def makeService(options: Options) -> service.MultiService:
         routes=routes,
         clock=reactor,
         started_at=reactor.seconds(),
+        status_sections=(("SIP", sip.status),),
     )
     http = HTTPService(endpoints.serverFromString(reactor, config.http), site, directory)
     http.setName("http")
     http.setServiceParent(root)
 
     if config.manhole is not None:
-        _add_manhole(root, config, directory, database)
+        _add_manhole(root, config, directory, database, sip)
     return root
 
 
 def _add_manhole(
-    root: service.MultiService, config: Config, directory: Directory, database: Database
+    root: service.MultiService,
+    config: Config,
+    directory: Directory,
+    database: Database,
+    sip: SIPService,
 ) -> None:
     from telephony.manhole import load_or_create_host_key, manhole_service
 
@@ -207,7 +228,9 @@ def _add_manhole(
         "directory": directory,
         "database": database,
         "services": root,
-        "registrar": None,
+        "sip": sip,
+        "registrar": sip.registrar,
+        "location": sip.location,
         "calls": None,
     }
     manhole = manhole_service(

@@ -93,7 +93,11 @@ class Database:
         """Run ``fn(cursor)`` in one transaction on a pool thread."""
 
         def interaction(txn: Any) -> T:
-            return fn(Cursor(txn, self._paramstyle))
+            cursor = Cursor(txn, self._paramstyle)
+            # The pooled connections are in autocommit mode; the transaction is ours,
+            # so that nested SAVEPOINTs do not commit, and adbapi commits it at the end.
+            cursor.execute("BEGIN")
+            return fn(cursor)
 
         d: Deferred[T] = self._pool.runInteraction(interaction)
         return d
@@ -184,6 +188,7 @@ def open_sqlite(path: Path, reactor: Any = None) -> Database:
         "sqlite3",
         str(path),
         check_same_thread=False,
+        isolation_level=None,
         cp_min=1,
         cp_max=1,
         cp_noisy=False,

@@ -66,4 +66,25 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX numbers_app_id ON numbers (app_id)",
         ),
     ),
+    Migration(
+        2,
+        "registrar: contact bindings",
+        (
+            """CREATE TABLE bindings (
+                username TEXT NOT NULL REFERENCES endpoints (username) ON DELETE CASCADE,
+                contact_uri TEXT NOT NULL,
+                contact TEXT NOT NULL,
+                expires_at REAL NOT NULL,
+                registered_at REAL NOT NULL,
+                call_id TEXT NOT NULL,
+                cseq INTEGER NOT NULL,
+                user_agent TEXT NOT NULL,
+                transport TEXT NOT NULL,
+                source_host TEXT NOT NULL,
+                source_port INTEGER NOT NULL,
+                PRIMARY KEY (username, contact_uri)
+            )""",
+            "CREATE INDEX bindings_expires_at ON bindings (expires_at)",
+        ),
+    ),
 )

@@ -84,6 +84,18 @@ class Directory:
     _db: Database
     realm: str
     _clock: IReactorTime
+    _listeners: list[Callable[[str | None], None]] = attrs.Factory(list)
+
+    def subscribe(self, listener: Callable[[str | None], None]) -> None:
+        """Call ``listener(username)`` after an endpoint changed or went (None: maybe several).
+
+        Caches of credentials and registrations use it to forget what is no longer true.
+        """
+        self._listeners.append(listener)
+
+    def _changed(self, username: str | None) -> None:
+        for listener in list(self._listeners):
+            listener(username)
 
     def _now(self) -> str:
         return datetime.fromtimestamp(self._clock.seconds(), UTC).isoformat(timespec="microseconds")
@@ -188,11 +200,21 @@ class Directory:
                 _update(cur, "endpoints", "endpoint_id", endpoint_id, changes)
             return attrs.evolve(endpoint, **changes)
 
-        return self._run(txn)
+        return self._run(txn).addCallback(self._notify_endpoint)
+
+    def _notify_endpoint(self, endpoint: Endpoint) -> Endpoint:
+        self._changed(endpoint.username)
+        return endpoint
 
     def delete_endpoint(self, endpoint_id: str) -> Deferred[None]:
-        """Delete an endpoint.  :raises NotFoundError:"""
-        return self._run(lambda cur: _delete(cur, "endpoints", "endpoint_id", endpoint_id))
+        """Delete an endpoint (its registrations go with it).  :raises NotFoundError:"""
+
+        def txn(cur: Cursor) -> str:
+            username = _get_endpoint(cur, endpoint_id).username
+            _delete(cur, "endpoints", "endpoint_id", endpoint_id)
+            return username
+
+        return self._run(txn).addCallback(self._changed)
 
     # -- applications ------------------------------------------------------
 
@@ -277,7 +299,7 @@ class Directory:
             cur.execute("UPDATE numbers SET app_id = NULL WHERE app_id = ?", (app_id,))
             _delete(cur, "applications", "app_id", app_id)
 
-        return self._run(txn)
+        return self._run(txn).addCallback(lambda _: self._changed(None))
 
     def ensure_builtin_application(
         self,

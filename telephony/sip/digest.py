@@ -1,20 +1,47 @@
-"""Digest authentication (RFC 2617, RFC 3261 §22, RFC 7616, RFC 8760).
+"""Digest authentication (RFC 2617, RFC 3261 §22, RFC 7616, RFC 8760): sans-IO.
 
-Only what the directory needs today: the HA1 hashes we store instead of passwords.
-HA1 = H(username ":" realm ":" password) for each algorithm we offer; MD5 and
-SHA-256 HA1s are not interconvertible, so both are computed when a password is set.
+* **HA1** = H(username ":" realm ":" password) is what we store, per algorithm (MD5 and
+  SHA-256 HA1s are not interconvertible), never the password.
+* **Nonces** are stateless: ``base64(timestamp ‖ HMAC-SHA256(secret, timestamp ‖ realm))``.
+  The server verifies one without having stored it, and knows its age: past
+  :attr:`DigestAuthenticator.nonce_lifetime` it is *stale*, and the client gets a new
+  challenge with ``stale=true`` to retry silently (RFC 2617 §3.2.1).
+* **Replay**: with ``qop=auth`` every use of a nonce carries a growing ``nc``; we keep
+  the highest ``nc`` seen per nonce (until the nonce expires) and refuse one that does
+  not grow.  ``qop`` is required: without it no replay protection is possible.
+* **No oracle**: an unknown user is checked against a dummy HA1, with the same
+  constant-time comparison, and gets exactly the challenge a wrong password gets.
 """
 
 from __future__ import annotations
 
+import base64
 import enum
 import hashlib
+import hmac
+import re
+import secrets
+import struct
+from collections import OrderedDict
+from collections.abc import Mapping
 
-__all__ = ("DigestAlgorithm", "compute_ha1")
+import attrs
+
+from telephony.sip._grammar import unquote
+
+__all__ = (
+    "AuthResult",
+    "Credentials",
+    "DigestAlgorithm",
+    "DigestAuthenticator",
+    "Verdict",
+    "compute_ha1",
+    "parse_authorization",
+)
 
 
 class DigestAlgorithm(enum.Enum):
-    """Digest algorithms we offer, by their ``algorithm=`` token."""
+    """Digest algorithms we offer, by their ``algorithm=`` token (RFC 8760)."""
 
     MD5 = "MD5"
     SHA256 = "SHA-256"
@@ -24,7 +51,206 @@ class DigestAlgorithm(enum.Enum):
         name = "md5" if self is DigestAlgorithm.MD5 else "sha256"
         return hashlib.new(name, data, usedforsecurity=False).hexdigest()
 
+    @classmethod
+    def from_token(cls, token: str | None) -> DigestAlgorithm | None:
+        """The algorithm named by an ``algorithm=`` value (absent means MD5)."""
+        if token is None:
+            return cls.MD5
+        return {"md5": cls.MD5, "sha-256": cls.SHA256}.get(token.strip().lower())
+
 
 def compute_ha1(algorithm: DigestAlgorithm, username: str, realm: str, password: str) -> str:
     """HA1 for ``algorithm`` over ``username:realm:password`` (UTF-8)."""
     return algorithm.hash(f"{username}:{realm}:{password}".encode())
+
+
+@attrs.frozen
+class Credentials:
+    """A parsed ``Authorization`` / ``Proxy-Authorization`` header (§25.1 ``credentials``)."""
+
+    username: str
+    realm: str
+    nonce: str
+    uri: str
+    response: str
+    algorithm: str | None = None
+    cnonce: str | None = None
+    qop: str | None = None
+    nc: str | None = None
+    opaque: str | None = None
+
+
+_AUTH_PARAM = re.compile(r'\s*([A-Za-z0-9\-_]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^\s,]*)\s*(?:,|$)', re.S)
+_REQUIRED = ("username", "realm", "nonce", "uri", "response")
+#: Longest Authorization header we read, in characters.
+MAX_AUTHORIZATION_LENGTH = 2048
+
+
+def parse_authorization(value: str) -> Credentials | None:
+    """Parse ``Digest username="…", …``; None when it is not a readable Digest header."""
+    if len(value) > MAX_AUTHORIZATION_LENGTH:
+        return None
+    scheme, _, rest = value.strip().partition(" ")
+    if scheme.lower() != "digest":
+        return None
+    params: dict[str, str] = {}
+    pos = 0
+    rest = rest.strip()
+    while pos < len(rest):
+        match = _AUTH_PARAM.match(rest, pos)
+        if not match or match.end() == pos:
+            return None
+        params[match.group(1).lower()] = unquote(match.group(2))
+        pos = match.end()
+    if any(name not in params for name in _REQUIRED):
+        return None
+    return Credentials(
+        params["username"],
+        params["realm"],
+        params["nonce"],
+        params["uri"],
+        params["response"],
+        params.get("algorithm"),
+        params.get("cnonce"),
+        params.get("qop"),
+        params.get("nc"),
+        params.get("opaque"),
+    )
+
+
+class Verdict(enum.Enum):
+    """What to do with a request's credentials."""
+
+    OK = "ok"
+    #: No (usable) credentials, a wrong digest, an unknown user or a replay: challenge.
+    CHALLENGE = "challenge"
+    #: A correct digest over an expired nonce: challenge with ``stale=true``.
+    STALE = "stale"
+
+
+@attrs.frozen
+class AuthResult:
+    """The verdict, and the username the credentials claimed (for logs and throttling)."""
+
+    verdict: Verdict
+    username: str | None = None
+    reason: str = ""
+
+
+@attrs.define
+class DigestAuthenticator:
+    """Challenges and verifies digest credentials for one realm.
+
+    :ivar nonce_lifetime: seconds a nonce stays fresh (then *stale*).
+    :ivar max_tracked_nonces: nonces whose ``nc`` is remembered; the oldest are forgotten
+        first (a forgotten nonce's next use is answered with ``stale=true``).
+    """
+
+    realm: str
+    secret: bytes = attrs.field(factory=lambda: secrets.token_bytes(32), repr=False)
+    nonce_lifetime: float = 300.0
+    max_tracked_nonces: int = 200_000
+    algorithms: tuple[DigestAlgorithm, ...] = (DigestAlgorithm.SHA256, DigestAlgorithm.MD5)
+    _nc_seen: OrderedDict[str, int] = attrs.field(factory=OrderedDict, repr=False)
+    _dummy: Mapping[DigestAlgorithm, str] = attrs.field(init=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        token = secrets.token_hex(16)
+        self._dummy = {a: compute_ha1(a, "nobody", self.realm, token) for a in DigestAlgorithm}
+
+    # -- nonces --------------------------------------------------------------
+
+    def make_nonce(self, now: float) -> str:
+        """A nonce stamped with *now* (seconds), verifiable without state."""
+        stamp = struct.pack(">d", now)
+        mac = hmac.new(self.secret, stamp + self.realm.encode(), hashlib.sha256).digest()[:16]
+        return base64.urlsafe_b64encode(stamp + mac).decode().rstrip("=")
+
+    def _nonce_age(self, nonce: str, now: float) -> float | None:
+        """The nonce's age in seconds, or None if we did not issue it."""
+        try:
+            raw = base64.urlsafe_b64decode(nonce + "=" * (-len(nonce) % 4))
+        except (ValueError, TypeError):
+            return None
+        if len(raw) != 24:
+            return None
+        stamp, mac = raw[:8], raw[8:]
+        expected = hmac.new(self.secret, stamp + self.realm.encode(), hashlib.sha256).digest()[:16]
+        if not hmac.compare_digest(mac, expected):
+            return None
+        return now - struct.unpack(">d", stamp)[0]
+
+    def challenges(self, now: float, stale: bool = False) -> list[str]:
+        """``WWW-Authenticate`` values: one per algorithm, preferred first (RFC 8760 §2.4).
+
+        They depend only on the realm, the time and *stale*: the same for every user.
+        """
+        nonce = self.make_nonce(now)
+        stale_param = ", stale=true" if stale else ""
+        return [
+            f'Digest realm="{self.realm}", nonce="{nonce}", algorithm={a.value}, qop="auth"'
+            f"{stale_param}"
+            for a in self.algorithms
+        ]
+
+    # -- verification ----------------------------------------------------------
+
+    def verify(
+        self,
+        method: str,
+        header: str | None,
+        ha1_lookup: Mapping[DigestAlgorithm, str] | None,
+        now: float,
+    ) -> AuthResult:
+        """Check an ``Authorization`` header for a request of *method*.
+
+        :param ha1_lookup: the claimed user's stored HA1 per algorithm; None when the
+            user does not exist (a dummy is checked instead, so timing does not tell).
+        """
+        if header is None:
+            return AuthResult(Verdict.CHALLENGE, None, "no credentials")
+        creds = parse_authorization(header)
+        if creds is None:
+            return AuthResult(Verdict.CHALLENGE, None, "unreadable credentials")
+        algorithm = DigestAlgorithm.from_token(creds.algorithm)
+        if algorithm is None or algorithm not in self.algorithms:
+            return AuthResult(Verdict.CHALLENGE, creds.username, "unsupported algorithm")
+        if creds.realm != self.realm:
+            return AuthResult(Verdict.CHALLENGE, creds.username, "wrong realm")
+        if (creds.qop or "").lower() != "auth" or not creds.cnonce or not creds.nc:
+            return AuthResult(
+                Verdict.CHALLENGE, creds.username, "qop=auth with cnonce and nc required"
+            )
+        if not re.fullmatch(r"[0-9A-Fa-f]{8}", creds.nc):
+            return AuthResult(Verdict.CHALLENGE, creds.username, "bad nc")
+        ha1 = (ha1_lookup or {}).get(algorithm) or self._dummy[algorithm]
+        ha2 = algorithm.hash(f"{method}:{creds.uri}".encode())
+        expected = algorithm.hash(
+            f"{ha1}:{creds.nonce}:{creds.nc}:{creds.cnonce}:auth:{ha2}".encode()
+        )
+        digest_ok = hmac.compare_digest(expected, creds.response.lower())
+        # Computed whatever the outcome, so that every failure costs the same.
+        age = self._nonce_age(creds.nonce, now)
+        if ha1_lookup is None or not digest_ok:
+            return AuthResult(Verdict.CHALLENGE, creds.username, "wrong credentials")
+        if age is None or age < -1.0 or age > self.nonce_lifetime:
+            return AuthResult(Verdict.STALE, creds.username, "stale nonce")
+        nc = int(creds.nc, 16)
+        last = self._nc_seen.get(creds.nonce, 0)
+        if nc <= last:
+            return AuthResult(Verdict.CHALLENGE, creds.username, "replayed nonce count")
+        self._remember(creds.nonce, nc, now)
+        return AuthResult(Verdict.OK, creds.username)
+
+    def _remember(self, nonce: str, nc: int, now: float) -> None:
+        self._nc_seen[nonce] = nc
+        self._nc_seen.move_to_end(nonce)
+        while len(self._nc_seen) > self.max_tracked_nonces:
+            self._nc_seen.popitem(last=False)
+        # Forget nonces that can only be stale now: the oldest entries first.
+        while self._nc_seen:
+            oldest = next(iter(self._nc_seen))
+            age = self._nonce_age(oldest, now)
+            if age is not None and age <= self.nonce_lifetime:
+                break
+            self._nc_seen.popitem(last=False)

@@ -195,14 +195,15 @@ def test_a_failing_migration_leaves_the_previous_version(tmp_path: Path) -> None
     path = tmp_path / "f.sqlite3"
     db = open_sqlite(path)
     try:
-        broken = (*MIGRATIONS, Migration(2, "broken", ("CREATE TABLE t2 (x INTEGER)", "NOT SQL")))
+        nxt = max(m.version for m in MIGRATIONS) + 1
+        broken = (*MIGRATIONS, Migration(nxt, "broken", ("CREATE TABLE t2 (x INTEGER)", "NOT SQL")))
         with pytest.raises(sqlite3.OperationalError):
             db.migrate_blocking(broken)
         conn = sqlite3.connect(path)
         versions = [r[0] for r in conn.execute("SELECT version FROM schema_migrations")]
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         conn.close()
-        assert versions == [1]
+        assert versions == [m.version for m in MIGRATIONS]
         assert "t2" not in tables
     finally:
         db.close()

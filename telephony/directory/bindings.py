@@ -1,0 +1,157 @@
+"""Registrations (contact bindings) in the database, written with group commit.
+
+A registrar under load writes thousands of bindings a second; one transaction each
+would cap it near the database's commit rate.  :class:`BindingStore` queues changes
+and writes everything queued in one transaction as soon as the previous one is done,
+so each REGISTER still waits for its own commit (and learns about a failure), while
+the commits per second stay few.  Each change runs under its own SAVEPOINT: one that
+fails (its endpoint was just deleted, say) fails alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import attrs
+from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
+
+from telephony.directory.database import Cursor, Database
+
+__all__ = ("Binding", "BindingStore")
+
+_COLUMNS = (
+    "username, contact_uri, contact, expires_at, registered_at, call_id, cseq, user_agent,"
+    " transport, source_host, source_port"
+)
+_INSERT = f"INSERT INTO bindings ({_COLUMNS}) VALUES ({', '.join('?' * 11)})"  # noqa: S608
+
+
+@attrs.frozen
+class Binding:
+    """One registered contact of an endpoint.
+
+    :ivar contact_uri: the Contact URI as registered (the key, with the username).
+    :ivar contact: the Contact value without its ``expires`` parameter.
+    :ivar expires_at: absolute time (seconds since the epoch) it lapses.
+    :ivar registered_at: when this device logged in (a new binding, or a new Call-ID);
+        refreshes keep it, so the latest login decides where calls go.
+    :ivar transport, source_host, source_port: where the REGISTER came from, the
+        address that reaches a phone behind NAT.
+    """
+
+    username: str
+    contact_uri: str
+    contact: str
+    expires_at: float
+    registered_at: float
+    call_id: str
+    cseq: int
+    user_agent: str
+    transport: str
+    source_host: str
+    source_port: int
+
+
+@attrs.define
+class _Change:
+    username: str
+    upserts: Sequence[Binding]
+    deletes: Sequence[str]
+    done: Deferred[None]
+
+
+class BindingStore:
+    """Loads and saves bindings; concurrent saves are grouped into one transaction."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._queue: list[_Change] = []
+        self._flushing = False
+        self.commits = 0
+
+    def load(self, now: float) -> Deferred[list[Binding]]:
+        """Every binding still valid at *now*; the lapsed ones are deleted."""
+
+        def txn(cur: Cursor) -> list[Binding]:
+            cur.execute("DELETE FROM bindings WHERE expires_at <= ?", (now,))
+            rows = cur.execute(f"SELECT {_COLUMNS} FROM bindings").fetchall()  # noqa: S608
+            return [Binding(*row) for row in rows]
+
+        return self._db.run_interaction(txn)
+
+    def save(
+        self, username: str, upserts: Sequence[Binding], deletes: Sequence[str]
+    ) -> Deferred[None]:
+        """Write one REGISTER's outcome; fires once committed (errback if it failed)."""
+        done: Deferred[None] = Deferred()
+        self._queue.append(_Change(username, upserts, deletes, done))
+        self._flush()
+        return done
+
+    def delete_lapsed(self, bindings: Sequence[Binding]) -> Deferred[None]:
+        """Remove bindings that expired (if not refreshed since: same expiry only)."""
+
+        def txn(cur: Cursor) -> None:
+            for b in bindings:
+                cur.execute(
+                    "DELETE FROM bindings"
+                    " WHERE username = ? AND contact_uri = ? AND expires_at = ?",
+                    (b.username, b.contact_uri, b.expires_at),
+                )
+
+        return self._db.run_interaction(txn)
+
+    def _flush(self) -> None:
+        if self._flushing or not self._queue:
+            return
+        batch, self._queue = self._queue, []
+        self._flushing = True
+
+        def txn(cur: Cursor) -> list[Exception | None]:
+            outcomes: list[Exception | None] = []
+            for i, change in enumerate(batch):
+                cur.execute(f"SAVEPOINT b{i}")
+                try:
+                    for uri in change.deletes:
+                        cur.execute(
+                            "DELETE FROM bindings WHERE username = ? AND contact_uri = ?",
+                            (change.username, uri),
+                        )
+                    for b in change.upserts:
+                        cur.execute(
+                            "DELETE FROM bindings WHERE username = ? AND contact_uri = ?",
+                            (b.username, b.contact_uri),
+                        )
+                        cur.execute(
+                            _INSERT,
+                            attrs.astuple(b),
+                        )
+                except Exception as exc:  # reported to that REGISTER alone
+                    cur.execute(f"ROLLBACK TO SAVEPOINT b{i}")
+                    outcomes.append(exc)
+                else:
+                    outcomes.append(None)
+                cur.execute(f"RELEASE SAVEPOINT b{i}")
+            return outcomes
+
+        def committed(outcomes: list[Exception | None]) -> None:
+            self.commits += 1
+            for change, error in zip(batch, outcomes, strict=True):
+                if error is None:
+                    change.done.callback(None)
+                else:
+                    change.done.errback(Failure(error))
+
+        def failed(failure: Failure) -> None:
+            for change in batch:
+                change.done.errback(failure)
+
+        def next_batch(_: Any) -> None:
+            self._flushing = False
+            self._flush()
+
+        d = self._db.run_interaction(txn)
+        d.addCallbacks(committed, failed)
+        d.addBoth(next_batch)

@@ -1,0 +1,142 @@
+"""The SIP service: stack, transports, registrar and location service, wired together.
+
+It listens on ``--sip-listen`` with UDP and TCP on the same port (bound in the
+privileged start phase, so port 5060 works when started as root), loads the stored
+registrations, and stops in reverse order.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from twisted.application import service
+from twisted.internet.defer import gatherResults
+from twisted.internet.interfaces import IListeningPort
+from twisted.logger import Logger
+
+from telephony.api.directory_v1 import RegistrationInfo
+from telephony.config import Config
+from telephony.directory import Directory
+from telephony.directory.bindings import BindingStore
+from telephony.directory.database import Database
+from telephony.location import LocationService
+from telephony.registrar import CredentialCache, Registrar, RegistrarPolicy
+from telephony.sip.digest import DigestAlgorithm, DigestAuthenticator
+from telephony.sip.guard import SourceGuard, parse_networks
+from telephony.sip.transaction import TimerValues
+from telephony.sip.transport import SipStack, StreamTransportFactory, UDPTransport
+from telephony.sipcore import SipCore
+
+__all__ = ("SIPService",)
+
+log = Logger()
+
+
+class SIPService(service.Service):
+    """Everything SIP; the attributes are what the manhole and other services use."""
+
+    def __init__(
+        self, config: Config, directory: Directory, database: Database, reactor: Any
+    ) -> None:
+        self.setName("sip")
+        self.config = config
+        self.reactor = reactor
+        self.guard = SourceGuard(exempt=parse_networks(config.throttle_exempt))
+        self.location = LocationService(BindingStore(database), clock=reactor)
+        self.authenticator = DigestAuthenticator(
+            realm=config.domain,
+            algorithms=tuple(DigestAlgorithm(name) for name in config.digest_algorithms),
+        )
+        self.registrar = Registrar(
+            domains=_our_domains(config),
+            location=self.location,
+            credentials=CredentialCache(directory, reactor),
+            authenticator=self.authenticator,
+            guard=self.guard,
+            clock=reactor,
+            policy=RegistrarPolicy(
+                min_expires=config.min_expires,
+                max_expires=config.max_expires,
+                default_expires=min(3600, config.max_expires),
+            ),
+        )
+        self.core = SipCore(
+            registrar=self.registrar,
+            guard=self.guard,
+            clock=reactor,
+            blocked_user_agents=config.blocked_user_agents,
+        )
+        self.stack = SipStack(
+            self.core, clock=reactor, timers=TimerValues(config.t1, config.t2, config.t4)
+        )
+        self.udp = UDPTransport(self.stack)
+        self.tcp = StreamTransportFactory(self.stack)
+        self.stack.transports["udp"] = self.udp
+        self.stack.transports["tcp"] = self.tcp
+        directory.subscribe(self.location.forget)
+        self._ports: list[IListeningPort] = []
+
+    def privilegedStartService(self) -> None:
+        host, port = self.config.sip_listen.host, self.config.sip_listen.port
+        self._ports.append(self.reactor.listenUDP(port, self.udp, interface=host))
+        self._ports.append(self.reactor.listenTCP(port, self.tcp, interface=host))
+        log.info(
+            "SIP on {address} (UDP and TCP), domain {domain}",
+            address=str(self.config.sip_listen),
+            domain=self.config.domain,
+        )
+        super().privilegedStartService()
+
+    def startService(self) -> None:
+        super().startService()
+        self.location.start().addErrback(lambda f: log.failure("Could not load registrations", f))
+
+    def stopService(self) -> Any:
+        super().stopService()
+        self.location.stop()
+        self.stack.stop()
+        ports, self._ports = self._ports, []
+        stopping = [p.stopListening() for p in ports]
+        return gatherResults([d for d in stopping if d is not None])
+
+    # -- views for the REST API and the status page -------------------------------
+
+    def registration_info(self, username: str) -> RegistrationInfo | None:
+        """The endpoint's latest registration, as the REST API shows it."""
+        binding = self.location.latest(username)
+        if binding is None:
+            return None
+        from telephony.sip.uri import parse_name_addr
+
+        try:
+            contact = str(parse_name_addr(binding.contact).uri)
+        except ValueError:
+            contact = binding.contact_uri
+        expires = datetime.fromtimestamp(binding.expires_at, UTC).strftime("%Y-%m-%d %H:%M:%S")
+        return RegistrationInfo(contact, expires, binding.user_agent)
+
+    def status(self) -> dict[str, object]:
+        """Figures for the status page."""
+        counts = self.location.counts()
+        now = self.reactor.seconds()
+        return {
+            "Listening": f"{self.config.sip_listen} (UDP, TCP)",
+            "Registered endpoints": counts["registered_endpoints"],
+            "Registrations (devices)": counts["bindings"],
+            "Live transactions": self.stack.transaction_count,
+            "Messages received": self.stack.counters["received"],
+            "Malformed messages": self.stack.counters["malformed"],
+            "REGISTER accepted": self.registrar.counters["registered"],
+            "Authentication failures": self.registrar.counters["auth_failures"],
+            "Blocked User-Agents": self.core.counters["blocked_user_agent"],
+            "Banned sources": len(self.guard.banned(now)),
+        }
+
+
+def _our_domains(config: Config) -> list[str]:
+    """Request-URI hosts a REGISTER may name: the domain, and the address we listen on."""
+    domains = [config.domain, config.sip_listen.host]
+    if config.sip_listen.host in ("127.0.0.1", "::1", "0.0.0.0", "::"):  # noqa: S104
+        domains.append("localhost")
+    return domains
