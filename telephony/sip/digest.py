@@ -2,7 +2,8 @@
 
 * **HA1** = H(username ":" realm ":" password) is what we store, per algorithm (MD5 and
   SHA-256 HA1s are not interconvertible), never the password.
-* **Nonces** are stateless: ``base64(timestamp ‖ HMAC-SHA256(secret, timestamp ‖ realm))``.
+* **Nonces** are stateless: ``base64(timestamp ‖ salt ‖ HMAC-SHA256(secret, timestamp ‖
+  salt ‖ realm))``, the 8-byte random salt making every challenge's nonce unique.
   The server verifies one without having stored it, and knows its age: past
   :attr:`DigestAuthenticator.nonce_lifetime` it is *stale*, and the client gets a new
   challenge with ``stale=true`` to retry silently (RFC 2617 §3.2.1).
@@ -162,7 +163,7 @@ class DigestAuthenticator:
 
     def make_nonce(self, now: float) -> str:
         """A nonce stamped with *now* (seconds), verifiable without state."""
-        stamp = struct.pack(">d", now)
+        stamp = struct.pack(">d", now) + secrets.token_bytes(8)
         mac = hmac.new(self.secret, stamp + self.realm.encode(), hashlib.sha256).digest()[:16]
         return base64.urlsafe_b64encode(stamp + mac).decode().rstrip("=")
 
@@ -172,13 +173,13 @@ class DigestAuthenticator:
             raw = base64.urlsafe_b64decode(nonce + "=" * (-len(nonce) % 4))
         except (ValueError, TypeError):
             return None
-        if len(raw) != 24:
+        if len(raw) != 32:
             return None
-        stamp, mac = raw[:8], raw[8:]
+        stamp, mac = raw[:16], raw[16:]
         expected = hmac.new(self.secret, stamp + self.realm.encode(), hashlib.sha256).digest()[:16]
         if not hmac.compare_digest(mac, expected):
             return None
-        return now - struct.unpack(">d", stamp)[0]
+        return now - struct.unpack(">d", stamp[:8])[0]
 
     def challenges(self, now: float, stale: bool = False) -> list[str]:
         """``WWW-Authenticate`` values: one per algorithm, preferred first (RFC 8760 §2.4).
