@@ -153,10 +153,32 @@ class AudioLoader:
         if meta and meta.get("last_modified"):
             headers["If-Modified-Since"] = [meta["last_modified"]]
         self.requests += 1
-        d = self._http.get(url, headers=headers, unbuffered=True)
-        d.addCallback(self._got_response, url, key, meta)
-        d.addTimeout(self.timeout, self.clock)
-        return d.addErrback(self._fetch_failed, url, key, meta)
+        # treq reports a cancelled request as ResponseNeverReceived (or another
+        # wrapper), so whether we cancelled, or the timeout did, is kept here.
+        why: list[str] = []
+        inner = self._http.get(url, headers=headers, unbuffered=True)
+        inner.addCallback(self._got_response, url, key, meta)
+
+        def timed_out() -> None:
+            why.append("timeout")
+            inner.cancel()
+
+        timer = self.clock.callLater(self.timeout, timed_out)
+
+        def cancel(_: Deferred[Int16Array]) -> None:
+            why.append("cancelled")
+            inner.cancel()
+
+        def settle(result: object) -> object:
+            if timer.active():
+                timer.cancel()
+            return result
+
+        outer: Deferred[Int16Array] = Deferred(cancel)
+        inner.addBoth(settle)
+        inner.addErrback(self._fetch_failed, url, key, meta, why)
+        inner.chainDeferred(outer)
+        return outer
 
     def _cached(self, key: str, meta: dict[str, Any]) -> Deferred[Int16Array]:
         clip = self.memo.get(meta["sha256"])
@@ -173,6 +195,9 @@ class AudioLoader:
         if code == 304 and meta is not None:
             self.not_modified += 1
             return self._cached(key, {**meta, "fetched_at": self.clock.seconds()})
+        if code >= 500 and meta is not None:
+            _log.warn("play {url}: HTTP {code}, using the cached copy", url=url, code=code)
+            return self._cached(key, meta)
         if code != 200:
             raise FetchError(f"play {url}: HTTP {code}")
         length = response.length
@@ -217,9 +242,11 @@ class AudioLoader:
         return decoded.addCallback(write)
 
     def _fetch_failed(
-        self, failure: Failure, url: str, key: str, meta: dict[str, Any] | None
+        self, failure: Failure, url: str, key: str, meta: dict[str, Any] | None, why: list[str]
     ) -> Deferred[Int16Array]:
-        if failure.check(CancelledError, FetchError, AudioFormatError):
+        if "cancelled" in why:
+            raise CancelledError()
+        if failure.check(FetchError, AudioFormatError):
             failure.raiseException()
         if failure.check(_TooLargeError):
             raise FetchError(f"play {url}: body is over {self.max_bytes} bytes")
@@ -230,7 +257,7 @@ class AudioLoader:
                 error=failure.getErrorMessage(),
             )
             return self._cached(key, meta)
-        if failure.check(TimeoutError):
+        if "timeout" in why:
             raise FetchError(f"play {url}: no answer within {self.timeout} s")
         raise FetchError(f"play {url}: {failure.getErrorMessage()}")
 
