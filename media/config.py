@@ -76,6 +76,7 @@ class MediaConfig:
     :ivar codecs: what we offer and accept, in our order of preference.
     :ivar telephone_event: the RFC 4733 payload type we offer.
     :ivar rtcp: whether sessions send RTCP reports.
+    :ivar rtcp_interval: nominal seconds between reports (RFC 3550: at least 5).
     :ivar espeak: the eSpeak NG binary.
     :ivar tts_timeout: seconds a synthesis may take.
     :ivar fetch_timeout: seconds an audio URL fetch may take.
@@ -92,6 +93,7 @@ class MediaConfig:
     codecs: tuple[Codec, ...] = (Codec.PCMU, Codec.PCMA)
     telephone_event: int = DEFAULT_TELEPHONE_EVENT_PT
     rtcp: bool = True
+    rtcp_interval: float = 5.0
     espeak: str = "espeak-ng"
     tts_timeout: float = 30.0
     fetch_timeout: float = 15.0

@@ -174,7 +174,7 @@ class MediaEngine:
             except CannotListenError:
                 session.close()
                 raise
-            rtcp = RTCPPort(session, clock=self.reactor)
+            rtcp = RTCPPort(session, clock=self.reactor, interval=config.rtcp_interval)
             try:
                 rtcp_port = self.reactor.listenUDP(port + 1, rtcp, interface=host)
             except CannotListenError:

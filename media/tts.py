@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import TimeoutError as DeferredTimeoutError
 from twisted.internet.error import ProcessDone, ProcessTerminated
 from twisted.internet.interfaces import IReactorProcess, IReactorTime
 from twisted.internet.protocol import ProcessProtocol
@@ -173,7 +174,7 @@ class Speaker:
         d.addTimeout(self.timeout, self.clock)
 
         def timed_out(failure: Failure) -> Failure:
-            if failure.check(TimeoutError):
+            if failure.check(DeferredTimeoutError):
                 return Failure(TTSError(f"speak: eSpeak NG took over {self.timeout} s"))
             return failure
 
