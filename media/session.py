@@ -29,6 +29,7 @@ from twisted.internet.defer import Deferred, FirstError, fail, gatherResults
 from twisted.internet.interfaces import IListeningPort, IReactorTime
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from media.dtmf import DtmfEventKind, DtmfReceiver, DtmfSender, plan_digits
@@ -263,11 +264,18 @@ class RTPSession(DatagramProtocol):
         loader = self._loader
         if loader is None:
             return fail(MediaError("play: this session has no audio loader"))
-        # Cancelling the gathered Deferred cancels every load still running.
-        gathered = gatherResults([loader.load(s) for s in sources], consumeErrors=True)
-        loading: Deferred[FrameSource] = gathered.addCallbacks(
-            lambda clips: ClipSource(np.concatenate(clips), loop),
-            lambda failure: failure.value.subFailure if failure.check(FirstError) else failure,
+        # Cancelling the gathered Deferred cancels every load still running;
+        # so does the first failure.
+        loads = [loader.load(s) for s in sources]
+
+        def failed(failure: Failure) -> Failure:
+            for load in loads:
+                if not load.called:
+                    load.cancel()
+            return failure.value.subFailure if failure.check(FirstError) else failure
+
+        loading: Deferred[FrameSource] = gatherResults(loads, consumeErrors=True).addCallbacks(
+            lambda clips: ClipSource(np.concatenate(clips), loop), failed
         )
         return self._start_output(loading=loading)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from twisted.internet.defer import CancelledError
+from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.task import Clock
 
 from media.dtmf import TelephoneEvent
@@ -327,4 +327,77 @@ def test_offer_answer_and_hold(clock: Clock) -> None:
     transport.written.clear()
     advance_to(clock, 0.5)
     assert transport.written == []
+    session.close()
+
+
+class FakeLoader:
+    """Stands in for AudioLoader: each load is a Deferred the test fires."""
+
+    def __init__(self) -> None:
+        self.pending: dict[str, Deferred[np.ndarray]] = {}
+        self.cancelled: list[str] = []
+
+    def load(self, source: str) -> Deferred[np.ndarray]:
+        d: Deferred[np.ndarray] = Deferred(lambda _: self.cancelled.append(source))
+        self.pending[source] = d
+        return d
+
+
+class FakeSpeaker:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, str]] = []
+
+    def synthesize(self, text: str, *, voice: str, language: str) -> Deferred[np.ndarray]:
+        self.calls.append((text, voice, language))
+        return succeed(tone((300.0,), 320, amplitude=4000))
+
+
+def test_play_waits_for_loading_then_plays_in_order_and_loops(clock: Clock) -> None:
+    loader = FakeLoader()
+    session, transport = make_session(clock, loader=loader)
+    d = session.play(["http://x/a.wav", "http://x/b.wav"], loop=2)
+    advance_to(clock, 0.1)
+    assert {p.payload for _, p in transport.packets()} == {b"\xff" * 160}  # silence meanwhile
+    a, b = tone((500.0,), 160, amplitude=6000), tone((900.0,), 160, amplitude=6000)
+    loader.pending["http://x/b.wav"].callback(b)
+    loader.pending["http://x/a.wav"].callback(a)
+    transport.written.clear()
+    advance_to(clock, 0.2)
+    payloads = [p.payload for _, p in transport.packets()]
+    assert payloads[:4] == [Codec.PCMU.encode(x) for x in (a, b, a, b)]
+    assert d.result is PlayOutcome.FINISHED
+    session.close()
+
+
+def test_play_failure_and_cancel_while_loading(clock: Clock) -> None:
+    from media.errors import FetchError
+
+    loader = FakeLoader()
+    session, _ = make_session(clock, loader=loader)
+    d = session.play(["http://x/a.wav", "http://x/b.wav"])
+    loader.pending["http://x/b.wav"].errback(FetchError("play http://x/b.wav: HTTP 404"))
+    assert d.result.check(FetchError)
+    d.addErrback(lambda _: None)
+    assert loader.cancelled == ["http://x/a.wav"]  # the other load is not left running
+    d = session.play(["http://x/c.wav"])
+    d.cancel()
+    assert loader.cancelled[-1] == "http://x/c.wav"
+    d.addErrback(lambda f: f.trap(CancelledError))
+    with pytest.raises(MediaArgumentError, match="loop: must be 0"):
+        session.play(["http://x/c.wav"], loop=-1)
+    with pytest.raises(MediaArgumentError, match="sources: give at least one"):
+        session.play([])
+    session.close()
+
+
+def test_speak_loops_and_passes_voice(clock: Clock) -> None:
+    speaker = FakeSpeaker()
+    session, transport = make_session(clock, speaker=speaker)
+    d = session.speak("Hello", voice="MAN", language="en-GB", loop=3)
+    advance_to(clock, 0.3)
+    assert speaker.calls == [("Hello", "MAN", "en-GB")]
+    assert d.result is PlayOutcome.FINISHED
+    audio = [p.payload for _, p in transport.packets()]
+    speech = Codec.PCMU.encode(tone((300.0,), 320, amplitude=4000))
+    assert b"".join(audio[:6]) == speech * 3
     session.close()
