@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
+import attrs
 import numpy as np
 import numpy.typing as npt
 from twisted.internet.defer import CancelledError, Deferred
@@ -22,6 +23,8 @@ from twisted.python.failure import Failure
 from media.audio import RATE, WavWriter
 from media.dtmf import DtmfSender
 from media.errors import MediaArgumentError
+from media.g711 import Codec
+from media.inband import dtmf_tone
 from media.interfaces import (
     DigitsEnd,
     DigitsResult,
@@ -29,19 +32,36 @@ from media.interfaces import (
     RecordEnd,
     RecordingResult,
 )
-from media.sources import FrameSource
+from media.sources import SAMPLES_PER_FRAME, FrameSource
 
 __all__ = (
     "MAX_GAP_FILL",
     "SILENCE_RMS",
     "Collector",
     "DigitsOut",
+    "Emit",
     "Operation",
     "Output",
     "Recording",
+    "SessionCounters",
 )
 
 T = TypeVar("T")
+
+
+class SessionCounters:
+    """Packet counters of one session (plain ints, read by stats pages and tests)."""
+
+    def __init__(self) -> None:
+        self.sent = 0
+        self.received = 0
+        self.malformed = 0
+        self.foreign = 0
+        self.unknown_pt = 0
+        self.unexpected = 0
+        self.relayed_in = 0
+        self.dropped_relay = 0
+
 
 #: A recording treats audio below this RMS (16-bit scale, about -40 dBFS) as silence.
 SILENCE_RMS = 300.0
@@ -128,6 +148,21 @@ class Output(Operation[PlayOutcome]):
             loading.cancel()
 
 
+@attrs.frozen
+class Emit:
+    """A DTMF payload to send at a tick.
+
+    :ivar payload: an RFC 4733 event payload, or an encoded in-band tone frame.
+    :ivar event_frame: for an event, the tick frame whose timestamp it carries
+        (the event's start); ``None`` for an in-band audio frame.
+    :ivar marker: the M bit (first packet of an event).
+    """
+
+    payload: bytes
+    event_frame: int | None
+    marker: bool = False
+
+
 class DigitsOut(Operation[None]):
     """A queued or running :class:`~media.dtmf.DtmfSender`.
 
@@ -138,6 +173,28 @@ class DigitsOut(Operation[None]):
         super().__init__(detach)
         self.sender = sender
         self.start_frame: int | None = None
+
+    def emit(self, frame: int, telephone_event: int | None, codec: Codec) -> Emit | None:
+        """What to send at tick ``frame``: an event packet (when the peer
+        negotiated telephone-event), else a frame of the digit's dual tone."""
+        if self.start_frame is None:
+            self.start_frame = frame
+        k = frame - self.start_frame
+        if telephone_event is not None:
+            packet = self.sender.packet_at(k)
+            if packet is None:
+                return None
+            return Emit(packet.payload, self.start_frame + packet.start_frame, packet.marker)
+        digit = self.sender.digit_at(k)
+        if digit is None:
+            return None
+        samples = dtmf_tone(digit, SAMPLES_PER_FRAME, offset=k * SAMPLES_PER_FRAME)
+        return Emit(codec.encode(samples), None)
+
+    def after(self, frame: int) -> None:
+        """Finish once the plan's last frame has been sent."""
+        if self.start_frame is not None and frame - self.start_frame + 1 >= self.sender.done_frame:
+            self.end(None)
 
 
 class Collector(Operation[DigitsResult]):

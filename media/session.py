@@ -35,7 +35,7 @@ from zope.interface import implementer
 from media.dtmf import DtmfEventKind, DtmfReceiver, DtmfSender, plan_digits
 from media.errors import MediaArgumentError, MediaError, RTPError, SessionClosedError
 from media.g711 import Codec
-from media.inband import InbandDtmfDetector, dtmf_tone
+from media.inband import InbandDtmfDetector
 from media.interfaces import (
     AudioFrame,
     DigitsResult,
@@ -46,7 +46,7 @@ from media.interfaces import (
     RecordingResult,
     SessionState,
 )
-from media.ops import Collector, DigitsOut, Operation, Output, Recording
+from media.ops import Collector, DigitsOut, Operation, Output, Recording, SessionCounters
 from media.rtcp import ReceptionStats
 from media.rtp import OutboundStream, parse_rtp
 from media.sdp import (
@@ -66,7 +66,7 @@ if TYPE_CHECKING:
     from media.rtcp_port import RTCPPort
     from media.tts import Speaker
 
-__all__ = ("MAX_SOURCES", "RTPSession", "SessionCounters")
+__all__ = ("MAX_SOURCES", "RTPSession")
 
 #: Most remote SSRCs tracked for statistics and relay timestamp mapping.
 MAX_SOURCES = 8
@@ -74,20 +74,6 @@ MAX_SOURCES = 8
 _CN_PT = 13
 
 _log = Logger()
-
-
-class SessionCounters:
-    """Packet counters of one session (plain ints, read by stats pages and tests)."""
-
-    def __init__(self) -> None:
-        self.sent = 0
-        self.received = 0
-        self.malformed = 0
-        self.foreign = 0
-        self.unknown_pt = 0
-        self.unexpected = 0
-        self.relayed_in = 0
-        self.dropped_relay = 0
 
 
 @implementer(IMediaSession)
@@ -483,30 +469,17 @@ class RTPSession(DatagramProtocol):
         if not self._digits_out:
             return False
         op = self._digits_out[0]
-        if op.start_frame is None:
-            op.start_frame = frame
-        k = frame - op.start_frame
         neg = self.negotiated
-        suppress = False
-        if neg is not None and neg.telephone_event is not None:
-            packet = op.sender.packet_at(k)
-            if packet is not None:
-                suppress = True
-                ts = self.stream.timestamp_at(
-                    SAMPLES_PER_FRAME * (op.start_frame + packet.start_frame - self._first_frame)
-                )
-                if sending:
-                    self._send(neg.telephone_event, ts, packet.payload, packet.marker)
-        else:
-            digit = op.sender.digit_at(k)
-            if digit is not None:
-                suppress = True
-                samples = dtmf_tone(digit, SAMPLES_PER_FRAME, offset=k * SAMPLES_PER_FRAME)
-                if sending and neg is not None:
-                    self._send(neg.payload_type, timestamp, codec.encode(samples), False)
-        if k + 1 >= op.sender.done_frame:
-            op.end(None)
-        return suppress
+        te = neg.telephone_event if neg is not None else None
+        emit = op.emit(frame, te, codec)
+        if emit is not None and sending and neg is not None:
+            if emit.event_frame is None:
+                self._send(neg.payload_type, timestamp, emit.payload, False)
+            else:
+                units = SAMPLES_PER_FRAME * (emit.event_frame - self._first_frame)
+                self._send(te or 0, self.stream.timestamp_at(units), emit.payload, emit.marker)
+        op.after(frame)
+        return emit is not None
 
     # Receiving --------------------------------------------------------------------
 
