@@ -84,6 +84,8 @@ class MediaConfig:
     :ivar audio_cache_bytes: bound of the fetched-audio disk cache, in bytes.
     :ivar tts_cache_bytes: bound of the speech disk cache, in bytes.
     :ivar clip_cache_entries: decoded clips kept in memory (per cache).
+    :ivar tick_phases: groups the shared 20 ms tick serves in turn, spreading
+        the sends of many streams over the interval (1 = one burst per tick).
     """
 
     rtp_ports: PortRange = PortRange()
@@ -101,6 +103,7 @@ class MediaConfig:
     audio_cache_bytes: int = 256 * 1024 * 1024
     tts_cache_bytes: int = 256 * 1024 * 1024
     clip_cache_entries: int = 64
+    tick_phases: int = 4
 
     @property
     def sdp_host(self) -> str:

@@ -36,6 +36,7 @@ from media.rtcp_port import RTCPPort
 from media.session import RTPSession
 from media.ticker import SharedTicker
 from media.tts import Speaker
+from media.udp import listen_rtp
 
 __all__ = ("MediaEngine", "MediaService", "PortAllocator")
 
@@ -123,7 +124,7 @@ class MediaEngine:
 
             else:
                 run_blocking = run_synchronously
-        self.ticker = SharedTicker(clock=reactor)
+        self.ticker = SharedTicker(clock=reactor, phases=config.tick_phases)
         self.ports = PortAllocator(config.rtp_ports)
         self.loader = AudioLoader(
             clock=reactor,
@@ -170,7 +171,7 @@ class MediaEngine:
                 on_close=self._closed,
             )
             try:
-                rtp = self.reactor.listenUDP(port, session, interface=host)
+                rtp = listen_rtp(self.reactor, port, session, host)
             except CannotListenError:
                 session.close()
                 raise

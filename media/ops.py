@@ -60,6 +60,7 @@ class SessionCounters:
         self.unknown_pt = 0
         self.unexpected = 0
         self.relayed_in = 0
+        self.send_errors = 0
         self.dropped_relay = 0
 
 

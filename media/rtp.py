@@ -28,6 +28,7 @@ __all__ = (
     "RTPPacket",
     "pack_rtp",
     "parse_rtp",
+    "parse_rtp_fields",
 )
 
 #: The only RTP version in use (RFC 3550 §5.1).
@@ -219,6 +220,23 @@ def parse_rtp(data: bytes) -> RTPPacket:
         extension=extension,
         padding=padding,
     )
+
+
+def parse_rtp_fields(data: bytes) -> tuple[int, bool, int, int, int, bytes]:
+    """Parse a datagram into ``(payload_type, marker, sequence, timestamp, ssrc, payload)``.
+
+    The per-packet receive path: a plain packet (no padding, extension or
+    CSRC, as voice packets almost always are) is unpacked without building an
+    object; anything else goes through :func:`parse_rtp`, with the same errors.
+
+    :raises RTPError: as :func:`parse_rtp`.
+    """
+    if len(data) >= RTP_HEADER_SIZE and data[0] == 0x80 and len(data) <= MAX_RTP_PACKET:
+        _first, second, sequence, timestamp, ssrc = _HEADER.unpack_from(data)
+        if not 200 <= second <= 204:
+            return second & 0x7F, second > 0x7F, sequence, timestamp, ssrc, data[12:]
+    p = parse_rtp(data)
+    return p.payload_type, p.marker, p.sequence, p.timestamp, p.ssrc, p.payload
 
 
 class OutboundStream:

@@ -48,7 +48,7 @@ from media.interfaces import (
 )
 from media.ops import Collector, DigitsOut, Operation, Output, Recording, SessionCounters
 from media.rtcp import ReceptionStats
-from media.rtp import OutboundStream, parse_rtp
+from media.rtp import OutboundStream, parse_rtp_fields
 from media.sdp import (
     Direction,
     Negotiated,
@@ -128,7 +128,9 @@ class RTPSession(DatagramProtocol):
         self._on_close = on_close
         self._origin = Origin("telephony", int(self.stream.ssrc), 0, local_address[0])
         self._last_offer: SessionDescription | None = None
-        self._first_frame = ticker.subscribe(self._on_frame)
+        subscription = ticker.subscribe(self._on_frame)
+        self._phase = subscription.phase
+        self._first_frame = subscription.first_frame
         self._marker = True
         self._relaying = False
         self._relay_offsets: dict[int, int] = {}
@@ -140,6 +142,7 @@ class RTPSession(DatagramProtocol):
         self._dtmf_rx = DtmfReceiver()
         self._inband: InbandDtmfDetector | None = None
         self._suppress_audio = False
+        self._sendto: Callable[[bytes, tuple[str, int]], object] | None = None
         #: The RTCP port, if the engine gave the session one, and the listening
         #: ports the engine stops when the session closes.
         self.rtcp: RTCPPort | None = None
@@ -232,6 +235,11 @@ class RTPSession(DatagramProtocol):
         if not op.ended:
             self._output = op
         return op.deferred
+
+    def play_source(self, source: FrameSource) -> Deferred[PlayOutcome]:
+        """Play frames from any :class:`~media.sources.FrameSource` until it ends."""
+        self._check_open()
+        return self._start_output(source)
 
     def play_audio(self, samples: npt.NDArray[np.int16], *, loop: int = 1) -> Deferred[PlayOutcome]:
         """Play 8 kHz mono 16-bit samples ``loop`` times (0 = until stopped)."""
@@ -384,7 +392,7 @@ class RTPSession(DatagramProtocol):
 
     def rtp_timestamp_now(self) -> int:
         """Our stream's RTP timestamp for the present moment (8 kHz units)."""
-        frames = self.ticker.frame_at(self.clock.seconds()) - self._first_frame
+        frames = self.ticker.frame_at(self.clock.seconds(), self._phase) - self._first_frame
         return self.stream.timestamp_at(round(frames * SAMPLES_PER_FRAME))
 
     def _relay_timestamp(self, ssrc: int, timestamp: int) -> int:
@@ -430,11 +438,21 @@ class RTPSession(DatagramProtocol):
     # Sending ----------------------------------------------------------------------
 
     def _send(self, payload_type: int, timestamp: int, payload: bytes, marker: bool) -> None:
-        if self.remote is None or self.transport is None:
+        remote = self.remote
+        if remote is None or self.transport is None:
             return
-        self.transport.write(
-            self.stream.packet(payload_type, timestamp, payload, marker), self.remote
-        )
+        sendto = self._sendto
+        if sendto is None:
+            # A real UDP port: write to its socket directly, skipping the
+            # per-call address validation of Port.write (the remote address
+            # came from validated SDP or from the kernel).  Fakes get write().
+            sock = getattr(self.transport, "socket", None)
+            sendto = self._sendto = sock.sendto if sock is not None else self.transport.write
+        try:
+            sendto(self.stream.packet(payload_type, timestamp, payload, marker), remote)
+        except OSError:
+            self.counters.send_errors += 1  # buffer full, unreachable: the frame is lost
+            return
         self.counters.sent += 1
 
     def _on_frame(self, frame: int, now: float) -> None:
@@ -442,12 +460,16 @@ class RTPSession(DatagramProtocol):
             self._collector.on_tick(now, self._output is not None)
         if self._recording is not None:
             self._recording.on_tick(now)
-        self._dtmf_rx.poll(now)  # ends a digit whose end packets were lost
+        if self._dtmf_rx.next_deadline() is not None:
+            self._dtmf_rx.poll(now)  # ends a digit whose end packets were lost
         neg = self.negotiated
         codec = neg.codec if neg else self._codecs[0]
         timestamp = self.stream.timestamp_at(SAMPLES_PER_FRAME * (frame - self._first_frame))
         sending = self._can_send()
-        self._suppress_audio = self._dtmf_frame(frame, timestamp, codec, sending)
+        if self._digits_out:
+            self._suppress_audio = self._dtmf_frame(frame, timestamp, codec, sending)
+        else:
+            self._suppress_audio = False
         payload = None
         output = self._output
         if output is not None and output.source is not None:
@@ -488,7 +510,7 @@ class RTPSession(DatagramProtocol):
         if self.state is SessionState.CLOSED:
             return
         try:
-            packet = parse_rtp(datagram)
+            pt, marker, seq, timestamp, ssrc, payload = parse_rtp_fields(datagram)
         except RTPError:
             self.counters.malformed += 1
             return
@@ -496,7 +518,6 @@ class RTPSession(DatagramProtocol):
         if neg is None:
             self.counters.unexpected += 1
             return
-        pt = packet.payload_type
         codec = neg.codec if pt == neg.payload_type else Codec.for_payload_type(pt)
         if pt != neg.telephone_event and codec is None and pt != _CN_PT:
             self.counters.unknown_pt += 1
@@ -510,13 +531,11 @@ class RTPSession(DatagramProtocol):
             return
         self.counters.received += 1
         now = self.clock.seconds()
-        self._account(packet.ssrc, packet.sequence, packet.timestamp, now)
+        self._account(ssrc, seq, timestamp, now)
         if pt == neg.telephone_event:
-            self._on_event(
-                EventFrame(packet.payload, packet.timestamp, packet.ssrc, packet.marker), now
-            )
+            self._on_event(EventFrame(payload, timestamp, ssrc, marker), now)
         elif codec is not None:
-            self._on_audio(codec, packet.payload, packet.timestamp, packet.ssrc, packet.marker, now)
+            self._on_audio(codec, payload, timestamp, ssrc, marker, now)
 
     def _account(self, ssrc: int, seq: int, timestamp: int, now: float) -> None:
         stats = self.sources.get(ssrc)

@@ -43,7 +43,9 @@ def negotiated(
 def make_session(
     clock: Clock, neg: Negotiated | None = None, **kwargs: Any
 ) -> tuple[RTPSession, StampedTransport]:
-    ticker = kwargs.pop("ticker", None) or SharedTicker(clock=clock)
+    ticker = kwargs.pop("ticker", None)
+    if ticker is None:
+        ticker = SharedTicker(clock=clock)
     session = RTPSession(clock=clock, ticker=ticker, local_address=("127.0.0.1", 20000), **kwargs)
     transport = StampedTransport(clock)
     session.makeConnection(transport)  # type: ignore[arg-type]

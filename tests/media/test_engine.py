@@ -18,9 +18,12 @@ from media.audio import wav_bytes
 from media.config import MediaConfig, PortRange
 from media.engine import MediaEngine, PortAllocator
 from media.errors import MediaArgumentError, PortsExhaustedError
+from media.g711 import Codec
 from media.inband import tone
 from media.interfaces import DigitsEnd, PlayOutcome, RecordEnd, SessionState
-from media.sdp import parse_sdp
+from media.sdp import Direction, Negotiated, parse_sdp
+
+from .helpers import rtp
 
 
 def test_port_range_parsing_and_rules() -> None:
@@ -201,3 +204,28 @@ async def test_speak_over_udp(tmp_path: Path) -> None:
     finally:
         a.close()
         b.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_rtp_port_reads_a_burst_one_datagram_per_event(tmp_path: Path) -> None:
+    from media.udp import RTPPort
+
+    engine = make_engine(tmp_path, pairs=1)
+    session = engine.create_session()
+    assert isinstance(session.listening[0], RTPPort)
+    session.configure(
+        Negotiated(Codec.PCMU, 0, None, "127.0.0.1", 9, Direction.RECVONLY)  # never sends
+    )
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        for seq in range(40):  # queued faster than the reactor reads them
+            sender.sendto(rtp(0, seq, seq * 160, b"\xff" * 160), session.local_address)
+        sender.sendto(b"\x00" * 5, session.local_address)
+        for _ in range(100):
+            await deferLater(reactor, 0.01, lambda: None)
+            if session.counters.received + session.counters.malformed == 41:
+                break
+        assert (session.counters.received, session.counters.malformed) == (40, 1)
+    finally:
+        sender.close()
+        session.close()

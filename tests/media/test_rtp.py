@@ -23,7 +23,14 @@ from media.rtcp import (
     parse_rtcp,
     rtcp_interval,
 )
-from media.rtp import OutboundStream, RTPHeaderExtension, RTPPacket, pack_rtp, parse_rtp
+from media.rtp import (
+    OutboundStream,
+    RTPHeaderExtension,
+    RTPPacket,
+    pack_rtp,
+    parse_rtp,
+    parse_rtp_fields,
+)
 
 
 def test_parse_minimal_packet_fields() -> None:
@@ -260,3 +267,25 @@ def test_sr_packet_layout() -> None:
     data = build_compound([SenderReport(1, 2, 3, 4, 5)])
     assert data[:4] == bytes.fromhex("80c80006")
     assert struct.unpack("!IQIII", data[4:]) == (1, 2, 3, 4, 5)
+
+
+@given(
+    st.one_of(
+        st.binary(max_size=40), st.binary(min_size=12, max_size=40).map(lambda b: b"\x80" + b[1:])
+    )
+)
+def test_fast_field_parser_agrees_with_the_full_parser(data: bytes) -> None:
+    try:
+        full = parse_rtp(data)
+    except RTPError:
+        with pytest.raises(RTPError):
+            parse_rtp_fields(data)
+        return
+    assert parse_rtp_fields(data) == (
+        full.payload_type,
+        full.marker,
+        full.sequence,
+        full.timestamp,
+        full.ssrc,
+        full.payload,
+    )

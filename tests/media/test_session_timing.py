@@ -201,3 +201,29 @@ def test_recvonly_and_inactive_send_nothing_but_tick(clock: Clock) -> None:
         assert transport.written == []
         assert d.called  # the schedule still ran
         session.close()
+
+
+def test_phased_tick_spreads_streams_over_the_interval(clock: Clock) -> None:
+    ticker = SharedTicker(clock=clock, phases=4)
+    legs = [make_session(clock, ticker=ticker) for _ in range(8)]
+    assert len(clock.getDelayedCalls()) == 1
+    sender = legs[6][0]
+    d = sender.send_digits("ww1")
+    advance_to(clock, 1.2)
+    offsets = []
+    for _session, transport in legs:
+        times = [t for t, _, _ in transport.written]
+        # Every stream: exactly every 20 ms from its first frame.
+        assert times == pytest.approx([times[0] + 0.02 * k for k in range(len(times))], abs=1e-9)
+        offsets.append(round(times[0], 6))
+    assert sorted(offsets) == [0.0, 0.0, 0.005, 0.005, 0.01, 0.01, 0.015, 0.015]
+    # The DTMF schedule is exact relative to the stream's own frames.
+    first = legs[6][1].written[0][0]
+    starts = [t for t, p in legs[6][1].packets(101) if p.marker]
+    assert starts == pytest.approx([first + 1.0], abs=1e-9)
+    assert d.called
+    for session, _ in legs:
+        session.close()
+    assert clock.getDelayedCalls() == []
+    with pytest.raises(ValueError, match="phases: must be 1-20"):
+        SharedTicker(clock=clock, phases=0)
