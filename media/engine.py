@@ -177,7 +177,7 @@ class MediaEngine:
                 raise
             rtcp = RTCPPort(session, clock=self.reactor, interval=config.rtcp_interval)
             try:
-                rtcp_port = self.reactor.listenUDP(port + 1, rtcp, interface=host)
+                rtcp_port = listen_rtp(self.reactor, port + 1, rtcp, host)
             except CannotListenError:
                 session.close()
                 rtp.stopListening()

@@ -29,7 +29,14 @@ from typing import Any, Protocol, TypeVar
 import numpy as np
 import numpy.typing as npt
 import treq
-from twisted.internet.defer import CancelledError, Deferred, maybeDeferred, succeed
+from twisted.internet.defer import (
+    CancelledError,
+    Deferred,
+    FirstError,
+    gatherResults,
+    maybeDeferred,
+    succeed,
+)
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -38,7 +45,7 @@ from media.audio import MAX_WAV_BYTES, load_wav_8k
 from media.cache import ClipMemo, DiskCache, cache_key
 from media.errors import AudioFormatError, FetchError, MediaArgumentError
 
-__all__ = ("AudioLoader", "RunBlocking", "run_synchronously")
+__all__ = ("AudioLoader", "RunBlocking", "load_all", "run_synchronously")
 
 Int16Array = npt.NDArray[np.int16]
 T = TypeVar("T")
@@ -260,6 +267,26 @@ class AudioLoader:
         if "timeout" in why:
             raise FetchError(f"play {url}: no answer within {self.timeout} s")
         raise FetchError(f"play {url}: {failure.getErrorMessage()}")
+
+
+class _Loader(Protocol):
+    def load(self, source: str) -> Deferred[Int16Array]: ...
+
+
+def load_all(loader: _Loader, sources: Sequence[str]) -> Deferred[Int16Array]:
+    """Load several sources at once and join them, in order.
+
+    Cancelling the result, or the first failure, cancels every load still running.
+    """
+    loads = [loader.load(s) for s in sources]
+
+    def failed(failure: Failure) -> Failure:
+        for load in loads:
+            if not load.called:
+                load.cancel()
+        return failure.value.subFailure if failure.check(FirstError) else failure
+
+    return gatherResults(loads, consumeErrors=True).addCallbacks(np.concatenate, failed)
 
 
 def _header(headers: Any, name: bytes) -> str | None:

@@ -26,6 +26,7 @@ __all__ = (
     "ReportBlock",
     "SenderReport",
     "SourceDescription",
+    "SourceTable",
     "build_compound",
     "ntp_timestamp",
     "parse_rtcp",
@@ -382,6 +383,29 @@ class ReceptionStats:
             last_sr=self.last_sr,
             delay_since_last_sr=dlsr,
         )
+
+
+class SourceTable(dict[int, ReceptionStats]):
+    """Reception statistics by SSRC, keeping at most ``limit`` sources (oldest dropped).
+
+    :param limit: most sources tracked (a stream rarely has more than two:
+        audio, and a separate SSRC some senders use for DTMF).
+    """
+
+    def __init__(self, limit: int = 8) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def account(self, ssrc: int, sequence: int, timestamp: int, now: float) -> None:
+        """Update the statistics of ``ssrc`` with one packet arriving at ``now`` (seconds)."""
+        stats = self.get(ssrc)
+        if stats is None:
+            if len(self) >= self.limit:
+                self.pop(next(iter(self)))
+            stats = self[ssrc] = ReceptionStats(sequence)
+        elif not stats.update_sequence(sequence):
+            return
+        stats.update_jitter(timestamp, int(now * 8000))
 
 
 def reports_for(stats: Sequence[tuple[int, ReceptionStats]], now: float) -> tuple[ReportBlock, ...]:

@@ -50,6 +50,8 @@ class RTCPPort(DatagramProtocol):
     :param interval: the nominal interval in seconds.
     """
 
+    noisy = False
+
     def __init__(
         self,
         session: RTPSession,

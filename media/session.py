@@ -25,11 +25,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
-from twisted.internet.defer import Deferred, FirstError, fail, gatherResults
+from twisted.internet.defer import Deferred, fail
 from twisted.internet.interfaces import IListeningPort, IReactorTime
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from media.dtmf import DtmfEventKind, DtmfReceiver, DtmfSender, plan_digits
@@ -47,7 +46,8 @@ from media.interfaces import (
     SessionState,
 )
 from media.ops import Collector, DigitsOut, Operation, Output, Recording, SessionCounters
-from media.rtcp import ReceptionStats
+from media.player import AudioLoader, load_all
+from media.rtcp import SourceTable
 from media.rtp import OutboundStream, parse_rtp_fields
 from media.sdp import (
     Direction,
@@ -62,7 +62,6 @@ from media.sources import SAMPLES_PER_FRAME, ClipSource, FrameSource, tone_sourc
 from media.ticker import SharedTicker
 
 if TYPE_CHECKING:
-    from media.player import AudioLoader
     from media.rtcp_port import RTCPPort
     from media.tts import Speaker
 
@@ -95,6 +94,8 @@ class RTPSession(DatagramProtocol):
     :param on_close: called once when the session closes (the engine releases ports).
     """
 
+    noisy = False  # one log line per session, not per protocol start/stop
+
     def __init__(
         self,
         *,
@@ -117,7 +118,7 @@ class RTPSession(DatagramProtocol):
         self.negotiated: Negotiated | None = None
         self.counters = SessionCounters()
         self.stream = OutboundStream()
-        self.sources: dict[int, ReceptionStats] = {}
+        self.sources = SourceTable(MAX_SOURCES)
         self.remote: tuple[str, int] | None = None
         self.latched = False
         self._loader = loader
@@ -158,16 +159,11 @@ class RTPSession(DatagramProtocol):
     def create_offer(self, direction: Direction = Direction.SENDRECV) -> SessionDescription:
         """Our offer; a later offer (re-INVITE, hold) bumps the o= version."""
         host, port = self.local_address
-        offer = make_offer(
-            self._next_origin(),
-            address=host,
-            port=port,
-            codecs=self._codecs,
-            telephone_event=self._telephone_event,
-            direction=direction,
-        )
-        self._last_offer = offer
-        return offer
+        self._last_offer = make_offer(
+            self._next_origin(), address=host, port=port, codecs=self._codecs,
+            telephone_event=self._telephone_event, direction=direction,
+        )  # fmt: skip
+        return self._last_offer
 
     def accept_offer(
         self, offer: SessionDescription, wanted: Direction = Direction.SENDRECV
@@ -258,18 +254,8 @@ class RTPSession(DatagramProtocol):
         loader = self._loader
         if loader is None:
             return fail(MediaError("play: this session has no audio loader"))
-        # Cancelling the gathered Deferred cancels every load still running;
-        # so does the first failure.
-        loads = [loader.load(s) for s in sources]
-
-        def failed(failure: Failure) -> Failure:
-            for load in loads:
-                if not load.called:
-                    load.cancel()
-            return failure.value.subFailure if failure.check(FirstError) else failure
-
-        loading: Deferred[FrameSource] = gatherResults(loads, consumeErrors=True).addCallbacks(
-            lambda clips: ClipSource(np.concatenate(clips), loop), failed
+        loading: Deferred[FrameSource] = load_all(loader, sources).addCallback(
+            lambda clip: ClipSource(clip, loop)
         )
         return self._start_output(loading=loading)
 
@@ -531,21 +517,11 @@ class RTPSession(DatagramProtocol):
             return
         self.counters.received += 1
         now = self.clock.seconds()
-        self._account(ssrc, seq, timestamp, now)
+        self.sources.account(ssrc, seq, timestamp, now)
         if pt == neg.telephone_event:
             self._on_event(EventFrame(payload, timestamp, ssrc, marker), now)
         elif codec is not None:
             self._on_audio(codec, payload, timestamp, ssrc, marker, now)
-
-    def _account(self, ssrc: int, seq: int, timestamp: int, now: float) -> None:
-        stats = self.sources.get(ssrc)
-        if stats is None:
-            if len(self.sources) >= MAX_SOURCES:
-                self.sources.pop(next(iter(self.sources)))
-            stats = self.sources[ssrc] = ReceptionStats(seq)
-        elif not stats.update_sequence(seq):
-            return
-        stats.update_jitter(timestamp, int(now * 8000))
 
     def _on_audio(
         self, codec: Codec, payload: bytes, timestamp: int, ssrc: int, marker: bool, now: float
@@ -613,5 +589,11 @@ class RTPSession(DatagramProtocol):
         self._listeners.clear()
         if self.rtcp is not None:
             self.rtcp.stop()
+        _log.info(
+            "{call_uuid} media closed: sent {c.sent}, received {c.received}, lost {lost},"
+            " malformed {c.malformed}, foreign {c.foreign}, unknown payload type {c.unknown_pt}",
+            call_uuid=self.call_uuid, c=self.counters,
+            lost=sum(s.lost for s in self.sources.values()),
+        )  # fmt: skip
         if self._on_close is not None:
             self._on_close(self)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import socket
 from typing import Any
 
-from twisted.internet import udp
+from twisted.internet import error, udp
 from twisted.internet.interfaces import IListeningPort
 from twisted.internet.posixbase import PosixReactorBase
 from twisted.internet.protocol import DatagramProtocol
@@ -28,7 +28,24 @@ MAX_DATAGRAM = 2048
 
 
 class RTPPort(udp.Port):
-    """``udp.Port`` reading at most one datagram each time the socket is readable."""
+    """``udp.Port`` reading at most one datagram each time the socket is readable.
+
+    It also closes its socket when binding fails (``udp.Port`` leaves it to the
+    garbage collector, with a ResourceWarning, each time a port of the range
+    is taken) and does not log a line per port opened.
+    """
+
+    def _bindSocket(self) -> None:
+        skt = self.createInternetSocket()
+        try:
+            skt.bind((self.interface, self.port))
+        except OSError as e:
+            skt.close()
+            raise error.CannotListenError(self.interface, self.port, e) from None
+        self._realPortNumber = skt.getsockname()[1]
+        self.connected = 1
+        self.socket = skt
+        self.fileno = skt.fileno  # type: ignore[method-assign]
 
     def doRead(self) -> None:
         """Read one datagram; never lets the protocol's exception reach the reactor."""
