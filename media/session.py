@@ -240,6 +240,8 @@ class RTPSession(DatagramProtocol):
     def play_audio(self, samples: npt.NDArray[np.int16], *, loop: int = 1) -> Deferred[PlayOutcome]:
         """Play 8 kHz mono 16-bit samples ``loop`` times (0 = until stopped)."""
         self._check_open()
+        if loop < 0:
+            raise MediaArgumentError(f"loop: must be 0 (forever) or more, got {loop}")
         return self._start_output(ClipSource(np.asarray(samples, dtype=np.int16), loop))
 
     def play(self, sources: Sequence[str], *, loop: int = 1) -> Deferred[PlayOutcome]:

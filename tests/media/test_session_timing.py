@@ -227,3 +227,29 @@ def test_phased_tick_spreads_streams_over_the_interval(clock: Clock) -> None:
     assert clock.getDelayedCalls() == []
     with pytest.raises(ValueError, match="phases: must be 1-20"):
         SharedTicker(clock=clock, phases=0)
+
+
+def test_a_failing_subscriber_does_not_stop_the_others(clock: Clock) -> None:
+    ticker = SharedTicker(clock=clock)
+    calls: list[tuple[str, int, float]] = []
+
+    def bad(n: int, due: float) -> None:
+        calls.append(("bad", n, due))
+        raise RuntimeError("boom")
+
+    def good(n: int, due: float) -> None:
+        calls.append(("good", n, due))
+
+    ticker.subscribe(bad)
+    sub = ticker.subscribe(good)
+    assert sub.first_frame == 0
+    advance_to(clock, 0.04)
+    assert [c for c in calls if c[0] == "good"] == [
+        ("good", 0, 0.0),
+        ("good", 1, 0.02),
+        ("good", 2, 0.04),
+    ]
+    assert len([c for c in calls if c[0] == "bad"]) == 3
+    ticker.unsubscribe(bad)
+    ticker.unsubscribe(good)
+    assert not ticker.running
