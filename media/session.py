@@ -454,10 +454,8 @@ class RTPSession(DatagramProtocol):
         codec = neg.codec if neg else self._codecs[0]
         timestamp = self.stream.timestamp_at(SAMPLES_PER_FRAME * (frame - self._first_frame))
         sending = self._can_send()
-        if self._digits_out:
-            self._suppress_audio = self._dtmf_frame(frame, timestamp, codec, sending)
-        else:
-            self._suppress_audio = False
+        digits = bool(self._digits_out)
+        self._suppress_audio = digits and self._dtmf_frame(frame, timestamp, codec, sending)
         payload = None
         output = self._output
         if output is not None and output.source is not None:
@@ -591,11 +589,12 @@ class RTPSession(DatagramProtocol):
         self._listeners.clear()
         if self.rtcp is not None:
             self.rtcp.stop()
-        _log.info(
-            "{call_uuid} media closed: sent {c.sent}, received {c.received}, lost {lost},"
-            " malformed {c.malformed}, foreign {c.foreign}, unknown payload type {c.unknown_pt}",
-            call_uuid=self.call_uuid, c=self.counters,
-            lost=sum(s.lost for s in self.sources.values()),
-        )  # fmt: skip
+        if self.transport is not None:  # not for a session whose port failed to bind
+            _log.info(
+                "{call_uuid} media closed: sent {c.sent}, received {c.received}, lost {lost},"
+                " malformed {c.malformed}, foreign {c.foreign}, unknown PT {c.unknown_pt}",
+                call_uuid=self.call_uuid, c=self.counters,
+                lost=sum(s.lost for s in self.sources.values()),
+            )  # fmt: skip
         if self._on_close is not None:
             self._on_close(self)
