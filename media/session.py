@@ -1,0 +1,600 @@
+"""The RTP session: a thin Twisted edge around the sans-IO media cores.
+
+:class:`RTPSession` is the ``DatagramProtocol`` on our RTP port.  It
+
+* negotiates with SDP (:mod:`media.sdp`) and follows the result (codec,
+  telephone-event payload type, direction, remote address);
+* sends one frame per tick of the shared 20 ms :class:`~media.ticker.SharedTicker`,
+  timestamp ``base + 160 * (frame - first_frame)``: the running output
+  (play/speak/tone), else relayed frames when bridged, else silence; DTMF
+  events take the frame's place while a digit sounds;
+* receives: parses, drops and counts malformed, foreign-source and unknown
+  payload-type packets, latches to the source of the first good packet
+  (symmetric RTP, for phones behind NAT), keeps RFC 3550 statistics, and hands
+  audio and events to the recorder, the digit receivers and listeners.
+
+Operations (:mod:`media.ops`) run against it and each return a cancellable
+Deferred.  RTCP lives in :mod:`media.rtcp_port`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+from twisted.internet.defer import Deferred, fail
+from twisted.internet.interfaces import IListeningPort, IReactorTime
+from twisted.internet.protocol import DatagramProtocol
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from media.dtmf import DtmfEventKind, DtmfReceiver, DtmfSender, plan_digits
+from media.errors import MediaArgumentError, MediaError, RTPError, SessionClosedError
+from media.g711 import Codec
+from media.inband import InbandDtmfDetector
+from media.interfaces import (
+    AudioFrame,
+    DigitsResult,
+    EventFrame,
+    IMediaListener,
+    IMediaSession,
+    PlayOutcome,
+    RecordingResult,
+    SessionState,
+)
+from media.ops import Collector, DigitsOut, Operation, Output, Recording, SessionCounters
+from media.player import AudioLoader, load_all
+from media.rtcp import SourceTable
+from media.rtp import OutboundStream, parse_rtp_fields
+from media.sdp import (
+    Direction,
+    Negotiated,
+    Origin,
+    SessionDescription,
+    accept_answer,
+    answer_offer,
+    make_offer,
+)
+from media.sources import SAMPLES_PER_FRAME, ClipSource, FrameSource, tone_source
+from media.ticker import SharedTicker
+
+if TYPE_CHECKING:
+    from media.rtcp_port import RTCPPort
+    from media.tts import Speaker
+
+__all__ = ("MAX_SOURCES", "RTPSession")
+
+#: Most remote SSRCs tracked for statistics and relay timestamp mapping.
+MAX_SOURCES = 8
+#: Comfort noise (RFC 3389) is accepted and ignored, not counted as unknown.
+_CN_PT = 13
+
+_log = Logger()
+
+
+@implementer(IMediaSession)
+class RTPSession(DatagramProtocol):
+    """One RTP stream with one peer.
+
+    Built by :class:`~media.engine.MediaEngine`, which binds its ports; tests
+    may build one directly around a fake transport.
+
+    :param clock: the reactor's time.
+    :param ticker: the shared 20 ms tick.
+    :param local_address: our (host, port), as advertised in SDP.
+    :param loader: fetches and decodes files and URLs for :meth:`play`.
+    :param speaker: synthesises text for :meth:`speak`.
+    :param recordings: default directory for :meth:`record`.
+    :param telephone_event: the payload type we offer for RFC 4733.
+    :param codecs: the codecs we offer and accept, in our preference order.
+    :param call_uuid: for logs.
+    :param on_close: called once when the session closes (the engine releases ports).
+    """
+
+    noisy = False  # one log line per session, not per protocol start/stop
+
+    def __init__(
+        self,
+        *,
+        clock: IReactorTime,
+        ticker: SharedTicker,
+        local_address: tuple[str, int],
+        loader: AudioLoader | None = None,
+        speaker: Speaker | None = None,
+        recordings: Path = Path("var/recordings"),
+        telephone_event: int = 101,
+        codecs: Sequence[Codec] = (Codec.PCMU, Codec.PCMA),
+        call_uuid: str = "",
+        on_close: Callable[[RTPSession], None] | None = None,
+    ) -> None:
+        self.clock = clock
+        self.ticker = ticker
+        self.local_address = local_address
+        self.call_uuid = call_uuid
+        self.state = SessionState.IDLE
+        self.negotiated: Negotiated | None = None
+        self.counters = SessionCounters()
+        self.stream = OutboundStream()
+        self.sources = SourceTable(MAX_SOURCES)
+        self.remote: tuple[str, int] | None = None
+        self.latched = False
+        self._loader = loader
+        self._speaker = speaker
+        self._recordings = recordings
+        self._telephone_event = telephone_event
+        self._codecs = tuple(codecs)
+        self._on_close = on_close
+        self._origin = Origin("telephony", int(self.stream.ssrc), 0, local_address[0])
+        self._last_offer: SessionDescription | None = None
+        subscription = ticker.subscribe(self._on_frame)
+        self._phase = subscription.phase
+        self._first_frame = subscription.first_frame
+        self._marker = True
+        self._relaying = False
+        self._relay_offsets: dict[int, int] = {}
+        self._output: Output | None = None
+        self._digits_out: list[DigitsOut] = []
+        self._collector: Collector | None = None
+        self._recording: Recording | None = None
+        self._listeners: list[IMediaListener] = []
+        self._dtmf_rx = DtmfReceiver()
+        self._inband: InbandDtmfDetector | None = None
+        self._suppress_audio = False
+        self._sendto: Callable[[bytes, tuple[str, int]], object] | None = None
+        #: The RTCP port, if the engine gave the session one, and the listening
+        #: ports the engine stops when the session closes.
+        self.rtcp: RTCPPort | None = None
+        self.listening: tuple[IListeningPort, ...] = ()
+
+    # SDP ----------------------------------------------------------------------
+
+    def _next_origin(self) -> Origin:
+        o = self._origin
+        self._origin = Origin(o.username, o.session_id, o.session_version + 1, o.address)
+        return self._origin
+
+    def create_offer(self, direction: Direction = Direction.SENDRECV) -> SessionDescription:
+        """Our offer; a later offer (re-INVITE, hold) bumps the o= version."""
+        host, port = self.local_address
+        self._last_offer = make_offer(
+            self._next_origin(), address=host, port=port, codecs=self._codecs,
+            telephone_event=self._telephone_event, direction=direction,
+        )  # fmt: skip
+        return self._last_offer
+
+    def accept_offer(
+        self, offer: SessionDescription, wanted: Direction = Direction.SENDRECV
+    ) -> SessionDescription:
+        """Answer ``offer`` and follow the result."""
+        host, port = self.local_address
+        answer, negotiated = answer_offer(
+            offer, self._next_origin(), address=host, port=port, supported=self._codecs,
+            wanted=wanted,
+        )  # fmt: skip
+        self.configure(negotiated)
+        return answer
+
+    def accept_answer(self, answer: SessionDescription) -> Negotiated:
+        """Settle our last offer with the peer's answer and follow the result."""
+        if self._last_offer is None:
+            raise MediaArgumentError("answer: no offer of ours is outstanding")
+        negotiated = accept_answer(self._last_offer, answer)
+        self.configure(negotiated)
+        return negotiated
+
+    def configure(self, negotiated: Negotiated) -> None:
+        """Follow a negotiation: codec, payload types, direction, remote address.
+
+        A changed remote address (re-INVITE) forgets the latched source.
+        """
+        self._check_open()
+        remote = (negotiated.remote_host, negotiated.remote_port)
+        if remote != self.remote:
+            self.remote = remote
+            self.latched = False
+        if self.negotiated is None or self.negotiated.codec is not negotiated.codec:
+            self._marker = True
+        self.negotiated = negotiated
+        self.state = SessionState.ACTIVE
+        self._update_inband()
+        if self.rtcp is not None:
+            self.rtcp.start()
+
+    # Operations -----------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self.state is SessionState.CLOSED:
+            raise SessionClosedError(f"session {self.call_uuid}: closed")
+
+    def _detach(self, op: Operation[Any]) -> None:
+        if op is self._output:
+            self._output = None
+            self._marker = True
+            self._relay_offsets.clear()
+        elif op is self._collector:
+            self._collector = None
+        elif op is self._recording:
+            self._recording = None
+        elif op in self._digits_out:
+            self._digits_out.remove(op)
+        self._update_inband()
+
+    def _start_output(
+        self, source: FrameSource | None = None, loading: Deferred[FrameSource] | None = None
+    ) -> Deferred[PlayOutcome]:
+        if self._output is not None:
+            self._output.end(PlayOutcome.STOPPED)
+        op = Output(self._detach, source=source, loading=loading)
+        if not op.ended:
+            self._output = op
+        return op.deferred
+
+    def play_source(self, source: FrameSource) -> Deferred[PlayOutcome]:
+        """Play frames from any :class:`~media.sources.FrameSource` until it ends."""
+        self._check_open()
+        return self._start_output(source)
+
+    def play_audio(self, samples: npt.NDArray[np.int16], *, loop: int = 1) -> Deferred[PlayOutcome]:
+        """Play 8 kHz mono 16-bit samples ``loop`` times (0 = until stopped)."""
+        self._check_open()
+        if loop < 0:
+            raise MediaArgumentError(f"loop: must be 0 (forever) or more, got {loop}")
+        return self._start_output(ClipSource(np.asarray(samples, dtype=np.int16), loop))
+
+    def play(self, sources: Sequence[str], *, loop: int = 1) -> Deferred[PlayOutcome]:
+        """Play WAV files and URLs one after another, ``loop`` times (0 = forever)."""
+        self._check_open()
+        if isinstance(sources, str):
+            sources = [sources]
+        if not sources:
+            raise MediaArgumentError("sources: give at least one file or URL")
+        if loop < 0:
+            raise MediaArgumentError(f"loop: must be 0 (forever) or more, got {loop}")
+        loader = self._loader
+        if loader is None:
+            return fail(MediaError("play: this session has no audio loader"))
+        loading: Deferred[FrameSource] = load_all(loader, sources).addCallback(
+            lambda clip: ClipSource(clip, loop)
+        )
+        return self._start_output(loading=loading)
+
+    def speak(
+        self, text: str, *, voice: str = "WOMAN", language: str = "en-US", loop: int = 1
+    ) -> Deferred[PlayOutcome]:
+        """Say ``text`` with eSpeak NG, ``loop`` times (0 = forever)."""
+        self._check_open()
+        if loop < 0:
+            raise MediaArgumentError(f"loop: must be 0 (forever) or more, got {loop}")
+        speaker = self._speaker
+        if speaker is None:
+            return fail(MediaError("speak: this session has no speech synthesiser"))
+        synth = speaker.synthesize(text, voice=voice, language=language)
+        loading: Deferred[FrameSource] = synth.addCallback(lambda s: ClipSource(s, loop))
+        return self._start_output(loading=loading)
+
+    def play_tone(self, name: str, duration: float | None = None) -> Deferred[PlayOutcome]:
+        """Play ``beep``, ``ringback`` or ``silence``."""
+        self._check_open()
+        try:
+            source = tone_source(name, duration)
+        except ValueError as e:
+            raise MediaArgumentError(str(e)) from None
+        return self._start_output(source)
+
+    def send_digits(self, digits: str, *, digit_ms: int = 100, gap_ms: int = 100) -> Deferred[None]:
+        """Send DTMF as RFC 4733 events (in-band tones if the peer has none).
+
+        Calls while digits are being sent queue behind them.
+        """
+        self._check_open()
+        op = DigitsOut(
+            self._detach, DtmfSender(plan_digits(digits, digit_ms=digit_ms, gap_ms=gap_ms))
+        )
+        self._digits_out.append(op)
+        return op.deferred
+
+    def collect_digits(
+        self,
+        *,
+        max_digits: int = 99,
+        timeout: float = 5.0,
+        digit_timeout: float = 2.0,
+        finish_on_key: str = "#",
+        valid_digits: str = "0123456789*#",
+        barge_in: bool = True,
+    ) -> Deferred[DigitsResult]:
+        """Collect digits (Plivo GetDigits); a running collector is stopped first."""
+        self._check_open()
+        op = Collector(
+            self._detach, max_digits=max_digits, timeout=timeout, digit_timeout=digit_timeout,
+            finish_on_key=finish_on_key, valid_digits=valid_digits, barge_in=barge_in,
+        )  # fmt: skip
+        if self._collector is not None:
+            self._collector.stop()
+        self._collector = op
+        self._update_inband()
+        return op.deferred
+
+    def record(
+        self,
+        *,
+        directory: Path | None = None,
+        max_length: float = 60.0,
+        finish_on_key: str = "1234567890*#",
+        silence_timeout: float = 15.0,
+        beep: bool = True,
+    ) -> Deferred[RecordingResult]:
+        """Record the peer (Plivo Record) to ``directory`` (the recordings directory)."""
+        self._check_open()
+        op = Recording(
+            self._detach, directory=directory or self._recordings, max_length=max_length,
+            finish_on_key=finish_on_key, silence_timeout=silence_timeout,
+        )  # fmt: skip
+        if self._recording is not None:
+            self._recording.stop()
+        self._recording = op
+        self._update_inband()
+        if beep:
+
+            def beeped(_: PlayOutcome) -> None:
+                if not op.ended:
+                    op.start(self.clock.seconds())
+
+            op.beep = self.play_tone("beep")
+            op.beep.addCallback(beeped).addErrback(lambda _: None)  # cancelled, or closed
+        else:
+            op.start(self.clock.seconds())
+        return op.deferred
+
+    def stop(self) -> None:
+        """End output, collection and recording now, with their partial results."""
+        if self._output is not None:
+            self._output.end(PlayOutcome.STOPPED)
+        if self._collector is not None:
+            self._collector.stop()
+        if self._recording is not None:
+            self._recording.stop()
+
+    # Bridging ---------------------------------------------------------------------
+
+    def add_listener(self, listener: IMediaListener) -> None:
+        """Deliver received frames and digits to ``listener``."""
+        if listener not in self._listeners:
+            self._listeners.append(listener)
+        self._update_inband()
+
+    def remove_listener(self, listener: IMediaListener) -> None:
+        """Stop delivering to ``listener``."""
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+        self._update_inband()
+
+    def set_relaying(self, enabled: bool) -> None:
+        """While relaying, idle frames are not filled with silence."""
+        self._relaying = enabled
+        self._relay_offsets.clear()
+        self._marker = True
+
+    def rtp_timestamp_now(self) -> int:
+        """Our stream's RTP timestamp for the present moment (8 kHz units)."""
+        frames = self.ticker.frame_at(self.clock.seconds(), self._phase) - self._first_frame
+        return self.stream.timestamp_at(round(frames * SAMPLES_PER_FRAME))
+
+    def _relay_timestamp(self, ssrc: int, timestamp: int) -> int:
+        offset = self._relay_offsets.get(ssrc)
+        if offset is None:
+            if len(self._relay_offsets) >= MAX_SOURCES:
+                self._relay_offsets.clear()
+            ours = self.rtp_timestamp_now()
+            offset = self._relay_offsets[ssrc] = (ours - timestamp) & 0xFFFFFFFF
+            self._marker = True
+        return (timestamp + offset) & 0xFFFFFFFF
+
+    def _can_send(self) -> bool:
+        neg = self.negotiated
+        return self.state is SessionState.ACTIVE and neg is not None and neg.direction.sends
+
+    def relay_audio(self, frame: AudioFrame) -> None:
+        """Send a frame heard elsewhere, transcoded to our codec, on our timeline."""
+        neg = self.negotiated
+        if not self._can_send() or neg is None or self._output is not None or self._suppress_audio:
+            self.counters.dropped_relay += 1
+            return
+        payload = frame.payload
+        table = frame.codec.transcode_table(neg.codec)
+        if table is not None:
+            payload = payload.translate(table)
+        ts = self._relay_timestamp(frame.ssrc, frame.timestamp)
+        self._send(neg.payload_type, ts, payload, self._marker or frame.marker)
+        self._marker = False
+        self.counters.relayed_in += 1
+
+    def relay_event(self, frame: EventFrame) -> None:
+        """Send a telephone-event heard elsewhere (needs our peer's telephone-event PT)."""
+        neg = self.negotiated
+        te = neg.telephone_event if neg else None
+        if not self._can_send() or te is None or self._digits_out:
+            self.counters.dropped_relay += 1
+            return
+        ts = self._relay_timestamp(frame.ssrc, frame.timestamp)
+        self._send(te, ts, frame.payload, frame.marker)
+        self.counters.relayed_in += 1
+
+    # Sending ----------------------------------------------------------------------
+
+    def _send(self, payload_type: int, timestamp: int, payload: bytes, marker: bool) -> None:
+        remote = self.remote
+        if remote is None or self.transport is None:
+            return
+        sendto = self._sendto
+        if sendto is None:
+            # A real UDP port: write to its socket directly, skipping the
+            # per-call address validation of Port.write (the remote address
+            # came from validated SDP or from the kernel).  Fakes get write().
+            sock = getattr(self.transport, "socket", None)
+            sendto = self._sendto = sock.sendto if sock is not None else self.transport.write
+        try:
+            sendto(self.stream.packet(payload_type, timestamp, payload, marker), remote)
+        except OSError:
+            self.counters.send_errors += 1  # buffer full, unreachable: the frame is lost
+            return
+        self.counters.sent += 1
+
+    def _on_frame(self, frame: int, now: float) -> None:
+        if self._collector is not None:
+            self._collector.on_tick(now, self._output is not None)
+        if self._recording is not None:
+            self._recording.on_tick(now)
+        if self._dtmf_rx.next_deadline() is not None:
+            self._dtmf_rx.poll(now)  # ends a digit whose end packets were lost
+        neg = self.negotiated
+        codec = neg.codec if neg else self._codecs[0]
+        timestamp = self.stream.timestamp_at(SAMPLES_PER_FRAME * (frame - self._first_frame))
+        sending = self._can_send()
+        digits = bool(self._digits_out)
+        self._suppress_audio = digits and self._dtmf_frame(frame, timestamp, codec, sending)
+        payload = None
+        output = self._output
+        if output is not None and output.source is not None:
+            payload = output.source.next_payload(codec)
+            if payload is None:
+                output.end(PlayOutcome.FINISHED)  # a new output may start next frame
+        if self._suppress_audio:
+            return
+        if payload is None:
+            if self._relaying and self._output is None:
+                return  # relayed frames fill the stream
+            payload = bytes((codec.silence,)) * SAMPLES_PER_FRAME  # idle, or still loading
+        if sending and neg is not None:
+            self._send(neg.payload_type, timestamp, payload, self._marker)
+            self._marker = False
+
+    def _dtmf_frame(self, frame: int, timestamp: int, codec: Codec, sending: bool) -> bool:
+        """Send this frame's DTMF, if any; returns whether audio must be suppressed."""
+        if not self._digits_out:
+            return False
+        op = self._digits_out[0]
+        neg = self.negotiated
+        te = neg.telephone_event if neg is not None else None
+        emit = op.emit(frame, te, codec)
+        if emit is not None and sending and neg is not None:
+            if emit.event_frame is None:
+                self._send(neg.payload_type, timestamp, emit.payload, False)
+            else:
+                units = SAMPLES_PER_FRAME * (emit.event_frame - self._first_frame)
+                self._send(te or 0, self.stream.timestamp_at(units), emit.payload, emit.marker)
+        op.after(frame)
+        return emit is not None
+
+    # Receiving --------------------------------------------------------------------
+
+    def datagramReceived(self, datagram: bytes, addr: Any) -> None:
+        """Parse, filter and dispatch one RTP packet; never raises."""
+        if self.state is SessionState.CLOSED:
+            return
+        try:
+            pt, marker, seq, timestamp, ssrc, payload = parse_rtp_fields(datagram)
+        except RTPError:
+            self.counters.malformed += 1
+            return
+        neg = self.negotiated
+        if neg is None:
+            self.counters.unexpected += 1
+            return
+        codec = neg.codec if pt == neg.payload_type else Codec.for_payload_type(pt)
+        if pt != neg.telephone_event and codec is None and pt != _CN_PT:
+            self.counters.unknown_pt += 1
+            return
+        source = (addr[0], addr[1])
+        if not self.latched:
+            self.latched = True  # symmetric RTP: answer where the peer really is
+            self.remote = source
+        elif source != self.remote:
+            self.counters.foreign += 1
+            return
+        self.counters.received += 1
+        now = self.clock.seconds()
+        self.sources.account(ssrc, seq, timestamp, now)
+        if pt == neg.telephone_event:
+            self._on_event(EventFrame(payload, timestamp, ssrc, marker), now)
+        elif codec is not None:
+            self._on_audio(codec, payload, timestamp, ssrc, marker, now)
+
+    def _on_audio(
+        self, codec: Codec, payload: bytes, timestamp: int, ssrc: int, marker: bool, now: float
+    ) -> None:
+        if self._listeners:
+            frame = AudioFrame(codec, payload, timestamp, ssrc, marker)
+            for listener in list(self._listeners):
+                listener.audio_received(self, frame)
+        recording = self._recording
+        if recording is None and self._inband is None:
+            return
+        samples = codec.decode(payload)
+        if recording is not None:
+            recording.feed(samples, timestamp, now)
+        if self._inband is not None:
+            for digit in self._inband.feed(samples):
+                self._on_digit(digit, now)
+
+    def _on_event(self, frame: EventFrame, now: float) -> None:
+        for listener in list(self._listeners):
+            listener.event_received(self, frame)
+        for event in self._dtmf_rx.feed(frame.ssrc, frame.timestamp, frame.payload, now):
+            if event.kind is DtmfEventKind.BEGIN:
+                self._on_digit(event.digit, now)
+
+    def _on_digit(self, digit: str, now: float) -> None:
+        _log.debug("{call_uuid} digit {digit}", call_uuid=self.call_uuid, digit=digit)
+        for listener in list(self._listeners):
+            listener.digit_received(self, digit)
+        collector = self._collector
+        if collector is not None:
+            if collector.barge_in and self._output is not None:
+                self._output.end(PlayOutcome.BARGED_IN)
+            collector.on_digit(digit, now)
+        if self._recording is not None:
+            self._recording.on_digit(digit)
+
+    def _update_inband(self) -> None:
+        """Run the in-band detector only when digits matter and events were not negotiated."""
+        neg = self.negotiated
+        wanted = (
+            neg is not None
+            and neg.telephone_event is None
+            and (
+                self._collector is not None or self._recording is not None or bool(self._listeners)
+            )
+        )
+        if wanted and self._inband is None:
+            self._inband = InbandDtmfDetector()
+        elif not wanted:
+            self._inband = None
+
+    # Life ----------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """End every operation (they fail with SessionClosedError), release the ports."""
+        if self.state is SessionState.CLOSED:
+            return
+        self.state = SessionState.CLOSED
+        self.ticker.unsubscribe(self._on_frame)
+        ops: list[Operation[Any]] = [*self._digits_out]
+        ops += [op for op in (self._output, self._collector, self._recording) if op is not None]
+        for op in ops:
+            op.fail(SessionClosedError(f"session {self.call_uuid}: closed"))
+        self._listeners.clear()
+        if self.rtcp is not None:
+            self.rtcp.stop()
+        if self.transport is not None:  # not for a session whose port failed to bind
+            _log.info(
+                "{call_uuid} media closed: sent {c.sent}, received {c.received}, lost {lost},"
+                " malformed {c.malformed}, foreign {c.foreign}, unknown PT {c.unknown_pt}",
+                call_uuid=self.call_uuid, c=self.counters,
+                lost=sum(s.lost for s in self.sources.values()),
+            )  # fmt: skip
+        if self._on_close is not None:
+            self._on_close(self)
