@@ -12,7 +12,7 @@ or a new Call-ID) is where the endpoint's calls go.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import attrs
@@ -21,18 +21,16 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from telephony.directory import Directory, Endpoint
+from telephony.auth import RequestAuthenticator
 from telephony.directory.bindings import Binding
 from telephony.location import LocationService
-from telephony.sip.digest import DigestAlgorithm, DigestAuthenticator, Verdict
 from telephony.sip.errors import SipError, SipParseError
-from telephony.sip.guard import SourceGuard
 from telephony.sip.headers import Headers, parse_contacts
 from telephony.sip.message import Request
 from telephony.sip.transport import ServerTransactionHandle
 from telephony.sip.uri import NameAddr, SipURI
 
-__all__ = ("CredentialCache", "Registrar", "RegistrarPolicy")
+__all__ = ("Registrar", "RegistrarPolicy")
 
 log = Logger()
 
@@ -54,55 +52,6 @@ class _RegisterRefusedError(SipError):
         self.headers = list(headers)
 
 
-class CredentialCache:
-    """Endpoints' HA1 hashes by username, cached so a REGISTER needs no database read.
-
-    Entries live ``ttl`` seconds (unknown users ``negative_ttl``, so that a scanner
-    trying names costs one read per name and interval); the directory's change
-    notifications drop an entry at once when its endpoint changes.  At most
-    ``max_entries`` are kept.
-    """
-
-    def __init__(
-        self,
-        directory: Directory,
-        clock: IReactorTime,
-        ttl: float = 60.0,
-        negative_ttl: float = 5.0,
-        max_entries: int = 200_000,
-    ) -> None:
-        self._directory = directory
-        self._clock = clock
-        self._ttl = ttl
-        self._negative_ttl = negative_ttl
-        self._max = max_entries
-        self._entries: dict[str, tuple[float, Endpoint | None]] = {}
-        directory.subscribe(self.invalidate)
-
-    def invalidate(self, username: str | None) -> None:
-        """Forget one user (None: everyone)."""
-        if username is None:
-            self._entries.clear()
-        else:
-            self._entries.pop(username, None)
-
-    def lookup(self, username: str) -> Deferred[Endpoint | None] | Endpoint | None:
-        """The endpoint, from the cache when fresh (returned directly), else a Deferred."""
-        now = self._clock.seconds()
-        hit = self._entries.get(username)
-        if hit is not None and hit[0] > now:
-            return hit[1]
-
-        def store(endpoint: Endpoint | None) -> Endpoint | None:
-            if len(self._entries) >= self._max:
-                self._entries.clear()
-            ttl = self._ttl if endpoint is not None else self._negative_ttl
-            self._entries[username] = (self._clock.seconds() + ttl, endpoint)
-            return endpoint
-
-        return self._directory.find_endpoint(username).addCallback(store)
-
-
 class Registrar:
     """Handles REGISTER requests handed over by the SIP core."""
 
@@ -111,20 +60,16 @@ class Registrar:
         *,
         domains: Sequence[str],
         location: LocationService,
-        credentials: CredentialCache,
-        authenticator: DigestAuthenticator,
-        guard: SourceGuard,
+        auth: RequestAuthenticator,
         clock: IReactorTime,
         policy: RegistrarPolicy | None = None,
     ) -> None:
         self.domains = {d.lower().strip("[]") for d in domains}
         self.location = location
-        self.credentials = credentials
-        self.authenticator = authenticator
-        self.guard = guard
+        self.auth = auth
         self.clock = clock
         self.policy = policy or RegistrarPolicy()
-        self.counters = {"registered": 0, "challenged": 0, "refused": 0, "auth_failures": 0}
+        self.counters = {"registered": 0, "refused": 0}
 
     def handle(self, request: Request, txn: ServerTransactionHandle) -> Deferred[None]:
         """Process one REGISTER and answer it; the Deferred fires when it has answered."""
@@ -158,7 +103,7 @@ class Registrar:
             or to_uri.host_unbracketed not in self.domains
         ):
             raise _RegisterRefusedError(404, "Not Found (address of record)")
-        endpoint = await self._authenticate(request, txn)
+        endpoint = await self.auth.check(request, txn)
         if endpoint is None:
             return  # challenged
         if to_uri.user_unescaped != endpoint.username:
@@ -190,44 +135,6 @@ class Registrar:
         headers.add("Date", _http_date(now))
         self.counters["registered"] += 1
         txn.respond(200, None, headers)
-
-    async def _authenticate(
-        self, request: Request, txn: ServerTransactionHandle
-    ) -> Endpoint | None:
-        header = request.headers.get("Authorization")
-        now = self.clock.seconds()
-        endpoint: Endpoint | None = None
-        if header is not None:
-            from telephony.sip.digest import parse_authorization
-
-            creds = parse_authorization(header)
-            if creds is not None:
-                found = self.credentials.lookup(creds.username)
-                endpoint = await found if isinstance(found, Deferred) else found
-        ha1s: Mapping[DigestAlgorithm, str] | None = None
-        if endpoint is not None:
-            ha1s = {
-                DigestAlgorithm.MD5: endpoint.ha1_md5,
-                DigestAlgorithm.SHA256: endpoint.ha1_sha256,
-            }
-        result = self.authenticator.verify(request.method, header, ha1s, now)
-        if result.verdict is Verdict.OK:
-            return endpoint
-        if header is not None and result.verdict is Verdict.CHALLENGE:
-            self.counters["auth_failures"] += 1
-            log.info(
-                "REGISTER from {host}:{port} for {user!r} refused: {reason}",
-                host=txn.peer.host,
-                port=txn.peer.port,
-                user=result.username,
-                reason=result.reason,
-            )
-            if self.guard.auth_failed(txn.peer.host, now):
-                log.warn("Banned {host} after repeated authentication failures", host=txn.peer.host)
-        self.counters["challenged"] += 1
-        challenges = self.authenticator.challenges(now, stale=result.verdict is Verdict.STALE)
-        txn.respond(401, None, Headers(("WWW-Authenticate", c) for c in challenges))
-        return None
 
     def _wildcard(
         self, request: Request, header_expires: str | None, current: list[Binding]

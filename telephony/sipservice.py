@@ -16,12 +16,13 @@ from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 
 from telephony.api.directory_v1 import RegistrationInfo
+from telephony.auth import CredentialCache, RequestAuthenticator
 from telephony.config import Config
 from telephony.directory import Directory
 from telephony.directory.bindings import BindingStore
 from telephony.directory.database import Database
 from telephony.location import LocationService
-from telephony.registrar import CredentialCache, Registrar, RegistrarPolicy
+from telephony.registrar import Registrar, RegistrarPolicy
 from telephony.sip.digest import DigestAlgorithm, DigestAuthenticator
 from telephony.sip.guard import SourceGuard, parse_networks
 from telephony.sip.transaction import TimerValues
@@ -48,12 +49,13 @@ class SIPService(service.Service):
             realm=config.domain,
             algorithms=tuple(DigestAlgorithm(name) for name in config.digest_algorithms),
         )
+        self.auth = RequestAuthenticator(
+            CredentialCache(directory, reactor), self.authenticator, self.guard, reactor
+        )
         self.registrar = Registrar(
             domains=_our_domains(config),
             location=self.location,
-            credentials=CredentialCache(directory, reactor),
-            authenticator=self.authenticator,
-            guard=self.guard,
+            auth=self.auth,
             clock=reactor,
             policy=RegistrarPolicy(
                 min_expires=config.min_expires,
@@ -128,7 +130,7 @@ class SIPService(service.Service):
             "Messages received": self.stack.counters["received"],
             "Malformed messages": self.stack.counters["malformed"],
             "REGISTER accepted": self.registrar.counters["registered"],
-            "Authentication failures": self.registrar.counters["auth_failures"],
+            "Authentication failures": self.auth.counters["auth_failures"],
             "Blocked User-Agents": self.core.counters["blocked_user_agent"],
             "Banned sources": len(self.guard.banned(now)),
         }

@@ -13,11 +13,12 @@ import pytest_twisted
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.task import Clock
 
+from telephony.auth import CredentialCache
 from telephony.directory import Directory
 from telephony.directory.bindings import BindingStore
 from telephony.directory.database import Database
 from telephony.location import LocationService
-from telephony.registrar import CredentialCache, Registrar, RegistrarPolicy
+from telephony.registrar import Registrar, RegistrarPolicy
 from telephony.sip.digest import DigestAuthenticator
 from telephony.sip.guard import SourceGuard, parse_networks
 from telephony.sip.message import Response, parse_datagram
@@ -138,12 +139,13 @@ async def phone(database: Database, directory: Directory) -> AsyncIterator[Phone
     location = LocationService(BindingStore(database), clock=clock)
     await location.start()
     guard = SourceGuard(exempt=parse_networks("127.0.0.0/8"))
+    auth = RequestAuthenticator(
+        CredentialCache(directory, clock), DigestAuthenticator(realm=DOMAIN), guard, clock
+    )
     registrar = Registrar(
         domains=[DOMAIN],
         location=location,
-        credentials=CredentialCache(directory, clock),
-        authenticator=DigestAuthenticator(realm=DOMAIN),
-        guard=guard,
+        auth=auth,
         clock=clock,
         policy=RegistrarPolicy(min_expires=60, max_expires=3600),
     )

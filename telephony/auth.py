@@ -1,0 +1,133 @@
+"""Digest authentication of SIP requests against the directory, shared by the registrar
+(401 / Authorization, for REGISTER) and the call layer (407 / Proxy-Authorization, for
+INVITE).  Failures with credentials count towards the source guard's ban.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from telephony.directory import Directory, Endpoint
+from telephony.sip.digest import DigestAlgorithm, DigestAuthenticator, Verdict, parse_authorization
+from telephony.sip.guard import SourceGuard
+from telephony.sip.headers import Headers
+from telephony.sip.message import Request
+from telephony.sip.transport import ServerTransactionHandle
+
+__all__ = ("CredentialCache", "RequestAuthenticator")
+
+log = Logger()
+
+
+class CredentialCache:
+    """Endpoints' HA1 hashes by username, cached so a REGISTER needs no database read.
+
+    Entries live ``ttl`` seconds (unknown users ``negative_ttl``, so that a scanner
+    trying names costs one read per name and interval); the directory's change
+    notifications drop an entry at once when its endpoint changes.  At most
+    ``max_entries`` are kept.
+    """
+
+    def __init__(
+        self,
+        directory: Directory,
+        clock: IReactorTime,
+        ttl: float = 60.0,
+        negative_ttl: float = 5.0,
+        max_entries: int = 200_000,
+    ) -> None:
+        self._directory = directory
+        self._clock = clock
+        self._ttl = ttl
+        self._negative_ttl = negative_ttl
+        self._max = max_entries
+        self._entries: dict[str, tuple[float, Endpoint | None]] = {}
+        directory.subscribe(self.invalidate)
+
+    def invalidate(self, username: str | None) -> None:
+        """Forget one user (None: everyone)."""
+        if username is None:
+            self._entries.clear()
+        else:
+            self._entries.pop(username, None)
+
+    def lookup(self, username: str) -> Deferred[Endpoint | None] | Endpoint | None:
+        """The endpoint, from the cache when fresh (returned directly), else a Deferred."""
+        now = self._clock.seconds()
+        hit = self._entries.get(username)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+
+        def store(endpoint: Endpoint | None) -> Endpoint | None:
+            if len(self._entries) >= self._max:
+                self._entries.clear()
+            ttl = self._ttl if endpoint is not None else self._negative_ttl
+            self._entries[username] = (self._clock.seconds() + ttl, endpoint)
+            return endpoint
+
+        return self._directory.find_endpoint(username).addCallback(store)
+
+
+class RequestAuthenticator:
+    """Challenges or verifies a request's digest credentials.
+
+    :param proxy: use 407 / ``Proxy-Authenticate`` / ``Proxy-Authorization`` (for
+        INVITE and other requests to a proxy-like server) instead of 401.
+    """
+
+    def __init__(
+        self,
+        credentials: CredentialCache,
+        digest: DigestAuthenticator,
+        guard: SourceGuard,
+        clock: IReactorTime,
+    ) -> None:
+        self.credentials = credentials
+        self.digest = digest
+        self.guard = guard
+        self.clock = clock
+        self.counters = {"challenged": 0, "auth_failures": 0, "authenticated": 0}
+
+    async def check(
+        self, request: Request, txn: ServerTransactionHandle, *, proxy: bool = False
+    ) -> Endpoint | None:
+        """The authenticated endpoint, or None after answering with a challenge."""
+        header = request.headers.get("Proxy-Authorization" if proxy else "Authorization")
+        now = self.clock.seconds()
+        endpoint: Endpoint | None = None
+        if header is not None:
+            creds = parse_authorization(header)
+            if creds is not None:
+                found = self.credentials.lookup(creds.username)
+                endpoint = await found if isinstance(found, Deferred) else found
+        ha1s: Mapping[DigestAlgorithm, str] | None = None
+        if endpoint is not None:
+            ha1s = {
+                DigestAlgorithm.MD5: endpoint.ha1_md5,
+                DigestAlgorithm.SHA256: endpoint.ha1_sha256,
+            }
+        result = self.digest.verify(request.method, header, ha1s, now)
+        if result.verdict is Verdict.OK:
+            self.counters["authenticated"] += 1
+            return endpoint
+        if header is not None and result.verdict is Verdict.CHALLENGE:
+            self.counters["auth_failures"] += 1
+            log.info(
+                "{method} from {host}:{port} for {user!r} refused: {reason}",
+                method=request.method,
+                host=txn.peer.host,
+                port=txn.peer.port,
+                user=result.username,
+                reason=result.reason,
+            )
+            if self.guard.auth_failed(txn.peer.host, now):
+                log.warn("Banned {host} after repeated authentication failures", host=txn.peer.host)
+        self.counters["challenged"] += 1
+        challenges = self.digest.challenges(now, stale=result.verdict is Verdict.STALE)
+        name = "Proxy-Authenticate" if proxy else "WWW-Authenticate"
+        txn.respond(407 if proxy else 401, None, Headers((name, c) for c in challenges))
+        return None

@@ -1,0 +1,1 @@
+"""Calls: legs, the B2BUA that bridges them, routing of new INVITEs, CDRs."""

@@ -1,0 +1,618 @@
+"""One call leg: a SIP dialog, as UAS (the caller's leg) or UAC (a leg we place), and
+the media session anchored for it.
+
+A leg knows SIP and media, not applications: it rings, pre-answers, answers,
+rejects, cancels and hangs up; it answers re-INVITEs, UPDATEs and BYEs from its
+peer; it retransmits its 2xx until the ACK (§13.3.1.4) and runs the RFC 4028 session
+timer, ending the call when a session expires unrefreshed.  What the call should do
+(run an application, bridge to another leg) is decided by its owner, which listens
+to the leg's events and its :attr:`Leg.ended` Deferred.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import secrets
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from media import IMediaSession, MediaEngine, SDPError, SessionDescription, parse_sdp
+from telephony.calls.causes import Cause, cause_for_status
+from telephony.sip.dialog import Dialog
+from telephony.sip.errors import SipError
+from telephony.sip.headers import Headers
+from telephony.sip.message import Request, Response
+from telephony.sip.session_timer import (
+    SessionTimer,
+    TooSmallError,
+    negotiate_as_uas,
+    offer_as_uac,
+    result_as_uac,
+)
+from telephony.sip.transport import Peer, ServerTransactionHandle, SipStack, new_branch, new_tag
+from telephony.sip.uri import NameAddr, SipURI
+
+__all__ = ("Leg", "LegEnd", "LegState", "SipContext")
+
+log = Logger()
+
+SDP = "application/sdp"
+
+
+class LegState(enum.Enum):
+    """Where a leg is in its life."""
+
+    NEW = "new"
+    RINGING = "ringing"
+    EARLY = "early-media"
+    ANSWERED = "answered"
+    ENDED = "ended"
+
+
+@attrs.frozen
+class LegEnd:
+    """How a leg ended: the cause, who ended it, and the SIP status if one said it."""
+
+    cause: Cause
+    source: str
+    sip_status: int | None = None
+
+
+@attrs.frozen
+class SipContext:
+    """What every leg needs from the SIP side.
+
+    :ivar via_host: our sent-by (``host:port``) for Via headers.
+    :ivar contact: our Contact URI for dialogs.
+    :ivar min_se: the shortest session interval we accept, seconds (RFC 4028 Min-SE).
+    :ivar session_expires: the interval we ask for, seconds.
+    """
+
+    stack: SipStack
+    via_host: str
+    contact: str
+    domain: str
+    min_se: int = 90
+    session_expires: int = 1800
+
+
+class Leg:
+    """A SIP dialog plus its media session.  Use :meth:`incoming` or :meth:`outgoing`.
+
+    :ivar uuid: the leg's CallUUID.
+    :ivar ended: fires once with a :class:`LegEnd` when the leg is over.
+    """
+
+    def __init__(
+        self,
+        *,
+        uuid: str,
+        role: str,
+        ctx: SipContext,
+        media: MediaEngine,
+        clock: IReactorTime,
+        peer: Peer,
+        invite: Request,
+    ) -> None:
+        self.uuid = uuid
+        self.role = role
+        self.ctx = ctx
+        self.media_engine = media
+        self.clock = clock
+        self.peer = peer
+        self.invite = invite
+        self.state = LegState.NEW
+        self.dialog: Dialog | None = None
+        self.media: IMediaSession | None = None
+        self.started_at = clock.seconds()
+        self.answered_at: float | None = None
+        self.ended_at: float | None = None
+        self.ended: Deferred[LegEnd] = Deferred()
+        self.end_info: LegEnd | None = None
+        self.listeners: list[Callable[[Leg, LegState], None]] = []
+        self.on_reoffer: Callable[[Leg, SessionDescription], SessionDescription] | None = None
+        self.session_timer: SessionTimer | None = None
+        self._timer_call: IDelayedCall | None = None
+        self._retransmit: IDelayedCall | None = None
+        self._txn: ServerTransactionHandle | None = None
+        self._offer: SessionDescription | None = None
+        self._local_answer: SessionDescription | None = None
+        self._final_2xx: Response | None = None
+        self._acked = True
+        self._cancel_pending = False
+        self._provisional_seen = False
+        self.local_tag = ""
+
+    def __repr__(self) -> str:
+        return f"<Leg {self.role} {self.uuid} {self.state.value}>"
+
+    # -- construction --------------------------------------------------------------
+
+    @classmethod
+    def incoming(
+        cls,
+        invite: Request,
+        txn: ServerTransactionHandle,
+        *,
+        uuid: str,
+        ctx: SipContext,
+        media: MediaEngine,
+        clock: IReactorTime,
+    ) -> Leg:
+        """The caller's leg, for an INVITE we received.
+
+        :raises SipError: the INVITE cannot start a dialog (no Contact: 400; bad SDP:
+            400 or 488), to be answered by the caller.
+        """
+        leg = cls(
+            uuid=uuid, role="uas", ctx=ctx, media=media, clock=clock, peer=txn.peer, invite=invite
+        )
+        leg._txn = txn
+        leg.local_tag = txn.to_tag
+        leg.dialog = Dialog.as_uas(invite, txn.to_tag, ctx.contact, ctx.via_host)
+        if invite.body:
+            try:
+                leg._offer = parse_sdp(invite.body)
+            except SDPError as exc:
+                raise SipError(f"Bad SDP: {exc}", exc.status_hint) from None
+        return leg
+
+    @classmethod
+    def outgoing(
+        cls,
+        *,
+        uuid: str,
+        ctx: SipContext,
+        media: MediaEngine,
+        clock: IReactorTime,
+        peer: Peer,
+        request_uri: SipURI,
+        from_: NameAddr,
+        to: NameAddr,
+        extra_headers: Headers | None = None,
+    ) -> Leg:
+        """A leg we place (a Dial target, an API call); call :meth:`start` to send it."""
+        tag = new_tag()
+        headers = Headers()
+        headers.add(
+            "Via", f"SIP/2.0/{peer.transport.upper()} {ctx.via_host};branch={new_branch()};rport"
+        )
+        headers.add("Max-Forwards", "70")
+        headers.add("From", str(from_.with_param("tag", tag)))
+        headers.add("To", str(to))
+        headers.add("Call-ID", f"{secrets.token_hex(12)}@{ctx.domain}")
+        headers.add("CSeq", "1 INVITE")
+        headers.add("Contact", f"<{ctx.contact}>")
+        headers.add("Allow", "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO")
+        for name, value in offer_as_uac(interval=ctx.session_expires, min_se=ctx.min_se):
+            headers.add(name, value)
+        for name, value in extra_headers or ():
+            headers.add(name, value)
+        invite = Request("INVITE", request_uri, headers)
+        leg = cls(
+            uuid=uuid, role="uac", ctx=ctx, media=media, clock=clock, peer=peer, invite=invite
+        )
+        leg.local_tag = tag
+        return leg
+
+    # -- events ---------------------------------------------------------------------
+
+    def _set_state(self, state: LegState) -> None:
+        if self.state is state or self.state is LegState.ENDED:
+            return
+        self.state = state
+        for listener in list(self.listeners):
+            try:
+                listener(self, state)
+            except Exception:
+                log.failure("Leg listener failed ({uuid})", uuid=self.uuid)
+
+    @property
+    def answered(self) -> bool:
+        """Whether the leg has been answered (and not ended before)."""
+        return self.answered_at is not None
+
+    def ensure_media(self) -> IMediaSession:
+        """The leg's media session, created on first use."""
+        if self.media is None:
+            self.media = self.media_engine.create_session(call_uuid=self.uuid)
+        return self.media
+
+    # -- UAS ------------------------------------------------------------------------
+
+    def ring(self) -> None:
+        """180 Ringing (UAS, before an answer)."""
+        if self.role == "uas" and self.state is LegState.NEW:
+            self._respond(180)
+            self._set_state(LegState.RINGING)
+
+    def pre_answer(self) -> Deferred[None]:
+        """183 Session Progress with our SDP answer: early media (UAS)."""
+        if self.role != "uas" or self.state in (LegState.EARLY, LegState.ANSWERED, LegState.ENDED):
+            return succeed(None)
+        if self._offer is None:
+            self.ring()  # a delayed offer leaves no room for early media
+            return succeed(None)
+        self._local_answer = self.ensure_media().accept_offer(self._offer)
+        self._respond(183, body=self._local_answer.to_bytes())
+        self._set_state(LegState.EARLY)
+        return succeed(None)
+
+    def answer(self) -> Deferred[None]:
+        """200 OK with SDP (UAS); fires once sent.  An outgoing leg is answered by its peer."""
+        if self.role != "uas" or self.answered or self.state is LegState.ENDED or self._txn is None:
+            return succeed(None)
+        try:
+            timer, timer_headers = negotiate_as_uas(
+                self.invite, min_se=self.ctx.min_se, default=self.ctx.session_expires
+            )
+        except TooSmallError as exc:
+            self.reject(422, headers=Headers([("Min-SE", str(exc.min_se))]))
+            return succeed(None)
+        session = self.ensure_media()
+        if self._offer is not None:
+            # The 200 repeats the answer of a 183, if one was sent (§13.2.1).
+            if self._local_answer is None:
+                self._local_answer = session.accept_offer(self._offer)
+            body = self._local_answer.to_bytes()
+        else:
+            body = session.create_offer().to_bytes()  # delayed offer: the ACK answers
+        headers = Headers([("Supported", "timer")])
+        for name, value in timer_headers:
+            headers.add(name, value)
+        response = self._respond(200, body=body, headers=headers)
+        self._final_2xx = response
+        self._acked = False
+        if self.dialog is not None:
+            self.dialog.confirmed = True
+        self.session_timer = timer
+        self.answered_at = self.clock.seconds()
+        self._schedule_2xx_retransmit(self.ctx.stack.timers.t1, self.clock.seconds())
+        self._set_state(LegState.ANSWERED)
+        self._restart_session_timer()
+        return succeed(None)
+
+    def reject(
+        self,
+        status: int,
+        reason: str | None = None,
+        headers: Headers | None = None,
+        cause: Cause | None = None,
+    ) -> None:
+        """Refuse the call with a final response (UAS, not answered)."""
+        if self.role != "uas" or self.answered or self.state is LegState.ENDED:
+            return
+        self._respond(status, reason, headers=headers)
+        self._end(cause or cause_for_status(status), "Plivo", status)
+
+    def cancelled(self, cancel_txn: ServerTransactionHandle) -> None:
+        """The caller sent CANCEL: 200 to it, 487 to the INVITE (§9.2)."""
+        cancel_txn.respond(200)
+        if self.role == "uas" and not self.answered and self.state is not LegState.ENDED:
+            self._respond(487)
+            self._end(Cause.ORIGINATOR_CANCEL, "Caller", 487)
+
+    def _respond(
+        self,
+        status: int,
+        reason: str | None = None,
+        *,
+        body: bytes = b"",
+        headers: Headers | None = None,
+    ) -> Response:
+        if self._txn is None:
+            raise SipError("not a UAS leg", 500)
+        all_headers = Headers()
+        if 100 < status < 300:
+            all_headers.add("Contact", f"<{self.ctx.contact}>")
+            all_headers.add("Allow", "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO")
+        for name, value in headers or ():
+            all_headers.add(name, value)
+        if body:
+            all_headers.add("Content-Type", SDP)
+        return self._txn.respond(status, reason, all_headers, body)
+
+    def _schedule_2xx_retransmit(self, interval: float, last: float) -> None:
+        """§13.3.1.4: resend the 2xx at T1, 2T1… (capped at T2) until the ACK; give up at 64·T1."""
+        timers = self.ctx.stack.timers
+        deadline = (self.answered_at or last) + timers.timeout
+
+        def fire(at: float) -> None:
+            self._retransmit = None
+            if self._acked or self.state is LegState.ENDED or self._final_2xx is None:
+                return
+            if at >= deadline:
+                log.warn("No ACK for the 200 OK of {uuid}: ending the call", uuid=self.uuid)
+                self._send_bye(Cause.ACK_TIMEOUT, "Plivo")
+                return
+            if self._txn is not None:
+                self._txn.send(self._final_2xx)
+            self._schedule_2xx_retransmit(min(2 * interval, timers.t2), at)
+
+        at = min(last + interval, deadline)
+        self._retransmit = self.clock.callLater(max(0.0, at - self.clock.seconds()), fire, at)
+
+    def handle_ack(self, ack: Request) -> None:
+        """The ACK of our 2xx arrived (with the SDP answer, after a delayed offer)."""
+        if self._acked:
+            return
+        self._acked = True
+        if self._retransmit is not None and self._retransmit.active():
+            self._retransmit.cancel()
+        self._retransmit = None
+        if ack.body and self.media is not None and self.media.negotiated is None:
+            try:
+                self.media.accept_answer(parse_sdp(ack.body))
+            except SDPError as exc:
+                log.warn("Bad SDP in the ACK of {uuid}: {error}", uuid=self.uuid, error=exc)
+                self._send_bye(Cause.MEDIA_FAILURE, "Plivo")
+
+    # -- UAC ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Send the INVITE with our SDP offer (UAC)."""
+        offer = self.ensure_media().create_offer()
+        self.invite.body = offer.to_bytes()
+        self.invite.headers.add("Content-Type", SDP)
+        d = self.ctx.stack.send_request(self.invite, self.peer, on_response=self._uac_response)
+        d.addCallback(self._uac_response)
+        d.addErrback(self._crashed)
+
+    def _uac_response(self, response: Response) -> None:
+        if self.state is LegState.ENDED:
+            if 200 <= response.status < 300 and self.dialog is None:
+                self._ack_and_bye(response)  # a 2xx crossing our CANCEL
+            return
+        status = response.status
+        if status < 200:
+            if status == 100:
+                return
+            self._provisional_seen = True
+            if response.to.tag and self.dialog is None:
+                self.dialog = Dialog.as_uac(self.invite, response, self.ctx.via_host)
+            if response.body and self.media is not None and self.media.negotiated is None:
+                self._accept_answer(response)
+            self._set_state(LegState.EARLY if response.body else LegState.RINGING)
+            if self._cancel_pending:
+                self._send_cancel()
+            return
+        if status < 300:
+            if self.answered:
+                self._send_ack(response)  # a retransmitted 2xx: ACK again
+                return
+            self.dialog = Dialog.as_uac(self.invite, response, self.ctx.via_host)
+            self._send_ack(response)
+            if self._cancel_pending:
+                self._send_bye(Cause.ORIGINATOR_CANCEL, "Plivo")
+                return
+            needs_answer = self.media is not None and self.media.negotiated is None
+            if response.body and needs_answer and not self._accept_answer(response):
+                return
+            self.session_timer = result_as_uac(response, asked=self.ctx.session_expires)
+            self.answered_at = self.clock.seconds()
+            self._set_state(LegState.ANSWERED)
+            self._restart_session_timer()
+            return
+        self._end(
+            Cause.ORIGINATOR_CANCEL if status == 487 else cause_for_status(status), "Callee", status
+        )
+
+    def _accept_answer(self, response: Response) -> bool:
+        if self.media is None:
+            return False
+        try:
+            self.media.accept_answer(parse_sdp(response.body))
+        except SDPError as exc:
+            log.warn("Bad SDP answer on {uuid}: {error}", uuid=self.uuid, error=exc)
+            if response.status >= 200:
+                self._send_bye(Cause.MEDIA_FAILURE, "Plivo")
+            return False
+        return True
+
+    def _send_ack(self, response: Response) -> None:
+        dialog = self.dialog or Dialog.as_uac(self.invite, response, self.ctx.via_host)
+        ack = dialog.ack(self.invite.cseq.number)
+        self.ctx.stack.send_stateless(ack, self.peer)
+
+    def _ack_and_bye(self, response: Response) -> None:
+        dialog = Dialog.as_uac(self.invite, response, self.ctx.via_host)
+        self.ctx.stack.send_stateless(dialog.ack(self.invite.cseq.number), self.peer)
+        self.ctx.stack.send_request(dialog.request("BYE"), self.peer).addErrback(self._crashed)
+
+    def cancel(self) -> None:
+        """Stop ringing (UAC): CANCEL once a provisional response came (§9.1)."""
+        if self.role != "uac" or self.answered or self.state is LegState.ENDED:
+            return
+        if self._provisional_seen:
+            self._send_cancel()
+        else:
+            self._cancel_pending = True
+
+    def _send_cancel(self) -> None:
+        headers = Headers()
+        headers.add("Via", self.invite.headers.values("Via")[0])
+        for route in self.invite.headers.get_all("Route"):
+            headers.add("Route", route)
+        headers.add("Max-Forwards", "70")
+        headers.add("From", self.invite.headers.get("From") or "")
+        headers.add("To", self.invite.headers.get("To") or "")
+        headers.add("Call-ID", self.invite.call_id)
+        headers.add("CSeq", f"{self.invite.cseq.number} CANCEL")
+        cancel = Request("CANCEL", self.invite.uri, headers)
+        self._cancel_pending = False
+        self.ctx.stack.send_request(cancel, self.peer).addErrback(self._crashed)
+
+    # -- both -------------------------------------------------------------------------
+
+    def hangup(self, cause: Cause = Cause.NORMAL, source: str = "Plivo") -> None:
+        """End the leg whatever its state: BYE, reject, or CANCEL."""
+        if self.state is LegState.ENDED:
+            return
+        if self.answered:
+            self._send_bye(cause, source)
+        elif self.role == "uas":
+            self.reject(cause.sip_status, cause=cause)
+        else:
+            self.cancel()
+            self._end(cause, source)
+
+    def _send_bye(self, cause: Cause, source: str) -> None:
+        if self.dialog is not None and self.state is not LegState.ENDED:
+            bye = self.dialog.request("BYE")
+            self.ctx.stack.send_request(bye, self.peer).addErrback(self._crashed)
+        self._end(cause, source)
+
+    def handle_request(self, request: Request, txn: ServerTransactionHandle) -> None:
+        """A request inside this leg's dialog."""
+        if self.dialog is None or self.state is LegState.ENDED:
+            txn.respond(481)
+            return
+        try:
+            self.dialog.check_remote_request(request)
+        except SipError as exc:
+            txn.respond(exc.status_hint, exc.reason)
+            return
+        method = request.method
+        if method == "BYE":
+            txn.respond(200)
+            self._end(Cause.NORMAL, "Caller" if self.role == "uas" else "Callee")
+        elif method in ("INVITE", "UPDATE"):
+            self._reoffer(request, txn)
+        elif method in ("INFO", "OPTIONS"):
+            txn.respond(200)
+        else:
+            txn.respond(501)
+
+    def _reoffer(self, request: Request, txn: ServerTransactionHandle) -> None:
+        """A re-INVITE or UPDATE: new SDP (hold, resume, a new address) and/or a refresh."""
+        headers = Headers([("Contact", f"<{self.ctx.contact}>"), ("Supported", "timer")])
+        body = b""
+        session = self.ensure_media()
+        try:
+            if request.body:
+                offer = parse_sdp(request.body)
+                answer = (
+                    self.on_reoffer(self, offer) if self.on_reoffer else session.accept_offer(offer)
+                )
+                body = answer.to_bytes()
+            elif request.method == "INVITE":
+                body = session.create_offer().to_bytes()
+            timer, timer_headers = negotiate_as_uas(
+                request, min_se=self.ctx.min_se, default=self.ctx.session_expires
+            )
+        except SDPError as exc:
+            txn.respond(exc.status_hint, f"Bad SDP: {exc}"[:100])
+            return
+        except TooSmallError as exc:
+            txn.respond(422, None, Headers([("Min-SE", str(exc.min_se))]))
+            return
+        for name, value in timer_headers:
+            headers.add(name, value)
+        if body:
+            headers.add("Content-Type", SDP)
+        txn.respond(200, None, headers, body)
+        self.session_timer = timer
+        self._restart_session_timer()
+
+    # -- session timer ------------------------------------------------------------------
+
+    def _restart_session_timer(self) -> None:
+        if self._timer_call is not None and self._timer_call.active():
+            self._timer_call.cancel()
+        self._timer_call = None
+        timer = self.session_timer
+        if timer is None or self.state is not LegState.ANSWERED:
+            return
+        if timer.we_refresh:
+            self._timer_call = self.clock.callLater(timer.refresh_after, self._refresh)
+        else:
+            self._timer_call = self.clock.callLater(timer.expire_after, self._expired)
+
+    def _expired(self) -> None:
+        self._timer_call = None
+        log.info("Session of {uuid} expired unrefreshed: BYE", uuid=self.uuid)
+        self._send_bye(Cause.SESSION_TIMEOUT, "Plivo")
+
+    def _refresh(self) -> None:
+        """Refresh the session with a re-INVITE carrying our current SDP."""
+        self._timer_call = None
+        if self.dialog is None or self.state is not LegState.ANSWERED or self.media is None:
+            return
+        timer = self.session_timer
+        extra = Headers([("Supported", "timer")])
+        if timer is not None:
+            extra.add("Session-Expires", f"{timer.interval};refresher={timer.refresher}")
+        invite = self.dialog.request(
+            "INVITE", body=self.media.create_offer().to_bytes(), content_type=SDP, extra=extra
+        )
+
+        def answered(response: Response) -> None:
+            if self.state is not LegState.ANSWERED or self.dialog is None:
+                return
+            if 200 <= response.status < 300:
+                self.ctx.stack.send_stateless(self.dialog.ack(invite.cseq.number), self.peer)
+                if response.body and self.media is not None:
+                    with contextlib.suppress(SDPError):
+                        self.media.accept_answer(parse_sdp(response.body))
+                self._restart_session_timer()
+            elif response.status in (408, 481):
+                self._send_bye(Cause.SESSION_TIMEOUT, "Plivo")
+            else:
+                self._restart_session_timer()  # 491 glare and the like: try again later
+
+        self.ctx.stack.send_request(invite, self.peer).addCallback(answered).addErrback(
+            self._crashed
+        )
+
+    # -- the end ----------------------------------------------------------------------
+
+    def _end(self, cause: Cause, source: str, sip_status: int | None = None) -> None:
+        if self.state is LegState.ENDED:
+            return
+        self._set_state(LegState.ENDED)
+        self.state = LegState.ENDED
+        self.ended_at = self.clock.seconds()
+        for call in (self._timer_call, self._retransmit):
+            if call is not None and call.active():
+                call.cancel()
+        self._timer_call = self._retransmit = None
+        if self.media is not None:
+            self.media.close()
+        self.end_info = LegEnd(cause, source, sip_status)
+        self.ended.callback(self.end_info)
+
+    def _crashed(self, failure: Failure) -> None:
+        log.failure("Leg {uuid} failed", failure, uuid=self.uuid)
+        if self.state is not LegState.ENDED:
+            self._end(Cause.INTERNAL_ERROR, "Plivo")
+
+    # -- figures ------------------------------------------------------------------------
+
+    def duration(self) -> int:
+        """Whole seconds from the start to the end (or now)."""
+        end = self.ended_at if self.ended_at is not None else self.clock.seconds()
+        return int(end - self.started_at)
+
+    def bill_duration(self) -> int:
+        """Whole seconds from the answer to the end (or now); 0 if never answered."""
+        if self.answered_at is None:
+            return 0
+        end = self.ended_at if self.ended_at is not None else self.clock.seconds()
+        return int(end - self.answered_at)
+
+    def info(self) -> dict[str, Any]:
+        """A summary for logs and the status page."""
+        return {
+            "uuid": self.uuid,
+            "role": self.role,
+            "state": self.state.value,
+            "peer": f"{self.peer.host}:{self.peer.port}",
+            "call_id": self.invite.call_id,
+        }
