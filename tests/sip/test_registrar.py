@@ -13,7 +13,7 @@ import pytest_twisted
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.task import Clock
 
-from telephony.auth import CredentialCache
+from telephony.auth import CredentialCache, RequestAuthenticator
 from telephony.directory import Directory
 from telephony.directory.bindings import BindingStore
 from telephony.directory.database import Database
