@@ -166,6 +166,32 @@ def _parse_algorithms(option: str, value: str) -> tuple[str, ...]:
     return names
 
 
+def _parse_rtp_ports(option: str, value: str) -> str:
+    from media import MediaArgumentError, PortRange
+
+    try:
+        PortRange.parse(value)
+    except MediaArgumentError as exc:
+        raise ConfigError(str(exc).replace("rtp-ports", option, 1)) from None
+    return value
+
+
+def _parse_gateways(option: str, value: str) -> str:
+    from telephony.calls.routing import parse_gateways
+
+    try:
+        parse_gateways(value)
+    except ValueError as exc:
+        raise ConfigError(f"{option}: {exc}") from None
+    return value
+
+
+def _parse_media_address(option: str, value: str) -> str:
+    if value and not _is_host(value):
+        raise ConfigError(f"{option}: must be an IP address or a host name, got {value!r}")
+    return value
+
+
 def _parse_path(option: str, value: str) -> Path:
     if not value.strip():
         raise ConfigError(f"{option}: must not be empty")
@@ -211,6 +237,11 @@ class Config:
     :ivar max_expires: longest registration granted, seconds (longer is shortened).
     :ivar t1, t2, t4: SIP timers, seconds (RFC 3261 §17).
     :ivar throttle_exempt: networks never throttled or banned (comma-separated).
+    :ivar rtp_ports: ``LOW-HIGH`` UDP ports for RTP (even) and RTCP (odd).
+    :ivar gateways: comma-separated ``sip:HOST[:PORT]`` trunks: calls to numbers go to
+        the first; INVITEs from any of them are trusted (by source IP, and port if given).
+    :ivar min_se: shortest session-timer interval accepted, seconds (RFC 4028 says 90).
+    :ivar media_address: the address put in SDP when it differs from the SIP address.
     :ivar digest_algorithms: digest challenges offered, in order (RFC 8760 puts SHA-256
         first; phones that read only the first challenge and know only MD5 need MD5 first).
     """
@@ -232,6 +263,10 @@ class Config:
     t4: float = 5.0
     throttle_exempt: str = "127.0.0.0/8, ::1"
     digest_algorithms: tuple[str, ...] = ("SHA-256", "MD5")
+    rtp_ports: str = "16384-32767"
+    gateways: str = ""
+    min_se: int = 90
+    media_address: str = ""
 
 
 #: The embedded defaults, by option name as it appears on the command line and in TOML.
@@ -254,6 +289,10 @@ DEFAULTS: Mapping[str, Any] = {
     "t4": str(_DEFAULT.t4),
     "throttle-exempt": _DEFAULT.throttle_exempt,
     "digest-algorithms": ",".join(_DEFAULT.digest_algorithms),
+    "rtp-ports": _DEFAULT.rtp_ports,
+    "gateway": _DEFAULT.gateways,
+    "min-se": str(_DEFAULT.min_se),
+    "media-address": _DEFAULT.media_address,
 }
 
 _Parser = Callable[[str, Any], Any]
@@ -277,6 +316,10 @@ _FIELDS: Mapping[str, tuple[str, _Parser]] = {
     "t4": ("t4", lambda o, v: _parse_seconds(o, v, 0.01, 600)),
     "throttle-exempt": ("throttle_exempt", lambda o, v: _parse_networks(o, v)),
     "digest-algorithms": ("digest_algorithms", lambda o, v: _parse_algorithms(o, v)),
+    "rtp-ports": ("rtp_ports", lambda o, v: _parse_rtp_ports(o, v)),
+    "gateway": ("gateways", lambda o, v: _parse_gateways(o, v)),
+    "min-se": ("min_se", lambda o, v: _parse_int(o, v, 2, 86400)),
+    "media-address": ("media_address", lambda o, v: _parse_media_address(o, v)),
 }
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from twisted.application import service
 from twisted.internet.defer import gatherResults
+from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 
@@ -81,8 +82,14 @@ class SIPService(service.Service):
 
     def privilegedStartService(self) -> None:
         host, port = self.config.sip_listen.host, self.config.sip_listen.port
-        self._ports.append(self.reactor.listenUDP(port, self.udp, interface=host))
-        self._ports.append(self.reactor.listenTCP(port, self.tcp, interface=host))
+        try:
+            self._ports.append(self.reactor.listenUDP(port, self.udp, interface=host))
+            self._ports.append(self.reactor.listenTCP(port, self.tcp, interface=host))
+        except CannotListenError as exc:
+            raise SystemExit(
+                f"twistd telephony: sip-listen: cannot listen on {self.config.sip_listen}: "
+                f"{exc.socketError}"
+            ) from None
         log.info(
             "SIP on {address} (UDP and TCP), domain {domain}",
             address=str(self.config.sip_listen),

@@ -8,6 +8,7 @@ stop in reverse: store, SIP, HTTP, manhole.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -24,6 +25,7 @@ from telephony.api._http import Route
 from telephony.api.builtin_apps import direct_dial_fields
 from telephony.api.directory_v1 import DirectoryAPI
 from telephony.api.site import build_site
+from telephony.calls.service import CallsService
 from telephony.config import DEFAULTS, Config, ConfigError, build_config, load_toml
 from telephony.credentials import Credentials, load_or_create_credentials
 from telephony.directory import Directory
@@ -79,6 +81,15 @@ class Options(usage.Options):
             None,
             f"Digest challenges offered, in order [{DEFAULTS['digest-algorithms']}]",
         ],
+        ["rtp-ports", None, None, f"RTP/RTCP UDP port range LOW-HIGH [{DEFAULTS['rtp-ports']}]"],
+        [
+            "gateway",
+            None,
+            None,
+            "SIP trunks for numbers, comma-separated sip:HOST[:PORT] (IP addresses) [none]",
+        ],
+        ["min-se", None, None, f"Shortest session-timer interval, seconds [{DEFAULTS['min-se']}]"],
+        ["media-address", None, None, "Address advertised in SDP [the SIP address]"],
         [
             "throttle-exempt",
             None,
@@ -134,6 +145,7 @@ class HTTPService(StreamServerEndpointService):
         super().__init__(endpoint, site)
         self._directory = directory
         self.base_url: str | None = None
+        self.on_base_url: Callable[[str], None] | None = None
 
     def startService(self) -> None:
         super().startService()
@@ -147,6 +159,8 @@ class HTTPService(StreamServerEndpointService):
         if ":" in address:
             address = f"[{address}]"
         self.base_url = f"http://{address}:{getattr(host, 'port', 80)}"
+        if self.on_base_url is not None:
+            self.on_base_url(self.base_url)
         log.info("REST API and status page on {url}/", url=self.base_url)
         d = self._directory.ensure_builtin_application(
             DIRECT_DIAL, lambda current: direct_dial_fields(self.base_url or "", current)
@@ -193,6 +207,11 @@ def makeService(options: Options) -> service.MultiService:
 
     sip = SIPService(config, directory, database, reactor)
     sip.setServiceParent(root)
+    site_url: list[str | None] = [None]
+    calls = CallsService(
+        config, sip, directory, database, reactor, credentials.auth_token, lambda: site_url[0]
+    )
+    calls.setServiceParent(root)
 
     api = DirectoryAPI(directory, config.domain, sip.registration_info)
     routes: list[Route] = api.routes()
@@ -203,14 +222,17 @@ def makeService(options: Options) -> service.MultiService:
         routes=routes,
         clock=reactor,
         started_at=reactor.seconds(),
-        status_sections=(("SIP", sip.status),),
+        status_sections=(("SIP", sip.status), ("Calls", calls.status)),
+        live_calls=calls.manager.live,
+        recordings_dir=config.data_dir / "recordings",
     )
     http = HTTPService(endpoints.serverFromString(reactor, config.http), site, directory)
+    http.on_base_url = lambda url: site_url.__setitem__(0, url)
     http.setName("http")
     http.setServiceParent(root)
 
     if config.manhole is not None:
-        _add_manhole(root, config, directory, database, sip)
+        _add_manhole(root, config, directory, database, sip, calls)
     return root
 
 
@@ -220,6 +242,7 @@ def _add_manhole(
     directory: Directory,
     database: Database,
     sip: SIPService,
+    calls: CallsService,
 ) -> None:
     from telephony.manhole import load_or_create_host_key, manhole_service
 
@@ -231,7 +254,8 @@ def _add_manhole(
         "sip": sip,
         "registrar": sip.registrar,
         "location": sip.location,
-        "calls": None,
+        "calls": calls.manager,
+        "media": calls.media,
     }
     manhole = manhole_service(
         config.manhole or "",

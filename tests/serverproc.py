@@ -22,10 +22,20 @@ START_TIMEOUT = 20.0
 
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    """A port the kernel just gave us on 127.0.0.1 (free for TCP and UDP when asked)."""
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port free on 127.0.0.1 for *kind*; for SOCK_DGRAM, free for TCP as well (SIP)."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, kind) as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+            if kind != socket.SOCK_DGRAM:
+                return port
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
+                try:
+                    t.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
+    raise RuntimeError("no free port pair found")
 
 
 def twistd() -> str:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 from twisted.internet.interfaces import IReactorTime
-from twisted.web import server
+from twisted.web import resource, server, static
 from twisted.web.resource import Resource
 
 from telephony.api._http import BoundedRequest, JSONRouter, Route
@@ -25,16 +27,24 @@ def build_site(
     clock: IReactorTime,
     started_at: float,
     status_sections: tuple[Section, ...] = (),
+    live_calls: Callable[[], list[dict[str, Any]]] | None = None,
+    recordings_dir: Path | None = None,
 ) -> server.Site:
     """Assemble the resource tree; tracebacks are never shown to clients."""
     root = Resource()
-    root.putChild(b"", StatusPage(directory, clock, started_at, status_sections))
+    root.putChild(b"", StatusPage(directory, clock, started_at, status_sections, live_calls))
     root.putChild(b"healthz", HealthResource(directory))
     account = JSONRouter(routes, check_auth, prefix=f"/v1/Account/{auth_id}/")
     root.putChild(b"v1", account)
     apps = Resource()
     apps.putChild(b"direct-dial", DirectDialResource())
     root.putChild(b"apps", apps)
+    if recordings_dir is not None:
+        recordings_dir.mkdir(parents=True, exist_ok=True)
+        # Recording URLs are unguessable (UUID file names); the directory is not listed.
+        recordings = static.File(str(recordings_dir), defaultType="audio/wav")
+        recordings.directoryListing = lambda: resource.ForbiddenResource()  # type: ignore[method-assign]
+        root.putChild(b"recordings", recordings)
     site = server.Site(root)
     site.requestFactory = BoundedRequest
     site.displayTracebacks = False

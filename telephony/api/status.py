@@ -6,6 +6,7 @@ import html
 import json
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
@@ -47,12 +48,14 @@ class StatusPage(Resource):
         clock: IReactorTime,
         started_at: float,
         sections: tuple[Section, ...] = (),
+        live_calls: Callable[[], list[dict[str, Any]]] | None = None,
     ) -> None:
         super().__init__()
         self._directory = directory
         self._clock = clock
         self._started_at = started_at
         self._sections = sections
+        self._live_calls = live_calls
 
     def render_GET(self, request: server.Request) -> int:
         d: Deferred[str] = self._directory.counts().addCallbacks(self._page, self._unavailable)
@@ -78,6 +81,8 @@ class StatusPage(Resource):
         parts = [_table("Server", rows)]
         for title, source in self._sections:
             parts.append(_table(title, source()))
+        if self._live_calls is not None:
+            parts.append(_calls_table(self._live_calls()))
         return "\n".join(parts)
 
     def _finish(self, body: str, request: server.Request) -> None:
@@ -100,6 +105,20 @@ def _table(title: str, rows: Mapping[str, object]) -> str:
         for k, v in rows.items()
     )
     return f"<h2>{html.escape(title)}</h2>\n<table>{cells}</table>"
+
+
+_CALL_COLUMNS = ("CallUUID", "Direction", "From", "To", "state", "duration")
+
+
+def _calls_table(calls: list[dict[str, Any]]) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in _CALL_COLUMNS)
+    rows = "".join(
+        "<tr>"
+        + "".join(f"<td>{html.escape(str(c.get(k, '')))}</td>" for k in _CALL_COLUMNS)
+        + "</tr>"
+        for c in calls[:200]
+    )
+    return f"<h2>Live calls ({len(calls)})</h2>\n<table><tr>{head}</tr>{rows}</table>"
 
 
 class HealthResource(Resource):

@@ -23,7 +23,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from media import IMediaSession, MediaEngine, SDPError, SessionDescription, parse_sdp
+from media import Direction, IMediaSession, MediaEngine, SDPError, SessionDescription, parse_sdp
 from telephony.calls.causes import Cause, cause_for_status
 from telephony.sip.dialog import Dialog
 from telephony.sip.errors import SipError
@@ -543,6 +543,10 @@ class Leg:
     def _refresh(self) -> None:
         """Refresh the session with a re-INVITE carrying our current SDP."""
         self._timer_call = None
+        self.reinvite()
+
+    def reinvite(self, direction: Direction = Direction.SENDRECV) -> None:
+        """Send a re-INVITE with a new offer: a session refresh, or hold (sendonly)/resume."""
         if self.dialog is None or self.state is not LegState.ANSWERED or self.media is None:
             return
         timer = self.session_timer

@@ -87,4 +87,32 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX bindings_expires_at ON bindings (expires_at)",
         ),
     ),
+    Migration(
+        3,
+        "calls: one detail record per leg",
+        (
+            """CREATE TABLE cdrs (
+                call_uuid TEXT PRIMARY KEY,
+                parent_call_uuid TEXT,
+                request_uuid TEXT,
+                direction TEXT NOT NULL,
+                from_number TEXT NOT NULL,
+                to_number TEXT NOT NULL,
+                caller_name TEXT NOT NULL,
+                call_status TEXT NOT NULL,
+                app_id TEXT,
+                sip_call_id TEXT NOT NULL,
+                start_time TEXT NOT NULL,
+                answer_time TEXT,
+                end_time TEXT NOT NULL,
+                duration INTEGER NOT NULL,
+                bill_duration INTEGER NOT NULL,
+                hangup_cause_name TEXT NOT NULL,
+                hangup_cause_code INTEGER,
+                hangup_source TEXT NOT NULL
+            )""",
+            "CREATE INDEX cdrs_end_time ON cdrs (end_time)",
+            "CREATE INDEX cdrs_parent ON cdrs (parent_call_uuid)",
+        ),
+    ),
 )

@@ -240,6 +240,41 @@ class Directory:
         """The application with this ID.  :raises NotFoundError:"""
         return self._run(lambda cur: _get_application(cur, app_id))
 
+    def default_application(self, flag: str) -> Deferred[Application | None]:
+        """The application marked ``default_endpoint_app`` or ``default_number_app``."""
+        if flag not in ("default_endpoint_app", "default_number_app"):
+            raise ValueError(f"not a default flag: {flag}")
+
+        def txn(cur: Cursor) -> Application | None:
+            row = cur.execute(
+                f"SELECT {_APP_COLUMNS} FROM applications WHERE {flag} = 1 ORDER BY created_at"
+            ).fetchone()
+            return None if row is None else _application(row)
+
+        return self._run(txn)
+
+    def find_number(self, number: str) -> Deferred[Number | None]:
+        """The number (E.164 digits) if we own it, else None."""
+
+        def txn(cur: Cursor) -> Number | None:
+            row = cur.execute(
+                f"SELECT {_NUMBER_COLUMNS} FROM numbers WHERE number = ?", (number,)
+            ).fetchone()
+            return None if row is None else _number(row)
+
+        return self._run(txn)
+
+    def find_application(self, app_id: str) -> Deferred[Application | None]:
+        """The application with this ID, or None."""
+
+        def txn(cur: Cursor) -> Application | None:
+            row = cur.execute(
+                f"SELECT {_APP_COLUMNS} FROM applications WHERE app_id = ?", (app_id,)
+            ).fetchone()
+            return None if row is None else _application(row)
+
+        return self._run(txn)
+
     def list_applications(
         self, limit: int = 20, offset: int = 0, app_name: str | None = None
     ) -> Deferred[Page[Application]]:

@@ -1,0 +1,205 @@
+"""``ICallControl`` for a live call: what XML verbs do, in terms of its leg and media.
+
+Every operation returns a cancellable Deferred; cancelling stops the media operation
+and never hangs up.  When the call ends, the leg's media session closes and whatever
+runs on it fails, which ends the document.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from twisted.internet.defer import Deferred, fail
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from media import AudioFrame, EventFrame, IMediaListener, IMediaSession, RecordingResult
+from telephony.calls.causes import Cause
+from telephony.calls.leg import Leg
+from xml_dsl import (
+    ConferenceEvent,
+    ConferenceResult,
+    ConferenceSpec,
+    DialEvent,
+    DialSpec,
+    ExecutionError,
+    HangupCause,
+    ICallControl,
+    IDialAttempt,
+    RecordResult,
+    RecordSpec,
+    SpeechResult,
+    SpeechSpec,
+    WaitUntil,
+)
+
+if TYPE_CHECKING:
+    from telephony.calls.call import Call
+
+__all__ = ("CallControl",)
+
+log = Logger()
+
+_HANGUP_CAUSES = {
+    HangupCause.NORMAL: Cause.NORMAL,
+    HangupCause.END_OF_XML: Cause.END_OF_XML,
+    HangupCause.REJECTED: Cause.REJECTED,
+    HangupCause.BUSY: Cause.BUSY,
+    HangupCause.SCHEDULED: Cause.NORMAL,
+    HangupCause.INVALID_XML: Cause.INVALID_XML,
+    HangupCause.URL_UNREACHABLE: Cause.URL_UNREACHABLE,
+    HangupCause.LIMIT_REACHED: Cause.INVALID_XML,
+    HangupCause.INTERNAL_ERROR: Cause.INTERNAL_ERROR,
+}
+
+
+@implementer(IMediaListener)
+class _DigitTap:
+    """Forwards the digits a session hears to a callback."""
+
+    def __init__(self, on_digit: Callable[[str], None]) -> None:
+        self.on_digit = on_digit
+
+    def audio_received(self, session: IMediaSession, frame: AudioFrame) -> None:
+        pass
+
+    def event_received(self, session: IMediaSession, frame: EventFrame) -> None:
+        pass
+
+    def digit_received(self, session: IMediaSession, digit: str) -> None:
+        self.on_digit(digit)
+
+
+def _voice(voice: str) -> str:
+    """Plivo's voices for eSpeak NG: MAN, else WOMAN (Polly.* names included)."""
+    return "MAN" if voice.upper() == "MAN" else "WOMAN"
+
+
+@implementer(ICallControl)
+class CallControl:
+    """The executor's view of one call."""
+
+    def __init__(self, call: Call) -> None:
+        self.call = call
+
+    @property
+    def leg(self) -> Leg:
+        """The leg the document runs on."""
+        return self.call.leg
+
+    @property
+    def call_uuid(self) -> str:
+        return self.call.uuid
+
+    @property
+    def answered(self) -> bool:
+        return self.leg.answered
+
+    def params(self) -> Mapping[str, str]:
+        return self.call.params()
+
+    def answer(self) -> Deferred[None]:
+        return self.leg.answer()
+
+    def pre_answer(self) -> Deferred[None]:
+        return self.leg.pre_answer()
+
+    def hangup(self, cause: HangupCause) -> Deferred[None]:
+        ended: Deferred[None] = self.call.when_ended()
+        self.leg.hangup(_HANGUP_CAUSES.get(cause, Cause.NORMAL), "Plivo")
+        return ended
+
+    def _media(self) -> IMediaSession:
+        if self.leg.media is None:
+            raise ExecutionError("the call has no media session (not answered)")
+        return self.leg.media
+
+    def _run(self, op: Callable[[IMediaSession], Deferred[Any]]) -> Deferred[None]:
+        try:
+            media = self._media()
+            d = op(media)
+        except Exception as exc:  # MediaArgumentError, SessionClosedError, ExecutionError
+            return fail(ExecutionError(str(exc)))
+        return d.addCallback(lambda _: None)
+
+    def play(self, url: str) -> Deferred[None]:
+        return self._run(lambda media: media.play([url]))
+
+    def speak(self, text: str, ssml: str | None, voice: str, language: str) -> Deferred[None]:
+        # eSpeak NG speaks the plain text; SSML markup is reduced to its text.
+        return self._run(lambda media: media.speak(text, voice=_voice(voice), language=language))
+
+    def beep(self) -> Deferred[None]:
+        return self._run(lambda media: media.play_tone("beep"))
+
+    def wait(self, until: WaitUntil) -> Deferred[None]:
+        # No silence or beep detection yet: the executor's <Wait length> bounds the wait.
+        d: Deferred[None] = Deferred()
+
+        def ended(_: object) -> None:
+            if not d.called:
+                d.errback(ExecutionError("the call ended"))
+
+        self.call.when_ended().addCallback(ended)
+        return d
+
+    def collect_digits(self, on_digit: Callable[[str], None]) -> Deferred[None]:
+        try:
+            media = self._media()
+        except ExecutionError as exc:
+            return fail(exc)
+        tap = _DigitTap(on_digit)
+        media.add_listener(tap)
+
+        def cancel(_: Deferred[None]) -> None:
+            media.remove_listener(tap)
+
+        d: Deferred[None] = Deferred(cancel)
+
+        def ended(_: object) -> None:
+            media.remove_listener(tap)
+            if not d.called:
+                d.errback(ExecutionError("the call ended"))
+
+        self.call.when_ended().addCallback(ended)
+        return d
+
+    def recognize_speech(
+        self, spec: SpeechSpec, on_interim: Callable[[str], None]
+    ) -> Deferred[SpeechResult]:
+        return fail(ExecutionError("speech recognition is not available on this server"))
+
+    def send_dtmf(self, keys: str) -> Deferred[None]:
+        return self._run(lambda media: media.send_digits(keys))
+
+    def record(self, spec: RecordSpec) -> Deferred[RecordResult]:
+        try:
+            media = self._media()
+        except ExecutionError as exc:
+            return fail(exc)
+        started = self.leg.clock.seconds()
+        keys = "".join(sorted(spec.finish_on_key))
+        try:
+            d = media.record(
+                directory=self.call.recordings_dir,
+                max_length=float(spec.max_length),
+                finish_on_key=keys,
+                silence_timeout=float(spec.silence_timeout) if spec.silence_timeout else 3600.0,
+                beep=False,
+            )
+        except Exception as exc:
+            return fail(ExecutionError(str(exc)))
+
+        def done(result: RecordingResult) -> RecordResult:
+            return self.call.recording_result(result, started)
+
+        return d.addCallback(done)
+
+    def dial(self, spec: DialSpec, on_event: Callable[[DialEvent], None]) -> IDialAttempt:
+        return self.call.dial(spec, on_event)
+
+    def join_conference(
+        self, spec: ConferenceSpec, on_event: Callable[[ConferenceEvent], None]
+    ) -> Deferred[ConferenceResult]:
+        return fail(ExecutionError("<Conference> is not supported by this server yet"))

@@ -1,0 +1,236 @@
+"""Where a new INVITE goes (``calls/routing``).
+
+In order:
+
+1. **From a configured gateway** (its source IP, and port when the gateway names
+   one): to an application's SIP URI (``app-ID``) → that application; to a number we
+   own → the number's application (else the default number application); to an
+   endpoint's SIP URI → ring that endpoint; anything else → 404.
+2. **From anyone else** the INVITE must authenticate as an endpoint (407, digest, the
+   REGISTER rules); its From user must be that endpoint.  To an application's SIP URI
+   → that application; otherwise the endpoint's application (else the default
+   endpoint application) runs with ``To`` = what was dialed; an endpoint with no
+   application may still call another endpoint's SIP URI, which rings directly;
+   anything else → 403 with a reason that says why.
+
+Every refusal is logged with the Call-ID.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Sequence
+
+import attrs
+from twisted.logger import Logger
+
+from telephony.auth import RequestAuthenticator
+from telephony.directory import Application, Directory
+from telephony.sip.errors import SipParseError
+from telephony.sip.message import Request
+from telephony.sip.transport import Peer, ServerTransactionHandle
+from telephony.sip.uri import SipURI, parse_uri
+
+__all__ = ("Gateway", "Route", "RouteKind", "Router", "normalize_number", "parse_gateways")
+
+log = Logger()
+
+APP_PREFIX = "app-"
+_VISUAL = re.compile(r"[\s().\-]")
+
+
+def normalize_number(text: str) -> str:
+    """Dialed digits as E.164 digits: separators and a leading ``+`` dropped."""
+    return _VISUAL.sub("", text).lstrip("+")
+
+
+@attrs.frozen
+class Gateway:
+    """A SIP trunk: calls to numbers go there; INVITEs from it are trusted.
+
+    :ivar port: None matches any source port (and sends to 5060).
+    """
+
+    host: str
+    port: int | None = None
+    transport: str = "udp"
+
+    @property
+    def peer(self) -> Peer:
+        """Where to send INVITEs for numbers."""
+        return Peer(self.transport, self.host, self.port or 5060)
+
+    def matches(self, peer: Peer) -> bool:
+        """Whether a request from *peer* comes from this gateway."""
+        return peer.host == self.host and (self.port is None or peer.port == self.port)
+
+    def __str__(self) -> str:
+        port = f":{self.port}" if self.port else ""
+        return f"sip:{self.host}{port};transport={self.transport}"
+
+
+def parse_gateways(text: str) -> tuple[Gateway, ...]:
+    """``sip:127.0.0.2:5060, sip:10.0.0.1;transport=tcp`` → gateways.
+
+    Hosts must be IP addresses: a gateway is recognised by the source address of its
+    packets, which a name would have to be resolved into first.
+
+    :raises ValueError: naming the bad entry.
+    """
+    import ipaddress
+
+    gateways = []
+    for item in text.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        try:
+            uri = parse_uri(item)
+        except SipParseError:
+            raise ValueError(f"not a SIP URI: {item!r}") from None
+        if not isinstance(uri, SipURI) or uri.user:
+            raise ValueError(f"expected sip:HOST[:PORT], got {item!r}")
+        host = uri.host_unbracketed
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise ValueError(f"the gateway host must be an IP address: {item!r}") from None
+        transport = uri.transport if uri.transport in ("udp", "tcp") else "udp"
+        gateways.append(Gateway(host, uri.port, transport))
+    return tuple(gateways)
+
+
+class RouteKind(enum.Enum):
+    """What to do with a new call."""
+
+    APPLICATION = "application"
+    ENDPOINT = "endpoint"
+    REJECT = "reject"
+
+
+@attrs.frozen
+class Route:
+    """The decision for one INVITE.
+
+    :ivar caller: Plivo's ``From`` (an endpoint's username or the caller's number).
+    :ivar called: Plivo's ``To`` (the dialed digits, or a SIP URI).
+    :ivar endpoint: for ``ENDPOINT``: the username to ring.
+    :ivar source: "gateway" or "endpoint".
+    """
+
+    kind: RouteKind
+    caller: str = ""
+    called: str = ""
+    caller_name: str = ""
+    application: Application | None = None
+    endpoint: str | None = None
+    source: str = ""
+    status: int = 0
+    reason: str = ""
+
+
+class Router:
+    """Decides the :class:`Route` of each new INVITE."""
+
+    def __init__(
+        self,
+        *,
+        directory: Directory,
+        auth: RequestAuthenticator,
+        gateways: Sequence[Gateway],
+        domain: str,
+    ) -> None:
+        self.directory = directory
+        self.auth = auth
+        self.gateways = tuple(gateways)
+        self.domain = domain
+
+    def gateway_for(self, peer: Peer) -> Gateway | None:
+        """The gateway *peer* is, if any."""
+        return next((g for g in self.gateways if g.matches(peer)), None)
+
+    async def route(self, invite: Request, txn: ServerTransactionHandle) -> Route | None:
+        """The route of *invite*; None when it was answered with a challenge."""
+        ruri = invite.uri
+        if not isinstance(ruri, SipURI):
+            return _reject(invite, 416, "Unsupported URI Scheme")
+        user = ruri.user_unescaped or ""
+        from_ = invite.from_
+        caller_name = from_.display or ""
+        from_user = from_.uri.user_unescaped if isinstance(from_.uri, SipURI) else None
+        if self.gateway_for(txn.peer) is not None:
+            return await self._from_gateway(invite, user, from_user or "", caller_name)
+        endpoint = await self.auth.check(invite, txn, proxy=True)
+        if endpoint is None:
+            return None
+        if from_user != endpoint.username:
+            return _reject(invite, 403, "Forbidden (From is not the authenticated endpoint)")
+        base = Route(
+            RouteKind.APPLICATION,
+            caller=endpoint.username,
+            caller_name=caller_name,
+            source="endpoint",
+        )
+        if user.startswith(APP_PREFIX):
+            return await self._app_uri(invite, user, base)
+        called_endpoint = await self.directory.find_endpoint(user) if user else None
+        called = (
+            f"sip:{user}@{self.domain}" if called_endpoint is not None else normalize_number(user)
+        )
+        app = None
+        if endpoint.app_id is not None:
+            app = await self.directory.find_application(endpoint.app_id)
+        if app is None:
+            app = await self.directory.default_application("default_endpoint_app")
+        if app is not None:
+            return attrs.evolve(base, called=called, application=app)
+        if called_endpoint is not None:
+            return attrs.evolve(base, kind=RouteKind.ENDPOINT, called=called, endpoint=user)
+        return _reject(invite, 403, "Forbidden (no application for this endpoint)")
+
+    async def _from_gateway(
+        self, invite: Request, user: str, caller: str, caller_name: str
+    ) -> Route:
+        base = Route(
+            RouteKind.APPLICATION,
+            caller=normalize_number(caller) or caller,
+            caller_name=caller_name,
+            source="gateway",
+        )
+        if user.startswith(APP_PREFIX):
+            return await self._app_uri(invite, user, base)
+        digits = normalize_number(user)
+        number = await self.directory.find_number(digits) if digits.isdigit() else None
+        if number is not None:
+            app = await self.directory.find_application(number.app_id) if number.app_id else None
+            if app is None:
+                app = await self.directory.default_application("default_number_app")
+            if app is None:
+                return _reject(
+                    invite, 480, "Temporarily Unavailable (no application for this number)"
+                )
+            return attrs.evolve(base, called=digits, application=app)
+        if user and await self.directory.find_endpoint(user) is not None:
+            return attrs.evolve(
+                base, kind=RouteKind.ENDPOINT, called=f"sip:{user}@{self.domain}", endpoint=user
+            )
+        return _reject(invite, 404, "Not Found (not a number or endpoint of ours)")
+
+    async def _app_uri(self, invite: Request, user: str, base: Route) -> Route:
+        app_id = user[len(APP_PREFIX) :]
+        app = await self.directory.find_application(app_id) if app_id.isdigit() else None
+        if app is None:
+            return _reject(invite, 404, "Not Found (no such application)")
+        return attrs.evolve(base, called=f"sip:{user}@{self.domain}", application=app)
+
+
+def _reject(invite: Request, status: int, reason: str) -> Route:
+    log.info(
+        "{status} to INVITE {ruri} (Call-ID {call_id}): {reason}",
+        status=status,
+        ruri=str(invite.uri),
+        call_id=invite.call_id,
+        reason=reason,
+    )
+    return Route(RouteKind.REJECT, status=status, reason=reason)

@@ -1,0 +1,92 @@
+"""The calls service: media engine, fetcher, router and call manager, wired to SIP."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from twisted.application import service
+from twisted.logger import Logger
+
+from media import MediaConfig, MediaEngine, PortRange
+from telephony.calls.cdr import CdrStore
+from telephony.calls.leg import SipContext
+from telephony.calls.manager import CallManager
+from telephony.calls.routing import Router, parse_gateways
+from telephony.config import Config
+from telephony.directory import Directory
+from telephony.directory.database import Database
+from telephony.sipservice import SIPService
+from xml_dsl import Fetcher
+
+__all__ = ("CallsService",)
+
+log = Logger()
+
+
+class CallsService(service.Service):
+    """Calls on top of the SIP service; closing every media session at stop."""
+
+    def __init__(
+        self,
+        config: Config,
+        sip: SIPService,
+        directory: Directory,
+        database: Database,
+        reactor: Any,
+        auth_token: str,
+        site_url: Callable[[], str | None],
+    ) -> None:
+        self.setName("calls")
+        listen = config.sip_listen
+        host = f"[{listen.host}]" if ":" in listen.host else listen.host
+        self.media = MediaEngine(
+            reactor=reactor,
+            config=MediaConfig(
+                rtp_ports=PortRange.parse(config.rtp_ports),
+                bind_host=listen.host if listen.host not in ("0.0.0.0", "::") else "0.0.0.0",  # noqa: S104
+                advertise_host=config.media_address or None,
+                data_dir=config.data_dir,
+            ),
+        )
+        self.cdrs = CdrStore(database)
+        self.fetcher = Fetcher(reactor=reactor, auth_token=auth_token)
+        gateways = parse_gateways(config.gateways)
+        ctx = SipContext(
+            stack=sip.stack,
+            via_host=f"{host}:{listen.port}",
+            contact=f"sip:telephony@{host}:{listen.port}",
+            domain=config.domain,
+            min_se=config.min_se,
+        )
+        router = Router(directory=directory, auth=sip.auth, gateways=gateways, domain=config.domain)
+        self.manager = CallManager(
+            ctx=ctx,
+            media=self.media,
+            clock=reactor,
+            router=router,
+            location=sip.location,
+            fetcher=self.fetcher,
+            cdrs=self.cdrs,
+            gateways=gateways,
+            recordings_dir=config.data_dir / "recordings",
+            site_url=site_url,
+        )
+        sip.core.calls = self.manager.handle
+        sip.core.acks = self.manager.handle_ack
+
+    def stopService(self) -> Any:
+        for call in list(self.manager.calls.values()):
+            call.leg.hangup()
+        self.media.close_all()
+        return super().stopService()
+
+    def status(self) -> dict[str, object]:
+        """Figures for the status page."""
+        return {
+            "Live calls": len(self.manager.calls),
+            "Inbound calls": self.manager.counters["inbound"],
+            "Outbound legs": self.manager.counters["outbound"],
+            "Refused INVITEs": self.manager.counters["rejected"],
+            "Media sessions": self.media.ports.in_use,
+        }
