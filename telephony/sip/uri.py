@@ -221,11 +221,12 @@ def parse_uri(text: str) -> URI:
 
 
 def _parse_sip(scheme: str, rest: str, text: str) -> SipURI:
-    rest, _, headers = rest.partition("?")
+    # userinfo first: a user part may hold "?" and ";" (§25.1 user-unreserved, RFC 4475
+    # intmeth), and no part of a SIP URI but the userinfo's end may hold a bare "@".
     user: str | None = None
     password: str | None = None
     if "@" in rest:
-        userinfo, _, rest = rest.rpartition("@")
+        userinfo, _, rest = rest.partition("@")
         user, sep, pw = userinfo.partition(":")
         if not user or not _USER_CHARS.fullmatch(user):
             raise SipParseError(f"Bad user part in URI {text[:60]!r}")
@@ -233,6 +234,7 @@ def _parse_sip(scheme: str, rest: str, text: str) -> SipURI:
             if not _PASSWORD_CHARS.fullmatch(pw):
                 raise SipParseError(f"Bad password in URI {text[:60]!r}")
             password = pw
+    rest, _, headers = rest.partition("?")
     hostport, sep, params = rest.partition(";")
     match = HOST.fullmatch(hostport)
     if not match:
