@@ -27,17 +27,19 @@ TOKEN = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
 METHOD = TOKEN
 #: Request-Line = Method SP Request-URI SP SIP-Version CRLF (§25.1).  The URI has no
 #: spaces; the version is matched case-insensitively (§7.1: "SIP/2.0" compares so).
-REQUEST_LINE = re.compile(r"([A-Za-z0-9\-.!%*_+`'~]+) (\S+) ([Ss][Ii][Pp]/\d+\.\d+)")
+REQUEST_LINE = re.compile(r"([A-Za-z0-9\-.!%*_+`'~]+) (\S+) ([Ss][Ii][Pp]/[0-9]+\.[0-9]+)")
 #: Status-Line = SIP-Version SP Status-Code SP Reason-Phrase CRLF; the phrase may be empty.
-STATUS_LINE = re.compile(r"([Ss][Ii][Pp]/\d+\.\d+) (\d{3})(?: (.*))?")
-#: host = hostname / IPv4address / IPv6reference, then an optional ":" port.
+STATUS_LINE = re.compile(r"([Ss][Ii][Pp]/[0-9]+\.[0-9]+) ([0-9]{3})(?: (.*))?")
+#: host = hostname / IPv4address / IPv6reference, then an optional ":" port.  Digits are
+#: ASCII only: ``\d`` takes any Unicode decimal, which ``int()`` would then read.
 HOST = re.compile(
-    r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9\-.]*[A-Za-z0-9])?\.?)(?::(\d{1,5}))?"
+    r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9\-.]*[A-Za-z0-9])?\.?)(?::([0-9]{1,5}))?"
 )
 #: quoted-string = SWS DQUOTE *(qdtext / quoted-pair) DQUOTE
 QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"', re.DOTALL)
-#: generic-param = token [ EQUAL gen-value ]; gen-value = token / host / quoted-string
-PARAM = re.compile(r"\s*([^\s=;,]+)\s*(?:=\s*(\"(?:[^\"\\]|\\.)*\"|[^\s;,]*))?\s*")
+#: generic-param = token [ EQUAL gen-value ]; gen-value = token / host / quoted-string.
+#: Unquoted values are read leniently (any run without LWS, ";", "," or DQUOTE).
+PARAM = re.compile(r"\s*([^\s=;,]+)\s*(?:=\s*(\"(?:[^\"\\]|\\.)*\"|[^\s;,\"]*))?\s*")
 
 
 def unquote(value: str) -> str:

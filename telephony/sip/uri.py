@@ -42,6 +42,7 @@ _TEL_NUMBER = re.compile(r"\+?[0-9A-Fa-f*#().\-]+")
 def parse_params(text: str, *, where: str) -> Params:
     """``;a=b;c`` → ``(("a", "b"), ("c", None))``; quoted values keep their quotes."""
     params: list[tuple[str, str | None]] = []
+    text = text.lstrip()
     if not text:
         return ()
     if not text.startswith(";"):
@@ -211,10 +212,10 @@ def parse_uri(text: str) -> URI:
     if scheme in ("sip", "sips"):
         return _parse_sip(scheme, rest, text)
     if scheme == "tel":
-        number, _, params = rest.partition(";")
+        number, sep, params = rest.partition(";")
         if not _TEL_NUMBER.fullmatch(number):
             raise SipParseError(f"Bad tel URI {text[:60]!r}")
-        return TelURI(number, parse_params(";" + params if params else "", where="tel URI"))
+        return TelURI(number, parse_params(sep + params, where="tel URI"))
     if not rest or any(c in rest for c in ' \t\r\n<>"'):
         raise SipParseError(f"Bad URI {text[:60]!r}")
     return AbsoluteURI(scheme, rest)
