@@ -235,15 +235,20 @@ class CSeq:
         return f"{self.number} {self.method}"
 
 
+#: CSeq = 1*DIGIT LWS Method (§25.1), ASCII digits only.
+_CSEQ = re.compile(rf"\s*([0-9]+)\s+({TOKEN.pattern})\s*")
+
+
 def parse_cseq(value: str) -> CSeq:
-    """Parse CSeq; the number must fit 31 bits as §8.1.1.5 requires.  :raises SipParseError:"""
-    parts = value.split()
-    if len(parts) != 2 or not parts[0].isdigit() or not TOKEN.fullmatch(parts[1]):
+    """Parse CSeq; the number must be below 2**31 as §8.1.1.5 requires.  :raises SipParseError:"""
+    match = _CSEQ.fullmatch(value)
+    if not match:
         raise SipParseError("Bad CSeq header")
-    number = int(parts[0])
-    if number >= 2**31:
+    digits, method = match.groups()
+    # Checked before int(): Python refuses to convert more than 4,300 digits.
+    if len(digits) > 10 or int(digits) >= 2**31:
         raise SipParseError("Bad CSeq header: number above 2**31")
-    return CSeq(number, parts[1])
+    return CSeq(int(digits), method)
 
 
 def parse_contacts(headers: Headers) -> list[NameAddr] | None:
