@@ -167,16 +167,22 @@ class Headers:
 
 @attrs.frozen
 class Via:
-    """One Via value: ``SIP/2.0/UDP host:port;branch=…;rport;received=…`` (§20.42, RFC 3581)."""
+    """One Via value: ``SIP/2.0/UDP host:port;branch=…;rport;received=…`` (§20.42, RFC 3581).
+
+    :ivar version: the protocol version of ``sent-protocol`` ("2.0"); another version is
+        kept so that the TU can answer 505 (RFC 4475 §3.1.2.16) to where the Via says.
+    """
 
     transport: str
     host: str
     port: int | None = None
     params: Params = ()
+    version: str = "2.0"
 
     def __str__(self) -> str:
         port = f":{self.port}" if self.port is not None else ""
-        return f"SIP/2.0/{self.transport} {self.host}{port}{format_params(self.params)}"
+        sent_by = f"{self.host}{port}{format_params(self.params)}"
+        return f"SIP/{self.version}/{self.transport} {sent_by}"
 
     def param(self, name: str) -> str | None:
         """A parameter's value ("" for a flag), or None when absent."""
@@ -204,8 +210,11 @@ class Via:
         return attrs.evolve(self, params=tuple(params))
 
 
+#: via-parm = sent-protocol LWS sent-by *( SEMI via-params ); sent-protocol =
+#: "SIP" SLASH protocol-version SLASH transport, with LWS allowed around the slashes.
 _VIA = re.compile(
-    r"\s*SIP\s*/\s*2\.0\s*/\s*([A-Za-z0-9\-.!%*_+`'~]+)\s+([^;\s]+)\s*(;.*)?", re.I | re.S
+    rf"\s*SIP\s*/\s*({TOKEN.pattern})\s*/\s*({TOKEN.pattern})\s+([^;\s]+)\s*(;.*)?",
+    re.I | re.S,
 )
 
 
@@ -214,14 +223,15 @@ def parse_via(value: str) -> Via:
     match = _VIA.fullmatch(value)
     if not match:
         raise SipParseError("Bad Via header")
-    host = HOST.fullmatch(match.group(2))
+    version, transport, sent_by, params = match.groups()
+    host = HOST.fullmatch(sent_by)
     if not host:
         raise SipParseError("Bad Via header: bad sent-by host")
     port = int(host.group(2)) if host.group(2) else None
     if port is not None and not 0 < port < 65536:
         raise SipParseError("Bad Via header: bad port")
-    params = parse_params((match.group(3) or "").strip(), where="Via")
-    return Via(match.group(1).upper(), host.group(1), port, params)
+    parsed = parse_params((params or "").strip(), where="Via")
+    return Via(transport.upper(), host.group(1), port, parsed, version)
 
 
 @attrs.frozen
