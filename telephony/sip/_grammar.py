@@ -42,10 +42,14 @@ QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"', re.DOTALL)
 PARAM = re.compile(r"\s*([^\s=;,]+)\s*(?:=\s*(\"(?:[^\"\\]|\\.)*\"|[^\s;,\"]*))?\s*")
 
 
+_QUOTED_PAIR = re.compile(r"\\(.)", re.DOTALL)
+
+
 def unquote(value: str) -> str:
     """The content of a quoted-string, with quoted-pairs resolved (``\\"`` → ``"``)."""
     if len(value) >= 2 and value[0] == '"' and value[-1] == '"':
-        return re.sub(r"\\(.)", r"\1", value[1:-1], flags=re.DOTALL)
+        inner = value[1:-1]
+        return _QUOTED_PAIR.sub(r"\1", inner) if "\\" in inner else inner
     return value
 
 

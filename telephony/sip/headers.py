@@ -64,6 +64,8 @@ _KNOWN = (
     "Unsupported", "User-Agent", "Via", "Warning", "WWW-Authenticate",
 )  # fmt: skip
 _CANONICAL = {name.lower(): name for name in _KNOWN} | {k: v for k, v in COMPACT_FORMS.items()}
+#: Names stored only in their canonical spelling, so found by plain ``==``.
+_CANONICAL_NAMES = frozenset(_CANONICAL.values())
 
 
 def canonical_name(name: str) -> str:
@@ -104,14 +106,23 @@ class Headers:
     def get(self, name: str, default: str | None = None) -> str | None:
         """The first value of *name*, or *default*."""
         name = canonical_name(name)
+        if name in _CANONICAL_NAMES:  # every line of it was stored under this spelling
+            for key, value in self._items:
+                if key == name:
+                    return value
+            return default
+        lowered = name.lower()
         for key, value in self._items:
-            if key == name or key.lower() == name.lower():
+            if key.lower() == lowered:
                 return value
         return default
 
     def get_all(self, name: str) -> list[str]:
         """Every line's value for *name*, in order."""
-        lowered = canonical_name(name).lower()
+        name = canonical_name(name)
+        if name in _CANONICAL_NAMES:
+            return [value for key, value in self._items if key == name]
+        lowered = name.lower()
         return [value for key, value in self._items if key.lower() == lowered]
 
     def values(self, name: str) -> list[str]:
