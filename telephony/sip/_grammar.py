@@ -11,6 +11,7 @@ import re
 
 __all__ = (
     "HOST",
+    "LOOSE_REQUEST_LINE",
     "METHOD",
     "PARAM",
     "QUOTED",
@@ -25,9 +26,15 @@ __all__ = (
 TOKEN = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
 #: Method = INVITEm / ACKm / ... / extension-method (a token).
 METHOD = TOKEN
-#: Request-Line = Method SP Request-URI SP SIP-Version CRLF (§25.1).  The URI has no
-#: spaces; the version is matched case-insensitively (§7.1: "SIP/2.0" compares so).
+#: Request-Line = Method SP Request-URI SP SIP-Version CRLF (§25.1).  The version is
+#: matched case-insensitively (§7.1: "SIP/2.0" compares so).
 REQUEST_LINE = re.compile(r"([A-Za-z0-9\-.!%*_+`'~]+) (\S+) ([Ss][Ii][Pp]/[0-9]+\.[0-9]+)")
+#: A request line with runs of SP between its parts (RFC 4475 §3.1.2.9 lwsstart, which a
+#: liberal element may accept) or LWS inside its Request-URI (§3.1.2.8 lwsruri, which
+#: gets a 400): the caller checks the URI group for whitespace.
+LOOSE_REQUEST_LINE = re.compile(
+    r"([A-Za-z0-9\-.!%*_+`'~]+) +(\S(?:.*\S)?) +([Ss][Ii][Pp]/[0-9]+\.[0-9]+)"
+)
 #: Status-Line = SIP-Version SP Status-Code SP Reason-Phrase CRLF; the phrase may be empty.
 STATUS_LINE = re.compile(r"([Ss][Ii][Pp]/[0-9]+\.[0-9]+) ([0-9]{3})(?: (.*))?")
 #: host = hostname / IPv4address / IPv6reference, then an optional ":" port.  Digits are

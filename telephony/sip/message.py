@@ -9,12 +9,14 @@ the transport can still answer 400 (§8.2.2.3, §21.4.1).
 
 from __future__ import annotations
 
+import re
+
 import attrs
 
-from telephony.sip._grammar import REQUEST_LINE, STATUS_LINE
+from telephony.sip._grammar import LOOSE_REQUEST_LINE, REQUEST_LINE, STATUS_LINE
 from telephony.sip.errors import SipParseError
 from telephony.sip.headers import CSeq, Headers, Via, parse_cseq, parse_via
-from telephony.sip.uri import URI, AbsoluteURI, NameAddr, parse_name_addr, parse_uri
+from telephony.sip.uri import URI, AbsoluteURI, NameAddr, SipURI, parse_name_addr, parse_uri
 
 __all__ = (
     "MAX_MESSAGE_BYTES",
@@ -30,9 +32,16 @@ __all__ = (
 MAX_MESSAGE_BYTES = 65_535
 #: Largest header section on a stream before its blank line is seen, in bytes.
 MAX_HEAD_BYTES = 16_384
-#: Headers every request must carry (§8.1.1); a request without one gets 400.
+#: Headers every request must carry (§8.1.1) and every response copies (§8.2.6.2).
 _MANDATORY = ("Via", "From", "To", "Call-ID", "CSeq")
+#: Headers that may appear only once (§7.3.1: only comma-list headers may repeat).
+#: A second one makes the message ambiguous (RFC 4475 §3.3.8 multi01, §3.3.9 mcl01).
+_SINGLE = frozenset(("From", "To", "Call-ID", "CSeq", "Max-Forwards", "Content-Length"))
+_COUNTED = _SINGLE | {"Via"}
 _UNPARSED = AbsoluteURI("invalid", "unparsed")
+_WHITESPACE = re.compile(r"\s")
+#: Content-Length = 1*DIGIT (§20.14); nine digits are plenty under MAX_MESSAGE_BYTES.
+_CONTENT_LENGTH = re.compile(r"[0-9]{1,9}")
 
 _REASONS = {
     100: "Trying", 180: "Ringing", 181: "Call Is Being Forwarded", 182: "Queued",
@@ -59,9 +68,13 @@ def reason_phrase(status: int) -> str:
 
 
 class Message:
-    """What requests and responses share: headers, body, and parsed header views."""
+    """What requests and responses share: headers, body, and parsed header views.
 
-    __slots__ = ("_cseq", "_vias", "body", "headers", "version")
+    The views (:attr:`cseq`, :attr:`vias`, :attr:`from_`, :attr:`to`) are parsed once and
+    kept; call :meth:`invalidate` after changing those headers in place.
+    """
+
+    __slots__ = ("_cseq", "_from", "_to", "_vias", "body", "headers", "version")
 
     def __init__(self, headers: Headers, body: bytes = b"", version: str = "SIP/2.0") -> None:
         self.headers = headers
@@ -69,6 +82,8 @@ class Message:
         self.version = version
         self._vias: list[Via] | None = None
         self._cseq: CSeq | None = None
+        self._from: NameAddr | None = None
+        self._to: NameAddr | None = None
 
     # Views parsed on first use; a malformed header raises SipParseError there.
 
@@ -102,12 +117,16 @@ class Message:
     @property
     def from_(self) -> NameAddr:
         """The parsed From header."""
-        return parse_name_addr(self.headers.get("From") or "")
+        if self._from is None:
+            self._from = parse_name_addr(self.headers.get("From") or "")
+        return self._from
 
     @property
     def to(self) -> NameAddr:
         """The parsed To header."""
-        return parse_name_addr(self.headers.get("To") or "")
+        if self._to is None:
+            self._to = parse_name_addr(self.headers.get("To") or "")
+        return self._to
 
     def _serialize(self, start_line: str) -> bytes:
         self.headers.set("Content-Length", str(len(self.body)))
@@ -118,6 +137,8 @@ class Message:
         """Forget parsed views after the headers were changed in place."""
         self._vias = None
         self._cseq = None
+        self._from = None
+        self._to = None
 
 
 class Request(Message):
@@ -226,44 +247,85 @@ def _split_head(head: bytes) -> _Head:
 
 
 def _content_length(headers: Headers) -> int | None:
-    value = headers.get("Content-Length")
-    if value is None:
+    values = headers.get_all("Content-Length")
+    if not values:
         return None
-    value = value.strip()
-    if not value.isdigit() or len(value) > 9:
+    if len(values) > 1:
+        # RFC 4475 §3.3.9 mcl01: no way to know which one frames the body.
+        raise SipParseError("More than one Content-Length header")
+    value = values[0].strip()
+    if not _CONTENT_LENGTH.fullmatch(value):
         raise SipParseError("Bad Content-Length header")
     return int(value)
+
+
+def _check_headers(headers: Headers) -> None:
+    """Every mandatory header present, no single-valued header twice.  One pass."""
+    seen: dict[str, int] = {}
+    for name, _ in headers:
+        if name in _COUNTED:
+            seen[name] = seen.get(name, 0) + 1
+    for name in _MANDATORY:
+        if name not in seen:
+            raise SipParseError(f"Missing {name} header")
+    for name, count in seen.items():
+        if count > 1 and name in _SINGLE:
+            raise SipParseError(f"More than one {name} header")
 
 
 def _build(head: _Head, body: bytes) -> Request | Response:
     match = REQUEST_LINE.fullmatch(head.start)
     if match:
         method, uri_text, version = match.groups()
-        request = Request(method, _UNPARSED, head.headers, body, version.upper())
-        try:
-            missing = [name for name in _MANDATORY if name not in head.headers]
-            if missing:
-                raise SipParseError(f"Missing {missing[0]} header")
-            request.cseq  # noqa: B018 - parsed now: a bad CSeq makes a bad request
-            request.top_via  # noqa: B018
-            if request.cseq.method != method:
-                raise SipParseError("CSeq method does not match the request method")
-            request.uri = parse_uri(uri_text)
-        except SipParseError as exc:
-            if not missing and request._cseq is not None and request._vias:
-                exc.request = request  # enough to answer with a 400
-            raise
-        return request
+        return _build_request(method, uri_text, version, head.headers, body, loose=False)
     match = STATUS_LINE.fullmatch(head.start)
     if match:
         version, status, reason = match.groups()
         response = Response(int(status), reason or "", head.headers, body, version.upper())
         if not 100 <= response.status <= 699:
             raise SipParseError("Bad status code")
-        response.cseq  # noqa: B018
+        _check_headers(head.headers)
+        response.cseq  # noqa: B018 - each view parsed now: a message that parses is whole
         response.top_via  # noqa: B018
+        response.from_  # noqa: B018
+        response.to  # noqa: B018
         return response
+    match = LOOSE_REQUEST_LINE.fullmatch(head.start)
+    if match:
+        method, uri_text, version = match.groups()
+        return _build_request(method, uri_text, version, head.headers, body, loose=True)
     raise SipParseError("Bad start line")
+
+
+def _build_request(
+    method: str, uri_text: str, version: str, headers: Headers, body: bytes, *, loose: bool
+) -> Request:
+    """A request, every view checked.  Errors carry the request once its Via is readable.
+
+    With a readable top Via a response can be routed (§18.2.2), so the error carries the
+    request for the transport's 400; without one there is nowhere to answer.
+    """
+    request = Request(method, _UNPARSED, headers, body, version.upper())
+    request.top_via  # noqa: B018 - raises, with no request attached, when unreadable
+    try:
+        _check_headers(headers)
+        if request.cseq.method != method:
+            raise SipParseError("CSeq method does not match the request method")
+        request.from_  # noqa: B018
+        request.to  # noqa: B018
+        if loose and _WHITESPACE.search(uri_text):
+            # RFC 4475 §3.1.2.8 lwsruri.  Runs of SP *between* the parts (lwsstart) are
+            # accepted: unambiguous, and to_bytes() writes single SPs.
+            raise SipParseError("Bad Request-URI: whitespace inside it")
+        uri = parse_uri(uri_text)
+        if isinstance(uri, SipURI) and uri.headers:
+            # §19.1.1: headers are not allowed in a Request-URI (RFC 4475 §3.1.2.11).
+            raise SipParseError("Bad Request-URI: it carries URI headers")
+        request.uri = uri
+    except SipParseError as exc:
+        exc.request = request  # enough to answer with a 400
+        raise
+    return request
 
 
 def _with_request(exc: SipParseError, head: _Head) -> SipParseError:
