@@ -63,8 +63,8 @@ _KNOWN = (
     "RSeq", "RAck", "Server", "Session-Expires", "Subject", "Supported", "Timestamp", "To",
     "Unsupported", "User-Agent", "Via", "Warning", "WWW-Authenticate",
 )  # fmt: skip
-_CANONICAL = {name.lower(): name for name in _KNOWN} | {k: v for k, v in COMPACT_FORMS.items()}
-#: Names stored only in their canonical spelling, so found by plain ``==``.
+_CANONICAL = {name.lower(): name for name in (*_KNOWN, *COMPACT_FORMS.values())} | COMPACT_FORMS
+#: Names always stored in this spelling (whatever the case on the wire), so found by ``==``.
 _CANONICAL_NAMES = frozenset(_CANONICAL.values())
 
 
