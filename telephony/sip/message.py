@@ -204,11 +204,19 @@ class Response(Message):
                 headers.add(name, value)
         if status == 100 and "Timestamp" in request.headers:
             headers.add("Timestamp", request.headers.get("Timestamp") or "")
-        if to_tag is not None and status > 100:
-            to = request.headers.get("To") or ""
-            if ";tag=" not in to.replace(" ", "").lower():
-                headers.set("To", f"{to};tag={to_tag}")
+        if to_tag is not None and status > 100 and not _has_to_tag(request):
+            headers.set("To", f"{request.headers.get('To') or ''};tag={to_tag}")
         return cls(status, reason or reason_phrase(status), headers)
+
+
+_TAG_PARAM = re.compile(r";\s*tag\s*=", re.IGNORECASE)
+
+
+def _has_to_tag(request: Request) -> bool:
+    try:
+        return request.to.tag is not None
+    except SipParseError:  # a 400 to a request whose To is unreadable: look at the text
+        return _TAG_PARAM.search(request.headers.get("To") or "") is not None
 
 
 @attrs.frozen
@@ -236,7 +244,8 @@ def _split_head(head: bytes) -> _Head:
             if not items:
                 raise SipParseError("Bad header folding before the first header")
             name, value = items[-1]
-            items[-1] = (name, f"{value} {line.strip()}")  # §7.3.1 unfolding
+            folded = line.strip()  # §7.3.1: the fold and its LWS become one SP
+            items[-1] = (name, f"{value} {folded}" if value and folded else value or folded)
             continue
         name, sep, value = line.partition(":")
         name = name.rstrip()
@@ -349,19 +358,28 @@ def parse_datagram(data: bytes) -> Request | Response:
     """
     if len(data) > MAX_MESSAGE_BYTES:
         raise SipParseError("Message Too Large", 513)
-    head, sep, body = data.partition(b"\r\n\r\n")
-    if not sep:
-        head, sep, body = data.partition(b"\n\n")
+    if data[:1] in (b"\r", b"\n"):
+        data = data.lstrip(b"\r\n")  # §7.5: CRLFs before the start line are ignored
+    crlf, lf = data.find(b"\r\n\r\n"), data.find(b"\n\n")
+    if lf >= 0 and (crlf < 0 or lf < crlf):  # bare-LF head (§7.5 leniency)
+        head, body = data[:lf], data[lf + 2 :]
+    elif crlf >= 0:
+        head, body = data[:crlf], data[crlf + 4 :]
+    else:
+        head, body = data, b""
     parsed = _split_head(head)
     try:
         length = _content_length(parsed.headers)
-        if length is not None:
-            if len(body) < length:
-                raise SipParseError("Body shorter than Content-Length")
-            body = body[:length]
     except SipParseError as exc:
         raise _with_request(exc, parsed) from None
-    return _build(parsed, body)
+    if length is None or len(body) >= length:
+        return _build(parsed, body if length is None else body[:length])
+    # RFC 4475 §3.1.2.2 clerr: a UDP body shorter than its Content-Length gets 400, but
+    # an error in the head itself (multi01's duplicate headers) is the one to report.
+    message = _build(parsed, body)
+    short = SipParseError("Body shorter than Content-Length")
+    short.request = message if isinstance(message, Request) else None
+    raise short
 
 
 class StreamParser:
@@ -371,11 +389,21 @@ class StreamParser:
     a :class:`SipParseError` for each framed message that was malformed (the stream
     goes on).  A framing error (no or bad Content-Length, oversize) cannot be
     re-synchronised: it is the last item, and the caller should close the connection.
+
+    Each byte is searched once for the blank line and each head parsed once, however
+    the stream is cut: a peer sending one byte per segment costs no more than one
+    sending whole messages.  The limits do not depend on the chunking either: a head
+    (with its blank line) over :data:`MAX_HEAD_BYTES`, or a message over
+    :data:`MAX_MESSAGE_BYTES`, fails the stream with 513.
     """
 
     def __init__(self) -> None:
         self._buffer = bytearray()
         self._failed = False
+        #: How much of the buffer has been searched for the blank line, in bytes.
+        self._scanned = 0
+        #: The parsed head of the message whose body is arriving, and its total size.
+        self._pending: tuple[_Head, int, int] | None = None
 
     @property
     def failed(self) -> bool:
@@ -389,39 +417,56 @@ class StreamParser:
         self._buffer += data
         out: list[Request | Response | SipParseError] = []
         while True:
-            # Keep-alive CRLFs between messages (RFC 5626 §4.4.1) are skipped.
-            while self._buffer[:2] == b"\r\n" or self._buffer[:1] == b"\n":
-                del self._buffer[: 2 if self._buffer[:2] == b"\r\n" else 1]
-            end = self._buffer.find(b"\r\n\r\n")
-            if end < 0:
-                if len(self._buffer) > MAX_HEAD_BYTES:
+            if self._pending is None:
+                error = self._read_head()
+                if error is not None:
                     self._failed = True
-                    out.append(SipParseError("Header section too large", 513))
-                return out
-            try:
-                parsed = _split_head(bytes(self._buffer[:end]))
-            except SipParseError as exc:
-                self._failed = True
-                out.append(exc)
-                return out
-            try:
-                length = _content_length(parsed.headers)
-                if length is None:
-                    raise SipParseError("Missing Content-Length on a stream transport")
-            except SipParseError as exc:
-                self._failed = True
-                out.append(_with_request(exc, parsed))
-                return out
-            total = end + 4 + length
-            if total > MAX_MESSAGE_BYTES:
-                self._failed = True
-                out.append(_with_request(SipParseError("Message Too Large", 513), parsed))
-                return out
+                    out.append(error)
+                    return out
+                if self._pending is None:
+                    return out
+            head, body_start, total = self._pending
             if len(self._buffer) < total:
                 return out
-            body = bytes(self._buffer[end + 4 : total])
+            body = bytes(self._buffer[body_start:total])
             del self._buffer[:total]
+            self._pending = None
+            self._scanned = 0
             try:
-                out.append(_build(parsed, body))
+                out.append(_build(head, body))
             except SipParseError as exc:
                 out.append(exc)
+
+    def _read_head(self) -> SipParseError | None:
+        """Find and parse the next head into ``_pending``; a framing error is returned."""
+        buffer = self._buffer
+        # Keep-alive CRLFs between messages (RFC 5626 §4.4.1) are skipped.
+        skip = 0
+        while buffer[skip : skip + 2] == b"\r\n" or buffer[skip : skip + 1] == b"\n":
+            skip += 2 if buffer[skip] == 13 else 1
+        if skip:
+            del buffer[:skip]
+            self._scanned = 0
+        end = buffer.find(b"\r\n\r\n", max(0, self._scanned - 3))
+        if end < 0:
+            self._scanned = len(buffer)
+            if len(buffer) >= MAX_HEAD_BYTES:
+                return SipParseError("Header section too large", 513)
+            return None
+        if end + 4 > MAX_HEAD_BYTES:
+            return SipParseError("Header section too large", 513)
+        try:
+            head = _split_head(bytes(buffer[:end]))
+        except SipParseError as exc:
+            return exc
+        try:
+            length = _content_length(head.headers)
+            if length is None:
+                raise SipParseError("Missing Content-Length on a stream transport")
+        except SipParseError as exc:
+            return _with_request(exc, head)
+        total = end + 4 + length
+        if total > MAX_MESSAGE_BYTES:
+            return _with_request(SipParseError("Message Too Large", 513), head)
+        self._pending = (head, end + 4, total)
+        return None
