@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from telephony.sip.errors import SipParseError
@@ -408,3 +410,15 @@ def test_name_addr_with_non_sip_uri() -> None:
 def test_with_param_replaces_case_insensitively() -> None:
     value = parse_name_addr("<sip:a@example.com>;TAG=1;x")
     assert str(value.with_param("tag", "2")) == "<sip:a@example.com>;x;tag=2"
+
+
+@pytest.mark.parametrize("text", [";a" + " " * 60_000 + "x", ";a=" + " " * 60_000 + '"'])
+def test_long_whitespace_in_a_parameter_fails_in_linear_time(text: str) -> None:
+    """A failing match once tried every split of the spaces: 60,000 took about 12 s.
+
+    The bound is loose on purpose (it passes in well under a millisecond).
+    """
+    start = time.perf_counter()
+    with pytest.raises(SipParseError):
+        parse_params(text, where="test")
+    assert time.perf_counter() - start < 1.0
