@@ -70,8 +70,9 @@ def reason_phrase(status: int) -> str:
 class Message:
     """What requests and responses share: headers, body, and parsed header views.
 
-    The views (:attr:`cseq`, :attr:`vias`, :attr:`from_`, :attr:`to`) are parsed once and
-    kept; call :meth:`invalidate` after changing those headers in place.
+    The views are parsed once and kept.  :attr:`from_` and :attr:`to` remember the text
+    they were read from and follow any change to it; after changing Via or CSeq in
+    place, call :meth:`invalidate`.
     """
 
     __slots__ = ("_cseq", "_from", "_to", "_vias", "body", "headers", "version")
@@ -82,8 +83,8 @@ class Message:
         self.version = version
         self._vias: list[Via] | None = None
         self._cseq: CSeq | None = None
-        self._from: NameAddr | None = None
-        self._to: NameAddr | None = None
+        self._from: tuple[str, NameAddr] | None = None
+        self._to: tuple[str, NameAddr] | None = None
 
     # Views parsed on first use; a malformed header raises SipParseError there.
 
@@ -117,16 +118,18 @@ class Message:
     @property
     def from_(self) -> NameAddr:
         """The parsed From header."""
-        if self._from is None:
-            self._from = parse_name_addr(self.headers.get("From") or "")
-        return self._from
+        raw = self.headers.get("From") or ""
+        if self._from is None or self._from[0] != raw:
+            self._from = (raw, parse_name_addr(raw))
+        return self._from[1]
 
     @property
     def to(self) -> NameAddr:
         """The parsed To header."""
-        if self._to is None:
-            self._to = parse_name_addr(self.headers.get("To") or "")
-        return self._to
+        raw = self.headers.get("To") or ""
+        if self._to is None or self._to[0] != raw:
+            self._to = (raw, parse_name_addr(raw))
+        return self._to[1]
 
     def _serialize(self, start_line: str) -> bytes:
         self.headers.set("Content-Length", str(len(self.body)))
@@ -134,11 +137,13 @@ class Message:
         return head.encode("utf-8") + self.body
 
     def invalidate(self) -> None:
-        """Forget parsed views after the headers were changed in place."""
+        """Forget the Via and CSeq views after those headers were changed in place.
+
+        (From and To need no call: they are re-read when their text changes.  So the
+        transport's Via stamping, which calls this, does not cost the TU a re-parse.)
+        """
         self._vias = None
         self._cseq = None
-        self._from = None
-        self._to = None
 
 
 class Request(Message):

@@ -92,6 +92,20 @@ def test_register_fields() -> None:
     assert contact.param("expires") == "3600"
 
 
+def test_from_and_to_follow_their_text_and_survive_via_stamping() -> None:
+    """The transport stamps the Via and calls invalidate() on every request: the TU's
+    From and To must not be parsed again for that, and must follow real changes."""
+    req = request(register())
+    to, from_ = req.to, req.from_
+    req.headers.replace_first("Via", "SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKx;received=192.0.2.1")
+    req.invalidate()
+    assert req.to is to
+    assert req.from_ is from_
+    assert req.top_via.param("received") == "192.0.2.1"
+    req.headers.set("From", "<sip:carol@example.test>;tag=9")  # no invalidate() needed
+    assert req.from_.tag == "9"
+
+
 def test_views_are_parsed_once_and_invalidated_on_request() -> None:
     req = request(register())
     assert req.to is req.to
