@@ -11,6 +11,7 @@ import re
 
 __all__ = (
     "HOST",
+    "LOOSE_REQUEST_LINE",
     "METHOD",
     "PARAM",
     "QUOTED",
@@ -25,25 +26,39 @@ __all__ = (
 TOKEN = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
 #: Method = INVITEm / ACKm / ... / extension-method (a token).
 METHOD = TOKEN
-#: Request-Line = Method SP Request-URI SP SIP-Version CRLF (§25.1).  The URI has no
-#: spaces; the version is matched case-insensitively (§7.1: "SIP/2.0" compares so).
-REQUEST_LINE = re.compile(r"([A-Za-z0-9\-.!%*_+`'~]+) (\S+) ([Ss][Ii][Pp]/\d+\.\d+)")
+#: Request-Line = Method SP Request-URI SP SIP-Version CRLF (§25.1).  The version is
+#: matched case-insensitively (§7.1: "SIP/2.0" compares so).
+REQUEST_LINE = re.compile(r"([A-Za-z0-9\-.!%*_+`'~]+) (\S+) ([Ss][Ii][Pp]/[0-9]+\.[0-9]+)")
+#: A request line with runs of SP between its parts (RFC 4475 §3.1.2.9 lwsstart, which a
+#: liberal element may accept) or LWS inside its Request-URI (§3.1.2.8 lwsruri, which
+#: gets a 400): the caller checks the URI group for whitespace.
+LOOSE_REQUEST_LINE = re.compile(
+    r"([A-Za-z0-9\-.!%*_+`'~]+) +(\S(?:.*\S)?) +([Ss][Ii][Pp]/[0-9]+\.[0-9]+)"
+)
 #: Status-Line = SIP-Version SP Status-Code SP Reason-Phrase CRLF; the phrase may be empty.
-STATUS_LINE = re.compile(r"([Ss][Ii][Pp]/\d+\.\d+) (\d{3})(?: (.*))?")
-#: host = hostname / IPv4address / IPv6reference, then an optional ":" port.
+STATUS_LINE = re.compile(r"([Ss][Ii][Pp]/[0-9]+\.[0-9]+) ([0-9]{3})(?: (.*))?")
+#: host = hostname / IPv4address / IPv6reference, then an optional ":" port.  Digits are
+#: ASCII only: ``\d`` takes any Unicode decimal, which ``int()`` would then read.
 HOST = re.compile(
-    r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9\-.]*[A-Za-z0-9])?\.?)(?::(\d{1,5}))?"
+    r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9\-.]*[A-Za-z0-9])?\.?)(?::([0-9]{1,5}))?"
 )
 #: quoted-string = SWS DQUOTE *(qdtext / quoted-pair) DQUOTE
 QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"', re.DOTALL)
-#: generic-param = token [ EQUAL gen-value ]; gen-value = token / host / quoted-string
-PARAM = re.compile(r"\s*([^\s=;,]+)\s*(?:=\s*(\"(?:[^\"\\]|\\.)*\"|[^\s;,]*))?\s*")
+#: generic-param = token [ EQUAL gen-value ]; gen-value = token / host / quoted-string.
+#: Unquoted values are read leniently (any run without LWS, ";", "," or DQUOTE).  The
+#: quantifiers are possessive: with plain ``\s*`` on both sides of the optional value, a
+#: failing match tried every split of a run of spaces (8,000 spaces took 0.2 s).
+PARAM = re.compile(r"\s*+([^\s=;,]++)\s*+(?:=\s*+(\"(?:[^\"\\]|\\.)*+\"|[^\s;,\"]*+))?\s*+")
+
+
+_QUOTED_PAIR = re.compile(r"\\(.)", re.DOTALL)
 
 
 def unquote(value: str) -> str:
     """The content of a quoted-string, with quoted-pairs resolved (``\\"`` → ``"``)."""
     if len(value) >= 2 and value[0] == '"' and value[-1] == '"':
-        return re.sub(r"\\(.)", r"\1", value[1:-1], flags=re.DOTALL)
+        inner = value[1:-1]
+        return _QUOTED_PAIR.sub(r"\1", inner) if "\\" in inner else inner
     return value
 
 

@@ -63,7 +63,9 @@ _KNOWN = (
     "RSeq", "RAck", "Server", "Session-Expires", "Subject", "Supported", "Timestamp", "To",
     "Unsupported", "User-Agent", "Via", "Warning", "WWW-Authenticate",
 )  # fmt: skip
-_CANONICAL = {name.lower(): name for name in _KNOWN} | {k: v for k, v in COMPACT_FORMS.items()}
+_CANONICAL = {name.lower(): name for name in (*_KNOWN, *COMPACT_FORMS.values())} | COMPACT_FORMS
+#: Names always stored in this spelling (whatever the case on the wire), so found by ``==``.
+_CANONICAL_NAMES = frozenset(_CANONICAL.values())
 
 
 def canonical_name(name: str) -> str:
@@ -104,14 +106,23 @@ class Headers:
     def get(self, name: str, default: str | None = None) -> str | None:
         """The first value of *name*, or *default*."""
         name = canonical_name(name)
+        if name in _CANONICAL_NAMES:  # every line of it was stored under this spelling
+            for key, value in self._items:
+                if key == name:
+                    return value
+            return default
+        lowered = name.lower()
         for key, value in self._items:
-            if key == name or key.lower() == name.lower():
+            if key.lower() == lowered:
                 return value
         return default
 
     def get_all(self, name: str) -> list[str]:
         """Every line's value for *name*, in order."""
-        lowered = canonical_name(name).lower()
+        name = canonical_name(name)
+        if name in _CANONICAL_NAMES:
+            return [value for key, value in self._items if key == name]
+        lowered = name.lower()
         return [value for key, value in self._items if key.lower() == lowered]
 
     def values(self, name: str) -> list[str]:
@@ -167,16 +178,22 @@ class Headers:
 
 @attrs.frozen
 class Via:
-    """One Via value: ``SIP/2.0/UDP host:port;branch=…;rport;received=…`` (§20.42, RFC 3581)."""
+    """One Via value: ``SIP/2.0/UDP host:port;branch=…;rport;received=…`` (§20.42, RFC 3581).
+
+    :ivar version: the protocol version of ``sent-protocol`` ("2.0"); another version is
+        kept so that the TU can answer 505 (RFC 4475 §3.1.2.16) to where the Via says.
+    """
 
     transport: str
     host: str
     port: int | None = None
     params: Params = ()
+    version: str = "2.0"
 
     def __str__(self) -> str:
         port = f":{self.port}" if self.port is not None else ""
-        return f"SIP/2.0/{self.transport} {self.host}{port}{format_params(self.params)}"
+        sent_by = f"{self.host}{port}{format_params(self.params)}"
+        return f"SIP/{self.version}/{self.transport} {sent_by}"
 
     def param(self, name: str) -> str | None:
         """A parameter's value ("" for a flag), or None when absent."""
@@ -204,8 +221,11 @@ class Via:
         return attrs.evolve(self, params=tuple(params))
 
 
+#: via-parm = sent-protocol LWS sent-by *( SEMI via-params ); sent-protocol =
+#: "SIP" SLASH protocol-version SLASH transport, with LWS allowed around the slashes.
 _VIA = re.compile(
-    r"\s*SIP\s*/\s*2\.0\s*/\s*([A-Za-z0-9\-.!%*_+`'~]+)\s+([^;\s]+)\s*(;.*)?", re.I | re.S
+    rf"\s*SIP\s*/\s*({TOKEN.pattern})\s*/\s*({TOKEN.pattern})\s+([^;\s]+)\s*(;.*)?",
+    re.I | re.S,
 )
 
 
@@ -214,14 +234,15 @@ def parse_via(value: str) -> Via:
     match = _VIA.fullmatch(value)
     if not match:
         raise SipParseError("Bad Via header")
-    host = HOST.fullmatch(match.group(2))
+    version, transport, sent_by, params = match.groups()
+    host = HOST.fullmatch(sent_by)
     if not host:
         raise SipParseError("Bad Via header: bad sent-by host")
     port = int(host.group(2)) if host.group(2) else None
     if port is not None and not 0 < port < 65536:
         raise SipParseError("Bad Via header: bad port")
-    params = parse_params((match.group(3) or "").strip(), where="Via")
-    return Via(match.group(1).upper(), host.group(1), port, params)
+    parsed = parse_params((params or "").strip(), where="Via")
+    return Via(transport.upper(), host.group(1), port, parsed, version)
 
 
 @attrs.frozen
@@ -235,15 +256,20 @@ class CSeq:
         return f"{self.number} {self.method}"
 
 
+#: CSeq = 1*DIGIT LWS Method (§25.1), ASCII digits only.
+_CSEQ = re.compile(rf"\s*([0-9]+)\s+({TOKEN.pattern})\s*")
+
+
 def parse_cseq(value: str) -> CSeq:
-    """Parse CSeq; the number must fit 31 bits as §8.1.1.5 requires.  :raises SipParseError:"""
-    parts = value.split()
-    if len(parts) != 2 or not parts[0].isdigit() or not TOKEN.fullmatch(parts[1]):
+    """Parse CSeq; the number must be below 2**31 as §8.1.1.5 requires.  :raises SipParseError:"""
+    match = _CSEQ.fullmatch(value)
+    if not match:
         raise SipParseError("Bad CSeq header")
-    number = int(parts[0])
-    if number >= 2**31:
+    digits, method = match.groups()
+    # Checked before int(): Python refuses to convert more than 4,300 digits.
+    if len(digits) > 10 or int(digits) >= 2**31:
         raise SipParseError("Bad CSeq header: number above 2**31")
-    return CSeq(number, parts[1])
+    return CSeq(int(digits), method)
 
 
 def parse_contacts(headers: Headers) -> list[NameAddr] | None:

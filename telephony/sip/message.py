@@ -9,12 +9,14 @@ the transport can still answer 400 (§8.2.2.3, §21.4.1).
 
 from __future__ import annotations
 
+import re
+
 import attrs
 
-from telephony.sip._grammar import REQUEST_LINE, STATUS_LINE
+from telephony.sip._grammar import LOOSE_REQUEST_LINE, REQUEST_LINE, STATUS_LINE
 from telephony.sip.errors import SipParseError
 from telephony.sip.headers import CSeq, Headers, Via, parse_cseq, parse_via
-from telephony.sip.uri import URI, AbsoluteURI, NameAddr, parse_name_addr, parse_uri
+from telephony.sip.uri import URI, AbsoluteURI, NameAddr, SipURI, parse_name_addr, parse_uri
 
 __all__ = (
     "MAX_MESSAGE_BYTES",
@@ -30,9 +32,16 @@ __all__ = (
 MAX_MESSAGE_BYTES = 65_535
 #: Largest header section on a stream before its blank line is seen, in bytes.
 MAX_HEAD_BYTES = 16_384
-#: Headers every request must carry (§8.1.1); a request without one gets 400.
+#: Headers every request must carry (§8.1.1) and every response copies (§8.2.6.2).
 _MANDATORY = ("Via", "From", "To", "Call-ID", "CSeq")
+#: Headers that may appear only once (§7.3.1: only comma-list headers may repeat).
+#: A second one makes the message ambiguous (RFC 4475 §3.3.8 multi01, §3.3.9 mcl01).
+_SINGLE = frozenset(("From", "To", "Call-ID", "CSeq", "Max-Forwards", "Content-Length"))
+_COUNTED = _SINGLE | {"Via"}
 _UNPARSED = AbsoluteURI("invalid", "unparsed")
+_WHITESPACE = re.compile(r"\s")
+#: Content-Length = 1*DIGIT (§20.14); nine digits are plenty under MAX_MESSAGE_BYTES.
+_CONTENT_LENGTH = re.compile(r"[0-9]{1,9}")
 
 _REASONS = {
     100: "Trying", 180: "Ringing", 181: "Call Is Being Forwarded", 182: "Queued",
@@ -59,9 +68,14 @@ def reason_phrase(status: int) -> str:
 
 
 class Message:
-    """What requests and responses share: headers, body, and parsed header views."""
+    """What requests and responses share: headers, body, and parsed header views.
 
-    __slots__ = ("_cseq", "_vias", "body", "headers", "version")
+    The views are parsed once and kept.  :attr:`from_` and :attr:`to` remember the text
+    they were read from and follow any change to it; after changing Via or CSeq in
+    place, call :meth:`invalidate`.
+    """
+
+    __slots__ = ("_cseq", "_from", "_to", "_vias", "body", "headers", "version")
 
     def __init__(self, headers: Headers, body: bytes = b"", version: str = "SIP/2.0") -> None:
         self.headers = headers
@@ -69,6 +83,8 @@ class Message:
         self.version = version
         self._vias: list[Via] | None = None
         self._cseq: CSeq | None = None
+        self._from: tuple[str, NameAddr] | None = None
+        self._to: tuple[str, NameAddr] | None = None
 
     # Views parsed on first use; a malformed header raises SipParseError there.
 
@@ -102,12 +118,18 @@ class Message:
     @property
     def from_(self) -> NameAddr:
         """The parsed From header."""
-        return parse_name_addr(self.headers.get("From") or "")
+        raw = self.headers.get("From") or ""
+        if self._from is None or self._from[0] != raw:
+            self._from = (raw, parse_name_addr(raw))
+        return self._from[1]
 
     @property
     def to(self) -> NameAddr:
         """The parsed To header."""
-        return parse_name_addr(self.headers.get("To") or "")
+        raw = self.headers.get("To") or ""
+        if self._to is None or self._to[0] != raw:
+            self._to = (raw, parse_name_addr(raw))
+        return self._to[1]
 
     def _serialize(self, start_line: str) -> bytes:
         self.headers.set("Content-Length", str(len(self.body)))
@@ -115,7 +137,11 @@ class Message:
         return head.encode("utf-8") + self.body
 
     def invalidate(self) -> None:
-        """Forget parsed views after the headers were changed in place."""
+        """Forget the Via and CSeq views after those headers were changed in place.
+
+        (From and To need no call: they are re-read when their text changes.  So the
+        transport's Via stamping, which calls this, does not cost the TU a re-parse.)
+        """
         self._vias = None
         self._cseq = None
 
@@ -183,11 +209,19 @@ class Response(Message):
                 headers.add(name, value)
         if status == 100 and "Timestamp" in request.headers:
             headers.add("Timestamp", request.headers.get("Timestamp") or "")
-        if to_tag is not None and status > 100:
-            to = request.headers.get("To") or ""
-            if ";tag=" not in to.replace(" ", "").lower():
-                headers.set("To", f"{to};tag={to_tag}")
+        if to_tag is not None and status > 100 and not _has_to_tag(request):
+            headers.set("To", f"{request.headers.get('To') or ''};tag={to_tag}")
         return cls(status, reason or reason_phrase(status), headers)
+
+
+_TAG_PARAM = re.compile(r";\s*tag\s*=", re.IGNORECASE)
+
+
+def _has_to_tag(request: Request) -> bool:
+    try:
+        return request.to.tag is not None
+    except SipParseError:  # a 400 to a request whose To is unreadable: look at the text
+        return _TAG_PARAM.search(request.headers.get("To") or "") is not None
 
 
 @attrs.frozen
@@ -215,7 +249,8 @@ def _split_head(head: bytes) -> _Head:
             if not items:
                 raise SipParseError("Bad header folding before the first header")
             name, value = items[-1]
-            items[-1] = (name, f"{value} {line.strip()}")  # §7.3.1 unfolding
+            folded = line.strip()  # §7.3.1: the fold and its LWS become one SP
+            items[-1] = (name, f"{value} {folded}" if value and folded else value or folded)
             continue
         name, sep, value = line.partition(":")
         name = name.rstrip()
@@ -226,44 +261,85 @@ def _split_head(head: bytes) -> _Head:
 
 
 def _content_length(headers: Headers) -> int | None:
-    value = headers.get("Content-Length")
-    if value is None:
+    values = headers.get_all("Content-Length")
+    if not values:
         return None
-    value = value.strip()
-    if not value.isdigit() or len(value) > 9:
+    if len(values) > 1:
+        # RFC 4475 §3.3.9 mcl01: no way to know which one frames the body.
+        raise SipParseError("More than one Content-Length header")
+    value = values[0].strip()
+    if not _CONTENT_LENGTH.fullmatch(value):
         raise SipParseError("Bad Content-Length header")
     return int(value)
+
+
+def _check_headers(headers: Headers) -> None:
+    """Every mandatory header present, no single-valued header twice.  One pass."""
+    seen: dict[str, int] = {}
+    for name, _ in headers:
+        if name in _COUNTED:
+            seen[name] = seen.get(name, 0) + 1
+    for name in _MANDATORY:
+        if name not in seen:
+            raise SipParseError(f"Missing {name} header")
+    for name, count in seen.items():
+        if count > 1 and name in _SINGLE:
+            raise SipParseError(f"More than one {name} header")
 
 
 def _build(head: _Head, body: bytes) -> Request | Response:
     match = REQUEST_LINE.fullmatch(head.start)
     if match:
         method, uri_text, version = match.groups()
-        request = Request(method, _UNPARSED, head.headers, body, version.upper())
-        try:
-            missing = [name for name in _MANDATORY if name not in head.headers]
-            if missing:
-                raise SipParseError(f"Missing {missing[0]} header")
-            request.cseq  # noqa: B018 - parsed now: a bad CSeq makes a bad request
-            request.top_via  # noqa: B018
-            if request.cseq.method != method:
-                raise SipParseError("CSeq method does not match the request method")
-            request.uri = parse_uri(uri_text)
-        except SipParseError as exc:
-            if not missing and request._cseq is not None and request._vias:
-                exc.request = request  # enough to answer with a 400
-            raise
-        return request
+        return _build_request(method, uri_text, version, head.headers, body, loose=False)
     match = STATUS_LINE.fullmatch(head.start)
     if match:
         version, status, reason = match.groups()
         response = Response(int(status), reason or "", head.headers, body, version.upper())
         if not 100 <= response.status <= 699:
             raise SipParseError("Bad status code")
-        response.cseq  # noqa: B018
+        _check_headers(head.headers)
+        response.cseq  # noqa: B018 - each view parsed now: a message that parses is whole
         response.top_via  # noqa: B018
+        response.from_  # noqa: B018
+        response.to  # noqa: B018
         return response
+    match = LOOSE_REQUEST_LINE.fullmatch(head.start)
+    if match:
+        method, uri_text, version = match.groups()
+        return _build_request(method, uri_text, version, head.headers, body, loose=True)
     raise SipParseError("Bad start line")
+
+
+def _build_request(
+    method: str, uri_text: str, version: str, headers: Headers, body: bytes, *, loose: bool
+) -> Request:
+    """A request, every view checked.  Errors carry the request once its Via is readable.
+
+    With a readable top Via a response can be routed (§18.2.2), so the error carries the
+    request for the transport's 400; without one there is nowhere to answer.
+    """
+    request = Request(method, _UNPARSED, headers, body, version.upper())
+    request.top_via  # noqa: B018 - raises, with no request attached, when unreadable
+    try:
+        _check_headers(headers)
+        if request.cseq.method != method:
+            raise SipParseError("CSeq method does not match the request method")
+        request.from_  # noqa: B018
+        request.to  # noqa: B018
+        if loose and _WHITESPACE.search(uri_text):
+            # RFC 4475 §3.1.2.8 lwsruri.  Runs of SP *between* the parts (lwsstart) are
+            # accepted: unambiguous, and to_bytes() writes single SPs.
+            raise SipParseError("Bad Request-URI: whitespace inside it")
+        uri = parse_uri(uri_text)
+        if isinstance(uri, SipURI) and uri.headers:
+            # §19.1.1: headers are not allowed in a Request-URI (RFC 4475 §3.1.2.11).
+            raise SipParseError("Bad Request-URI: it carries URI headers")
+        request.uri = uri
+    except SipParseError as exc:
+        exc.request = request  # enough to answer with a 400
+        raise
+    return request
 
 
 def _with_request(exc: SipParseError, head: _Head) -> SipParseError:
@@ -287,19 +363,28 @@ def parse_datagram(data: bytes) -> Request | Response:
     """
     if len(data) > MAX_MESSAGE_BYTES:
         raise SipParseError("Message Too Large", 513)
-    head, sep, body = data.partition(b"\r\n\r\n")
-    if not sep:
-        head, sep, body = data.partition(b"\n\n")
+    if data[:1] in (b"\r", b"\n"):
+        data = data.lstrip(b"\r\n")  # §7.5: CRLFs before the start line are ignored
+    crlf, lf = data.find(b"\r\n\r\n"), data.find(b"\n\n")
+    if lf >= 0 and (crlf < 0 or lf < crlf):  # bare-LF head (§7.5 leniency)
+        head, body = data[:lf], data[lf + 2 :]
+    elif crlf >= 0:
+        head, body = data[:crlf], data[crlf + 4 :]
+    else:
+        head, body = data, b""
     parsed = _split_head(head)
     try:
         length = _content_length(parsed.headers)
-        if length is not None:
-            if len(body) < length:
-                raise SipParseError("Body shorter than Content-Length")
-            body = body[:length]
     except SipParseError as exc:
         raise _with_request(exc, parsed) from None
-    return _build(parsed, body)
+    if length is None or len(body) >= length:
+        return _build(parsed, body if length is None else body[:length])
+    # RFC 4475 §3.1.2.2 clerr: a UDP body shorter than its Content-Length gets 400, but
+    # an error in the head itself (multi01's duplicate headers) is the one to report.
+    message = _build(parsed, body)
+    short = SipParseError("Body shorter than Content-Length")
+    short.request = message if isinstance(message, Request) else None
+    raise short
 
 
 class StreamParser:
@@ -309,11 +394,21 @@ class StreamParser:
     a :class:`SipParseError` for each framed message that was malformed (the stream
     goes on).  A framing error (no or bad Content-Length, oversize) cannot be
     re-synchronised: it is the last item, and the caller should close the connection.
+
+    Each byte is searched once for the blank line and each head parsed once, however
+    the stream is cut: a peer sending one byte per segment costs no more than one
+    sending whole messages.  The limits do not depend on the chunking either: a head
+    (with its blank line) over :data:`MAX_HEAD_BYTES`, or a message over
+    :data:`MAX_MESSAGE_BYTES`, fails the stream with 513.
     """
 
     def __init__(self) -> None:
         self._buffer = bytearray()
         self._failed = False
+        #: How much of the buffer has been searched for the blank line, in bytes.
+        self._scanned = 0
+        #: The parsed head of the message whose body is arriving, and its total size.
+        self._pending: tuple[_Head, int, int] | None = None
 
     @property
     def failed(self) -> bool:
@@ -327,39 +422,56 @@ class StreamParser:
         self._buffer += data
         out: list[Request | Response | SipParseError] = []
         while True:
-            # Keep-alive CRLFs between messages (RFC 5626 §4.4.1) are skipped.
-            while self._buffer[:2] == b"\r\n" or self._buffer[:1] == b"\n":
-                del self._buffer[: 2 if self._buffer[:2] == b"\r\n" else 1]
-            end = self._buffer.find(b"\r\n\r\n")
-            if end < 0:
-                if len(self._buffer) > MAX_HEAD_BYTES:
+            if self._pending is None:
+                error = self._read_head()
+                if error is not None:
                     self._failed = True
-                    out.append(SipParseError("Header section too large", 513))
-                return out
-            try:
-                parsed = _split_head(bytes(self._buffer[:end]))
-            except SipParseError as exc:
-                self._failed = True
-                out.append(exc)
-                return out
-            try:
-                length = _content_length(parsed.headers)
-                if length is None:
-                    raise SipParseError("Missing Content-Length on a stream transport")
-            except SipParseError as exc:
-                self._failed = True
-                out.append(_with_request(exc, parsed))
-                return out
-            total = end + 4 + length
-            if total > MAX_MESSAGE_BYTES:
-                self._failed = True
-                out.append(_with_request(SipParseError("Message Too Large", 513), parsed))
-                return out
+                    out.append(error)
+                    return out
+                if self._pending is None:
+                    return out
+            head, body_start, total = self._pending
             if len(self._buffer) < total:
                 return out
-            body = bytes(self._buffer[end + 4 : total])
+            body = bytes(self._buffer[body_start:total])
             del self._buffer[:total]
+            self._pending = None
+            self._scanned = 0
             try:
-                out.append(_build(parsed, body))
+                out.append(_build(head, body))
             except SipParseError as exc:
                 out.append(exc)
+
+    def _read_head(self) -> SipParseError | None:
+        """Find and parse the next head into ``_pending``; a framing error is returned."""
+        buffer = self._buffer
+        # Keep-alive CRLFs between messages (RFC 5626 §4.4.1) are skipped.
+        skip = 0
+        while buffer[skip : skip + 2] == b"\r\n" or buffer[skip : skip + 1] == b"\n":
+            skip += 2 if buffer[skip] == 13 else 1
+        if skip:
+            del buffer[:skip]
+            self._scanned = 0
+        end = buffer.find(b"\r\n\r\n", max(0, self._scanned - 3))
+        if end < 0:
+            self._scanned = len(buffer)
+            if len(buffer) >= MAX_HEAD_BYTES:
+                return SipParseError("Header section too large", 513)
+            return None
+        if end + 4 > MAX_HEAD_BYTES:
+            return SipParseError("Header section too large", 513)
+        try:
+            head = _split_head(bytes(buffer[:end]))
+        except SipParseError as exc:
+            return exc
+        try:
+            length = _content_length(head.headers)
+            if length is None:
+                raise SipParseError("Missing Content-Length on a stream transport")
+        except SipParseError as exc:
+            return _with_request(exc, head)
+        total = end + 4 + length
+        if total > MAX_MESSAGE_BYTES:
+            return _with_request(SipParseError("Message Too Large", 513), head)
+        self._pending = (head, end + 4, total)
+        return None

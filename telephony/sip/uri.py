@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from urllib.parse import unquote as percent_decode
+from urllib.parse import unquote_to_bytes
 
 import attrs
 
@@ -37,11 +38,31 @@ _TOKEN_DISPLAY = re.compile(r"[A-Za-z0-9\-.!%*_+`'~ \t]+")
 _USER_CHARS = re.compile(r"[A-Za-z0-9\-_.!~*'()&=+$,;?/%]+")
 _PASSWORD_CHARS = re.compile(r"[A-Za-z0-9\-_.!~*'()&=+$,%]*")
 _TEL_NUMBER = re.compile(r"\+?[0-9A-Fa-f*#().\-]+")
+_ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
+#: §25.1 unreserved = alphanum / mark: the characters whose escapes equal themselves.
+_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.!~*'()")
+
+
+def _canonical_escapes(text: str) -> str:
+    """*text* with escaped unreserved characters decoded and other escapes upper-cased.
+
+    §19.1.4: "Characters other than those in the reserved set are equivalent to their
+    encoding", so ``%61lice`` is ``alice``, while ``%3B`` stays apart from ``;``.
+    """
+    if "%" not in text:
+        return text
+    return _ESCAPE.sub(_canonical_escape, text)
+
+
+def _canonical_escape(match: re.Match[str]) -> str:
+    char = chr(int(match.group(1), 16))
+    return char if char in _UNRESERVED else "%" + match.group(1).upper()
 
 
 def parse_params(text: str, *, where: str) -> Params:
     """``;a=b;c`` → ``(("a", "b"), ("c", None))``; quoted values keep their quotes."""
     params: list[tuple[str, str | None]] = []
+    text = text.lstrip()
     if not text:
         return ()
     if not text.startswith(";"):
@@ -114,7 +135,7 @@ class SipURI:
 
     @property
     def user_unescaped(self) -> str | None:
-        """The user part with %-escapes decoded (what §19.1.4 compares)."""
+        """The user part with every %-escape decoded (invalid UTF-8 becomes U+FFFD)."""
         return None if self.user is None else percent_decode(self.user)
 
     @property
@@ -131,35 +152,47 @@ class SipURI:
         return "tls" if self.scheme == "sips" else "udp"
 
     def aor(self) -> str:
-        """The address-of-record form: scheme, unescaped user and lower-cased host only."""
-        user = self.user_unescaped
-        return (
-            f"{self.scheme}:{user}@{self.host.lower()}"
-            if user
-            else f"{self.scheme}:{self.host.lower()}"
-        )
+        """The address-of-record form: scheme, unescaped user and lower-cased host only.
+
+        §10.3 step 5 drops the parameters and decodes the escapes.  A user whose escapes
+        do not decode to UTF-8 keeps them (upper-cased), so that two such users stay two
+        AoRs instead of both becoming U+FFFD.
+        """
+        user = self.user
+        if user and "%" in user:
+            try:
+                user = unquote_to_bytes(user).decode("utf-8")
+            except UnicodeDecodeError:
+                user = _canonical_escapes(user)
+        host = self.host.lower()
+        return f"{self.scheme}:{user}@{host}" if user else f"{self.scheme}:{host}"
 
     def equivalent(self, other: object) -> bool:
-        """URI equality of RFC 3261 §19.1.4 (used to match registered contacts)."""
+        """URI equality of RFC 3261 §19.1.4 (used to match registered contacts).
+
+        Scheme and host compare case-insensitively, userinfo case-sensitively, escapes of
+        unreserved characters equal the characters; a component with a default value
+        (port, transport...) never matches its absence; ``user``, ``ttl``, ``method``,
+        ``maddr`` and ``transport`` must agree when either URI has one, other parameters
+        only when both have them; URI headers must all be present in both and agree,
+        in any order.
+        """
         if not isinstance(other, SipURI):
             return False
-        if (self.scheme.lower(), self.user_unescaped, self.password) != (
-            other.scheme.lower(),
-            other.user_unescaped,
-            other.password,
-        ):
+        if self.scheme.lower() != other.scheme.lower() or self.port != other.port:
             return False
-        if self.host.lower() != other.host.lower() or self.port != other.port:
+        if self.host.lower() != other.host.lower():
             return False
-        mine = {k.lower(): (v or "").lower() for k, v in self.params}
-        theirs = {k.lower(): (v or "").lower() for k, v in other.params}
+        if _canonical_userinfo(self) != _canonical_userinfo(other):
+            return False
+        mine, theirs = _canonical_params(self.params), _canonical_params(other.params)
         for key in ("user", "ttl", "method", "maddr", "transport"):
             if mine.get(key) != theirs.get(key):
                 return False
         for key in mine.keys() & theirs.keys():
             if mine[key] != theirs[key]:
                 return False
-        return self.headers == other.headers
+        return _canonical_headers(self.headers) == _canonical_headers(other.headers)
 
     def __eq__(self, other: object) -> bool:
         return self.equivalent(other)
@@ -198,6 +231,26 @@ class AbsoluteURI:
 URI = SipURI | TelURI | AbsoluteURI
 
 
+def _canonical_userinfo(uri: SipURI) -> tuple[str | None, str | None]:
+    user = None if uri.user is None else _canonical_escapes(uri.user)
+    password = None if uri.password is None else _canonical_escapes(uri.password)
+    return user, password
+
+
+def _canonical_params(params: Params) -> dict[str, str]:
+    return {_canonical_escapes(k).lower(): _canonical_escapes(v or "").lower() for k, v in params}
+
+
+def _canonical_headers(headers: str) -> list[tuple[str, str]]:
+    if not headers:
+        return []
+    pairs = []
+    for item in headers.split("&"):
+        name, _, value = item.partition("=")
+        pairs.append((_canonical_escapes(name).lower(), _canonical_escapes(value)))
+    return sorted(pairs)
+
+
 def parse_uri(text: str) -> URI:
     """Parse a Request-URI or the URI of a name-addr.
 
@@ -211,21 +264,22 @@ def parse_uri(text: str) -> URI:
     if scheme in ("sip", "sips"):
         return _parse_sip(scheme, rest, text)
     if scheme == "tel":
-        number, _, params = rest.partition(";")
+        number, sep, params = rest.partition(";")
         if not _TEL_NUMBER.fullmatch(number):
             raise SipParseError(f"Bad tel URI {text[:60]!r}")
-        return TelURI(number, parse_params(";" + params if params else "", where="tel URI"))
+        return TelURI(number, parse_params(sep + params, where="tel URI"))
     if not rest or any(c in rest for c in ' \t\r\n<>"'):
         raise SipParseError(f"Bad URI {text[:60]!r}")
     return AbsoluteURI(scheme, rest)
 
 
 def _parse_sip(scheme: str, rest: str, text: str) -> SipURI:
-    rest, _, headers = rest.partition("?")
+    # userinfo first: a user part may hold "?" and ";" (§25.1 user-unreserved, RFC 4475
+    # intmeth), and no part of a SIP URI but the userinfo's end may hold a bare "@".
     user: str | None = None
     password: str | None = None
     if "@" in rest:
-        userinfo, _, rest = rest.rpartition("@")
+        userinfo, _, rest = rest.partition("@")
         user, sep, pw = userinfo.partition(":")
         if not user or not _USER_CHARS.fullmatch(user):
             raise SipParseError(f"Bad user part in URI {text[:60]!r}")
@@ -233,6 +287,7 @@ def _parse_sip(scheme: str, rest: str, text: str) -> SipURI:
             if not _PASSWORD_CHARS.fullmatch(pw):
                 raise SipParseError(f"Bad password in URI {text[:60]!r}")
             password = pw
+    rest, _, headers = rest.partition("?")
     hostport, sep, params = rest.partition(";")
     match = HOST.fullmatch(hostport)
     if not match:
