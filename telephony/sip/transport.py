@@ -461,16 +461,10 @@ class StreamProtocol(protocol.Protocol):
         self.factory = factory
         self.parser = StreamParser()
         self.peer: Peer | None = None
-        self.connected_flag = False
-
-    @property
-    def connected(self) -> bool:  # type: ignore[override]
-        return self.connected_flag
 
     def connectionMade(self) -> None:
         address: IAddress = self.transport.getPeer()  # type: ignore[union-attr]
         self.peer = Peer("tcp", getattr(address, "host", ""), getattr(address, "port", 0), self)
-        self.connected_flag = True
         self.factory.connection_made(self)
 
     def dataReceived(self, data: bytes) -> None:
@@ -485,7 +479,8 @@ class StreamProtocol(protocol.Protocol):
             self.transport.loseConnection()  # type: ignore[union-attr]
 
     def connectionLost(self, reason: Any = None) -> None:
-        self.connected_flag = False
+        # Twisted sets ``connected`` in makeConnection; nothing resets it on loss.
+        self.connected = False
         self.factory.connection_lost(self)
 
     def write(self, data: bytes) -> None:

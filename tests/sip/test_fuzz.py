@@ -364,19 +364,10 @@ def _options(call_id: str, transport: str = "UDP") -> bytes:
 
 
 def _connect(proto: StreamProtocol, transport: StringTransport) -> None:
-    """``makeConnection`` minus its ``self.connected = 1``, which StreamProtocol's read-only
-    ``connected`` property refuses (see test_tcp_connection_is_accepted)."""
-    proto.transport = transport
-    proto.connectionMade()
+    """Connect *proto* to an in-memory transport, as the reactor does."""
+    proto.makeConnection(transport)
 
 
-@pytest.mark.xfail(
-    raises=AttributeError,
-    strict=True,
-    reason="transport.StreamProtocol.connected is a property without a setter, and "
-    "Twisted's makeConnection() assigns it: every accepted TCP connection fails "
-    "(seen on a real reactor too).  Remove this marker once transport.py is fixed.",
-)
 def test_tcp_connection_is_accepted() -> None:
     clock = Clock()
     stack, _ = _answering_stack(clock)
