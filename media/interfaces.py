@@ -246,6 +246,12 @@ class IMediaSession(Interface):
     def stop() -> None:
         """End running play/speak/tone, collect and record operations with partial results."""
 
+    def stop_output() -> None:
+        """End the running play/speak/tone only."""
+
+    def stop_recording() -> None:
+        """End the running recording only, keeping what was recorded."""
+
     def add_listener(listener: IMediaListener) -> None:  # noqa: N805
         """Deliver received frames and digits to ``listener``."""
 

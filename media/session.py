@@ -349,6 +349,16 @@ class RTPSession(DatagramProtocol):
             op.start(self.clock.seconds())
         return op.deferred
 
+    def stop_output(self) -> None:
+        """End the running play/speak/tone only (REST ``DELETE …/Play/``, ``…/Speak/``)."""
+        if self._output is not None:
+            self._output.end(PlayOutcome.STOPPED)
+
+    def stop_recording(self) -> None:
+        """End the running recording only, keeping what was recorded."""
+        if self._recording is not None:
+            self._recording.stop()
+
     def stop(self) -> None:
         """End output, collection and recording now, with their partial results."""
         if self._output is not None:

@@ -23,6 +23,7 @@ from twisted.web.server import Site
 from telephony._version import __version__
 from telephony.api._http import Route
 from telephony.api.builtin_apps import direct_dial_fields
+from telephony.api.calls_v1 import CallsAPI
 from telephony.api.directory_v1 import DirectoryAPI
 from telephony.api.site import build_site
 from telephony.calls.service import CallsService
@@ -214,7 +215,7 @@ def makeService(options: Options) -> service.MultiService:
     calls.setServiceParent(root)
 
     api = DirectoryAPI(directory, config.domain, sip.registration_info)
-    routes: list[Route] = api.routes()
+    routes: list[Route] = api.routes() + CallsAPI(calls.manager, calls.cdrs).routes()
     site = build_site(
         directory=directory,
         auth_id=credentials.auth_id,

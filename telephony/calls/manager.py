@@ -8,6 +8,7 @@ dials, and hands finished calls to their records.
 from __future__ import annotations
 
 import contextlib
+import secrets
 import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -23,7 +24,15 @@ from telephony.calls.causes import Cause
 from telephony.calls.cdr import CdrStore
 from telephony.calls.dial import PlaceLeg
 from telephony.calls.leg import Leg, LegEnd, LegState, SipContext
-from telephony.calls.routing import Gateway, Route, RouteKind, Router, normalize_number
+from telephony.calls.originate import Originator
+from telephony.calls.routing import (
+    APP_PREFIX,
+    Gateway,
+    Route,
+    RouteKind,
+    Router,
+    normalize_number,
+)
 from telephony.location import LocationService
 from telephony.sip.errors import SipError
 from telephony.sip.headers import Headers
@@ -55,6 +64,7 @@ class CallManager:
         gateways: Sequence[Gateway],
         recordings_dir: Path,
         site_url: Callable[[], str | None],
+        own_address: Peer,
         ring_timeout: int = 60,
     ) -> None:
         self.ctx = ctx
@@ -72,6 +82,12 @@ class CallManager:
         self.legs: dict[str, Leg] = {}
         self._pending: dict[tuple[str, ...], Leg] = {}
         self.counters = {"inbound": 0, "outbound": 0, "rejected": 0}
+        #: Our own SIP address: INVITEs to an application's URI are sent there.
+        self.own_address = own_address
+        #: Marks INVITEs we send to ourselves (see telephony.calls.originate).
+        self.internal_token = secrets.token_hex(16)
+        router.trust_internal(own_address, self.internal_token)
+        self.originator = Originator(self)
 
     # -- SIP core hooks ----------------------------------------------------------------
 
@@ -272,6 +288,8 @@ class CallManager:
         if not isinstance(parsed, SipURI) or not parsed.user:
             return Cause.NOT_FOUND
         uri = parsed
+        if self.is_own_application(uri):
+            return uri, self.own_address, str(uri)
         if uri.host_unbracketed in (self.ctx.domain.strip("[]").lower(),):
             binding = self.location.latest(uri.user_unescaped or "")
             if binding is None:
@@ -291,6 +309,11 @@ class CallManager:
             ),
             str(uri),
         )
+
+    def is_own_application(self, uri: SipURI) -> bool:
+        """Whether *uri* is one of our applications' SIP URIs (``app-ID@our domain``)."""
+        user = uri.user_unescaped or ""
+        return user.startswith(APP_PREFIX) and uri.host_unbracketed == self.ctx.domain.lower()
 
     def recording_url(self, path: Path) -> str:
         """The URL our HTTP site serves a recording at."""

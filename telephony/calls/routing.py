@@ -19,6 +19,7 @@ Every refusal is logged with the Call-ID.
 from __future__ import annotations
 
 import enum
+import hmac
 import re
 from collections.abc import Sequence
 
@@ -145,6 +146,20 @@ class Router:
         self.auth = auth
         self.gateways = tuple(gateways)
         self.domain = domain
+        self._internal: tuple[Peer, str] | None = None
+
+    def trust_internal(self, own_address: Peer, token: str) -> None:
+        """Trust INVITEs from our own SIP address that carry *token* (calls we place to
+        our own application URIs) as if they came from a gateway."""
+        self._internal = (own_address, token)
+
+    def _is_internal(self, invite: Request, peer: Peer) -> bool:
+        if self._internal is None:
+            return False
+        own, token = self._internal
+        presented = invite.headers.get("X-Telephony-Internal") or ""
+        same_place = (peer.host, peer.port) == (own.host, own.port)
+        return same_place and hmac.compare_digest(presented.encode(), token.encode())
 
     def gateway_for(self, peer: Peer) -> Gateway | None:
         """The gateway *peer* is, if any."""
@@ -159,7 +174,7 @@ class Router:
         from_ = invite.from_
         caller_name = from_.display or ""
         from_user = from_.uri.user_unescaped if isinstance(from_.uri, SipURI) else None
-        if self.gateway_for(txn.peer) is not None:
+        if self.gateway_for(txn.peer) is not None or self._is_internal(invite, txn.peer):
             return await self._from_gateway(invite, user, from_user or "", caller_name)
         endpoint = await self.auth.check(invite, txn, proxy=True)
         if endpoint is None:

@@ -16,6 +16,7 @@ from telephony.calls.routing import Router, parse_gateways
 from telephony.config import Config
 from telephony.directory import Directory
 from telephony.directory.database import Database
+from telephony.sip.transport import Peer
 from telephony.sipservice import SIPService
 from xml_dsl import Fetcher
 
@@ -71,6 +72,7 @@ class CallsService(service.Service):
             gateways=gateways,
             recordings_dir=config.data_dir / "recordings",
             site_url=site_url,
+            own_address=Peer("udp", listen.host, listen.port),
         )
         sip.core.calls = self.manager.handle
         sip.core.acks = self.manager.handle_ack
