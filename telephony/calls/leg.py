@@ -322,7 +322,8 @@ class Leg:
     def _schedule_2xx_retransmit(self, interval: float, last: float) -> None:
         """§13.3.1.4: resend the 2xx at T1, 2T1… (capped at T2) until the ACK; give up at 64·T1."""
         timers = self.ctx.stack.timers
-        deadline = (self.answered_at or last) + timers.timeout
+        start = self.answered_at if self.answered_at is not None else last
+        deadline = start + timers.timeout
 
         def fire(at: float) -> None:
             self._retransmit = None

@@ -45,6 +45,7 @@ class ScriptedHandler:
     requests: list[Request] = attrs.Factory(list)
     acks: list[Request] = attrs.Factory(list)
     handles: list[ServerTransactionHandle] = attrs.Factory(list)
+    on_ack: Callable[[Request], None] | None = None
 
     def handle_request(self, request: Request, txn: ServerTransactionHandle) -> None:
         self.requests.append(request)
@@ -54,6 +55,8 @@ class ScriptedHandler:
 
     def handle_ack(self, request: Request, peer: Peer) -> None:
         self.acks.append(request)
+        if self.on_ack is not None:
+            self.on_ack(request)
 
 
 def make_stack(
@@ -79,6 +82,7 @@ def request_bytes(
     extra: str = "",
     body: bytes = b"",
     transport: str = "UDP",
+    to_tag: str | None = None,
 ) -> bytes:
     via = f"SIP/2.0/{transport} {via_host};branch={branch}" + (";rport" if rport else "")
     head = (
@@ -86,7 +90,7 @@ def request_bytes(
         f"Via: {via}\r\n"
         "Max-Forwards: 70\r\n"
         "From: <sip:alice@example.test>;tag=fromtag\r\n"
-        "To: <sip:alice@example.test>\r\n"
+        f"To: <sip:alice@example.test>{';tag=' + to_tag if to_tag else ''}\r\n"
         f"Call-ID: {call_id}\r\n"
         f"CSeq: {cseq} {method}\r\n"
         f"{extra}"
