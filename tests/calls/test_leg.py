@@ -94,7 +94,7 @@ def test_answer_retransmits_the_2xx_until_the_ack(clock: Clock) -> None:
     assert leg.state is LegState.ANSWERED
     _run(clock, 4.0)
     assert h.responses(200) == [0.0, 0.5, 1.5, 3.5]
-    ok = [m for _, m in h.sent() if isinstance(m, Response) and m.status == 200][0]
+    ok = next(m for _, m in h.sent() if isinstance(m, Response) and m.status == 200)
     assert parse_sdp(ok.body).media[0].port == h.engine.sessions[0].local_address[1]
     assert ok.to.tag == leg.local_tag
     h.stack.datagram_received(
@@ -162,7 +162,7 @@ def test_session_expires_unrefreshed_sends_bye(clock: Clock) -> None:
     h = Harness(clock, min_se=10)
     leg = h.invite("Supported: timer\r\nSession-Expires: 30;refresher=uac\r\n")
     leg.answer()
-    ok = [m for _, m in h.sent() if isinstance(m, Response) and m.status == 200][0]
+    ok = next(m for _, m in h.sent() if isinstance(m, Response) and m.status == 200)
     assert ok.headers.get("Session-Expires") == "30;refresher=uac"
     assert ok.headers.get("Require") == "timer"
     leg._acked = True  # the ACK itself is covered above
