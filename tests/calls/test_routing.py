@@ -1,0 +1,204 @@
+"""Routing of new INVITEs, on a real directory: gateways, endpoints, app URIs, refusals."""
+
+from __future__ import annotations
+
+import pytest
+import pytest_twisted
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
+
+from telephony.auth import CredentialCache, RequestAuthenticator
+from telephony.calls.routing import (
+    Gateway,
+    Route,
+    RouteKind,
+    Router,
+    normalize_number,
+    parse_gateways,
+)
+from telephony.directory import Directory
+from telephony.directory.models import ApplicationFields
+from telephony.sip.digest import DigestAuthenticator
+from telephony.sip.guard import SourceGuard
+from telephony.sip.message import Request, Response, parse_datagram
+from telephony.sip.transport import Peer
+from tests.sip.helpers import make_stack, request_bytes
+from tests.sip.test_registrar import digest_response
+
+ensure = pytest_twisted.ensureDeferred
+GATEWAY = Peer("udp", "127.0.0.2", 5070)
+PHONE = Peer("udp", "127.0.0.1", 40000)
+
+
+def _app(name: str, **kw: object) -> ApplicationFields:
+    return ApplicationFields(app_name=name, answer_url=f"http://127.0.0.1:9/{name}", **kw)  # type: ignore[arg-type]
+
+
+def _router(directory: Directory, clock: Clock) -> Router:
+    auth = RequestAuthenticator(
+        CredentialCache(directory, clock),
+        DigestAuthenticator(realm="example.test"),
+        SourceGuard(),
+        clock,
+    )
+    return Router(
+        directory=directory,
+        auth=auth,
+        gateways=parse_gateways("sip:127.0.0.2:5070"),
+        domain="example.test",
+    )
+
+
+@pytest.fixture
+def router(directory: Directory, clock: Clock) -> Router:
+    return _router(directory, clock)
+
+
+async def _route(
+    router: Router, data: bytes, peer: Peer, clock: Clock
+) -> tuple[Route | None, list[Response]]:
+    routes: list[Route | None] = []
+    waiting = []
+
+    def respond(request: Request, txn: object) -> None:
+        waiting.append(
+            Deferred.fromCoroutine(router.route(request, txn)).addCallback(routes.append)
+        )  # type: ignore[arg-type]
+
+    stack, transport, _ = make_stack(clock, respond)
+    stack.datagram_received(data, peer)
+    for d in waiting:
+        await d
+    stack.stop()
+    replies = [
+        m for m in (parse_datagram(x) for _, x, _ in transport.sent) if isinstance(m, Response)
+    ]
+    return routes[0], replies
+
+
+def _invite(to: str, from_user: str = "18005550000", auth: str | None = None) -> bytes:
+    data = request_bytes(
+        "INVITE",
+        "z9hG4bKr1",
+        uri=f"sip:{to}@example.test",
+        extra=(f"Proxy-Authorization: {auth}\r\n" if auth else "")
+        + "Contact: <sip:x@127.0.0.1>\r\n",
+    )
+    return data.replace(
+        b"From: <sip:alice@example.test>", f"From: <sip:{from_user}@example.test>".encode()
+    )
+
+
+def test_helpers() -> None:
+    assert normalize_number("+1 (800) 123-1234") == "18001231234"
+    assert parse_gateways("sip:127.0.0.2:5070, sip:10.0.0.1;transport=tcp") == (
+        Gateway("127.0.0.2", 5070),
+        Gateway("10.0.0.1", None, "tcp"),
+    )
+    with pytest.raises(ValueError, match="must be an IP address"):
+        parse_gateways("sip:gw.example.com")
+    assert Gateway("127.0.0.2", 5070).matches(GATEWAY)
+    assert not Gateway("127.0.0.2", 5070).matches(Peer("udp", "127.0.0.2", 5071))
+    assert Gateway("127.0.0.2").matches(Peer("udp", "127.0.0.2", 9))
+
+
+@ensure
+async def test_gateway_to_our_number_runs_its_application(
+    directory: Directory, router: Router, clock: Clock
+) -> None:
+    app = await directory.create_application(_app("ivr"))
+    await directory.add_numbers(["18001231234"], "trunk", "US", app_id=app.app_id)
+    route, replies = await _route(router, _invite("+1-800-123-1234"), GATEWAY, clock)
+    assert route is not None
+    assert (route.kind, route.application, route.called, route.caller, route.source) == (
+        RouteKind.APPLICATION,
+        app,
+        "18001231234",
+        "18005550000",
+        "gateway",
+    )
+    assert replies == []
+
+
+@ensure
+async def test_gateway_to_unknown_number_and_other_sources(
+    directory: Directory, router: Router, clock: Clock
+) -> None:
+    route, _ = await _route(router, _invite("18009999999"), GATEWAY, clock)
+    assert route is not None
+    assert (route.kind, route.status) == (RouteKind.REJECT, 404)
+    # The same INVITE from anywhere else must authenticate first.
+    route, replies = await _route(router, _invite("18009999999"), PHONE, clock)
+    assert route is None
+    assert [r.status for r in replies] == [407]
+    assert replies[0].headers.get_all("Proxy-Authenticate")
+
+
+@ensure
+async def test_endpoint_runs_its_app_or_rings_another_endpoint(
+    directory: Directory, router: Router, clock: Clock
+) -> None:
+    app = await directory.create_application(_app("mine"))
+    alice = await directory.create_endpoint("alice", "pw", "Alice", app.app_id)
+    bob = await directory.create_endpoint("bob", "pw", "Bob")
+    _, replies = await _route(router, _invite("18001231234", alice.username), PHONE, clock)
+    challenge = replies[0].headers.get_all("Proxy-Authenticate")[0]
+    digest_response_header = digest_response(
+        challenge, alice.username, "pw", method="INVITE", uri="sip:18001231234@example.test"
+    )
+    route, _ = await _route(
+        router, _invite("18001231234", alice.username, digest_response_header), PHONE, clock
+    )
+    assert route is not None
+    assert (route.kind, route.application, route.caller, route.called) == (
+        RouteKind.APPLICATION,
+        app,
+        alice.username,
+        "18001231234",
+    )
+    # Bob has no application: he may still call alice's SIP URI, which rings directly.
+    _, replies = await _route(router, _invite(alice.username, bob.username), PHONE, clock)
+    challenge = replies[0].headers.get_all("Proxy-Authenticate")[0]
+    header = digest_response(
+        challenge, bob.username, "pw", method="INVITE", uri=f"sip:{alice.username}@example.test"
+    )
+    route, _ = await _route(router, _invite(alice.username, bob.username, header), PHONE, clock)
+    assert route is not None
+    assert (route.kind, route.endpoint, route.called) == (
+        RouteKind.ENDPOINT,
+        alice.username,
+        f"sip:{alice.username}@example.test",
+    )
+    # ...but not a number.
+    header = digest_response(
+        challenge, bob.username, "pw", method="INVITE", uri="sip:18001231234@example.test", nc=2
+    )
+    route, _ = await _route(router, _invite("18001231234", bob.username, header), PHONE, clock)
+    assert route is not None
+    assert (route.kind, route.status, route.reason) == (
+        RouteKind.REJECT,
+        403,
+        "Forbidden (no application for this endpoint)",
+    )
+
+
+@ensure
+async def test_app_uri_and_spoofed_from(directory: Directory, router: Router, clock: Clock) -> None:
+    app = await directory.create_application(_app("target"))
+    alice = await directory.create_endpoint("alice", "pw", "Alice")
+    route, _ = await _route(router, _invite(f"app-{app.app_id}"), GATEWAY, clock)
+    assert route is not None
+    assert (route.kind, route.application) == (RouteKind.APPLICATION, app)
+    route, _ = await _route(router, _invite("app-404"), GATEWAY, clock)
+    assert route is not None
+    assert (route.kind, route.status) == (RouteKind.REJECT, 404)
+    _, replies = await _route(router, _invite("1800", "mallory"), PHONE, clock)
+    challenge = replies[0].headers.get_all("Proxy-Authenticate")[0]
+    header = digest_response(
+        challenge, alice.username, "pw", method="INVITE", uri="sip:1800@example.test"
+    )
+    route, _ = await _route(router, _invite("1800", "mallory", header), PHONE, clock)
+    assert route is not None
+    assert (route.kind, route.status) == (RouteKind.REJECT, 403), (
+        "From must be the authenticated endpoint"
+    )
