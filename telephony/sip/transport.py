@@ -461,16 +461,13 @@ class StreamProtocol(protocol.Protocol):
         self.factory = factory
         self.parser = StreamParser()
         self.peer: Peer | None = None
-        self.connected_flag = False
 
-    @property
-    def connected(self) -> bool:  # type: ignore[override]
-        return self.connected_flag
+    # ``connected`` is BaseProtocol's attribute: makeConnection() sets it (so it must
+    # stay assignable), connectionLost() clears it.
 
     def connectionMade(self) -> None:
         address: IAddress = self.transport.getPeer()  # type: ignore[union-attr]
         self.peer = Peer("tcp", getattr(address, "host", ""), getattr(address, "port", 0), self)
-        self.connected_flag = True
         self.factory.connection_made(self)
 
     def dataReceived(self, data: bytes) -> None:
@@ -485,7 +482,7 @@ class StreamProtocol(protocol.Protocol):
             self.transport.loseConnection()  # type: ignore[union-attr]
 
     def connectionLost(self, reason: Any = None) -> None:
-        self.connected_flag = False
+        self.connected = 0
         self.factory.connection_lost(self)
 
     def write(self, data: bytes) -> None:
