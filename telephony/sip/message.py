@@ -250,8 +250,8 @@ def _build(head: _Head, body: bytes) -> Request | Response:
                 raise SipParseError("CSeq method does not match the request method")
             request.uri = parse_uri(uri_text)
         except SipParseError as exc:
-            if not missing and request._cseq is not None and request._vias:
-                exc.request = request  # enough to answer with a 400
+            if not missing and _via_readable(request):
+                exc.request = request  # enough to answer with a 400 (a bad CSeq too)
             raise
         return request
     match = STATUS_LINE.fullmatch(head.start)
@@ -264,6 +264,15 @@ def _build(head: _Head, body: bytes) -> Request | Response:
         response.top_via  # noqa: B018
         return response
     raise SipParseError("Bad start line")
+
+
+def _via_readable(request: Request) -> bool:
+    """Whether the top Via parses: what a 400 needs to find its way back (§18.2.2)."""
+    try:
+        request.top_via  # noqa: B018
+    except SipParseError:
+        return False
+    return True
 
 
 def _with_request(exc: SipParseError, head: _Head) -> SipParseError:
