@@ -24,6 +24,7 @@ from telephony.location import LocationService
 from telephony.registrar import CredentialCache, Registrar, RegistrarPolicy
 from telephony.sip.digest import DigestAlgorithm, DigestAuthenticator
 from telephony.sip.guard import SourceGuard, parse_networks
+from telephony.sip.message import MAX_MESSAGE_BYTES
 from telephony.sip.transaction import TimerValues
 from telephony.sip.transport import SipStack, StreamTransportFactory, UDPTransport
 from telephony.sipcore import SipCore
@@ -79,7 +80,10 @@ class SIPService(service.Service):
 
     def privilegedStartService(self) -> None:
         host, port = self.config.sip_listen.host, self.config.sip_listen.port
-        self._ports.append(self.reactor.listenUDP(port, self.udp, interface=host))
+        # Twisted reads 8192 bytes of a datagram by default and drops the rest.
+        self._ports.append(
+            self.reactor.listenUDP(port, self.udp, interface=host, maxPacketSize=MAX_MESSAGE_BYTES)
+        )
         self._ports.append(self.reactor.listenTCP(port, self.tcp, interface=host))
         log.info(
             "SIP on {address} (UDP and TCP), domain {domain}",
