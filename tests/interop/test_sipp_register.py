@@ -146,6 +146,18 @@ def test_fifty_endpoints_register_with_digest(
         assert 540 < remaining <= 601, shown
 
 
+def test_endpoints_register_over_tcp(server: Server, rest: RestClient, workdir: Path) -> None:
+    endpoints = [_endpoint(rest, f"tcp{i}") for i in range(5)]
+    inf = _injection(workdir / "tcp.csv", endpoints)
+
+    result = _sipp(server, "register_auth.xml", inf, workdir, calls=5, rate=50, transport="t1")
+
+    assert result.returncode == 0, result.describe()
+    assert (result.successful, result.failed) == (5, 0), result.describe()
+    for e in endpoints:
+        assert rest.endpoint(e.endpoint_id)["sip_registered"] == "true"
+
+
 # -- (b) wrong password, unknown user --------------------------------------------------
 
 
