@@ -170,6 +170,7 @@ def start_sipp(
     keys: Mapping[str, str] | None = None,
     trace_msg: bool = False,
     trace_rtt: bool = False,
+    rtt_freq: int = 1,
     stat_period: float = 1.0,
     extra_args: Sequence[str] = (),
 ) -> SippProcess:
@@ -183,7 +184,8 @@ def start_sipp(
     :param limit: ``-l``, most calls open at once.
     :param timeout: the global timeout, seconds; reaching it makes the run fail.
     :param keys: ``-key NAME VALUE`` pairs, used as ``[NAME]`` in the scenario.
-    :param trace_rtt: record every call's response times (``-trace_rtt -rtt_freq 1``).
+    :param trace_rtt: record every call's response times (``-trace_rtt``), written out
+        every *rtt_freq* calls (and at the end).
     :param stat_period: seconds between rows of the statistics CSV.
     """
     local_port = local_port or free_udp_port(local_ip)
@@ -230,7 +232,7 @@ def start_sipp(
     if trace_msg:
         args += ["-trace_msg", "-message_file", "messages.log"]
     if trace_rtt:
-        args += ["-trace_rtt", "-rtt_freq", "1"]
+        args += ["-trace_rtt", "-rtt_freq", str(rtt_freq)]
     for name, value in (keys or {}).items():
         args += ["-key", name, value]
     args += list(extra_args)
