@@ -29,6 +29,7 @@ Every loop is bounded in count and time.  Run from the repository root::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -87,6 +88,15 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+def pin(pid: int, cpus: set[int] | None) -> None:
+    """Move every thread of *pid* to *cpus* (None: leave it where it is)."""
+    if not cpus:
+        return
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.sched_setaffinity(int(task.name), cpus)
+
+
 def status_figure(server: Server, row: str) -> int:
     """A figure of the status page's SIP table (e.g. "REGISTER accepted")."""
     import re
@@ -98,10 +108,12 @@ def status_figure(server: Server, row: str) -> int:
 
 
 def start(data_dir: Path, args: argparse.Namespace) -> Server:
-    """Start the server; retried when its port was taken in the meantime."""
+    """Start the server (on its CPU); retried when its port was taken meanwhile."""
     for attempt in range(3):
         try:
-            return start_server(data_dir, [*SERVER_ARGS, *args.server_arg])
+            server = start_server(data_dir, [*SERVER_ARGS, *args.server_arg])
+            pin(server.process.pid, args.server_cpus)
+            return server
         except RuntimeError as exc:
             if "Address already in use" not in str(exc) or attempt == 2:
                 raise
@@ -136,6 +148,7 @@ def run_rate(
     per_sipp: int,
     ports: list[int],
     workdir: Path,
+    sipp_cpus: set[int] | None,
 ) -> dict[str, Any]:
     """Register at *rate* calls/s for *duration* seconds; return the figures.
 
@@ -171,6 +184,7 @@ def run_rate(
                 stat_period=max(1.0, duration / 4),
             )
         )
+        pin(runs[-1].process.pid, sipp_cpus)
     results: list[SippResult] = [run.wait() for run in runs]
     cpu1, wall1 = cpu_seconds(pid), time.monotonic()
     accepted1 = status_figure(server, "REGISTER accepted")
@@ -230,6 +244,7 @@ def rate_phase(args: argparse.Namespace, workdir: Path) -> list[dict[str, Any]]:
                 args.per_sipp,
                 ports,
                 workdir / "rate",
+                args.sipp_cpus,
             )
             rows.append(row)
             print(
@@ -330,6 +345,7 @@ def memory_phase(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                     stat_period=10,
                 )
             )
+            pin(runs[-1].process.pid, args.sipp_cpus)
         results = [run.wait() for run in runs]
         took = time.monotonic() - started
         time.sleep(2)
@@ -423,7 +439,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--bindings", type=int, default=100_000, help="live bindings for memory (0: skip)"
     )
     parser.add_argument(
-        "--memory-rate", type=int, default=2000, help="registrations/s while filling memory"
+        "--memory-rate", type=int, default=800, help="registrations/s while filling memory"
     )
     parser.add_argument("--server-arg", action="append", default=[], help="extra twistd option")
     parser.add_argument(
@@ -433,7 +449,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--workdir", type=Path, help="keep the files here (default: temporary)")
     parser.add_argument("--json", type=Path, help="write every figure to this file")
+    parser.add_argument(
+        "--no-pin",
+        action="store_true",
+        help="do not pin the server to the last CPU and sipp to the others",
+    )
     args = parser.parse_args(argv)
+    cpus = sorted(os.sched_getaffinity(0))
+    if args.no_pin or len(cpus) < 2:
+        args.server_cpus = args.sipp_cpus = None
+    else:
+        args.server_cpus, args.sipp_cpus = {cpus[-1]}, set(cpus[:-1])
     if not 1 <= args.duration <= 120 or args.endpoints > 100_000 or args.bindings > 500_000:
         parser.error("bounded on purpose: duration 1-120 s, endpoints <= 1e5, bindings <= 5e5")
     if shutil.which("sipp") is None:
@@ -457,12 +483,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"{info['cpus']} CPUs ({info['cpu_model']}), load {info['load_average']}, "
         f"Python {info['python']}, sipp {info['sipp']}, {info['date']}; files in {workdir}; "
-        f"server GC {args.server_gc}"
+        f"server GC {args.server_gc}; server on CPU {args.server_cpus or 'any'}, "
+        f"sipp on CPU {args.sipp_cpus or 'any'}"
     )
     report: dict[str, Any] = {
         "machine": info,
         "command": " ".join(sys.argv),
         "server_gc": args.server_gc,
+        "server_cpus": sorted(args.server_cpus or []),
+        "sipp_cpus": sorted(args.sipp_cpus or []),
     }
     if args.rates:
         report["rates"] = rate_phase(args, workdir)
