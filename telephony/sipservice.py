@@ -26,6 +26,7 @@ from telephony.location import LocationService
 from telephony.registrar import Registrar, RegistrarPolicy
 from telephony.sip.digest import DigestAlgorithm, DigestAuthenticator
 from telephony.sip.guard import SourceGuard, parse_networks
+from telephony.sip.message import MAX_MESSAGE_BYTES
 from telephony.sip.transaction import TimerValues
 from telephony.sip.transport import SipStack, StreamTransportFactory, UDPTransport
 from telephony.sipcore import SipCore
@@ -83,7 +84,12 @@ class SIPService(service.Service):
     def privilegedStartService(self) -> None:
         host, port = self.config.sip_listen.host, self.config.sip_listen.port
         try:
-            self._ports.append(self.reactor.listenUDP(port, self.udp, interface=host))
+            # Twisted reads 8192 bytes of a datagram by default and drops the rest.
+            self._ports.append(
+                self.reactor.listenUDP(
+                    port, self.udp, interface=host, maxPacketSize=MAX_MESSAGE_BYTES
+                )
+            )
             self._ports.append(self.reactor.listenTCP(port, self.tcp, interface=host))
         except CannotListenError as exc:
             raise SystemExit(

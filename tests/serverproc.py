@@ -38,6 +38,19 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
     raise RuntimeError("no free port pair found")
 
 
+def free_sip_port() -> int:
+    """A port free for both UDP and TCP on 127.0.0.1 (the SIP listener binds both)."""
+    for _ in range(50):
+        port = free_port(socket.SOCK_DGRAM)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no port free for both UDP and TCP")
+
+
 def twistd() -> str:
     """The ``twistd`` script next to the running interpreter."""
     candidate = Path(sys.executable).parent / "twistd"
@@ -86,7 +99,7 @@ def start_server(
 ) -> Server:
     """Start ``twistd -n telephony`` and wait until ``/healthz`` answers 200."""
     http_port = http_port or free_port()
-    sip_port = free_port(socket.SOCK_DGRAM)
+    sip_port = free_sip_port()
     log_path = data_dir.parent / f"{data_dir.name}-twistd-{http_port}.log"
     args = [
         twistd(),
