@@ -12,7 +12,13 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from telephony.directory import Directory, Endpoint
-from telephony.sip.digest import DigestAlgorithm, DigestAuthenticator, Verdict, parse_authorization
+from telephony.sip.digest import (
+    Credentials,
+    DigestAlgorithm,
+    DigestAuthenticator,
+    Verdict,
+    parse_authorization,
+)
 from telephony.sip.guard import SourceGuard
 from telephony.sip.headers import Headers
 from telephony.sip.message import Request
@@ -99,9 +105,10 @@ class RequestAuthenticator:
         header = request.headers.get("Proxy-Authorization" if proxy else "Authorization")
         now = self.clock.seconds()
         endpoint: Endpoint | None = None
+        creds: Credentials | str | None = header
         if header is not None:
-            creds = parse_authorization(header)
-            if creds is not None:
+            creds = parse_authorization(header) or header
+            if isinstance(creds, Credentials):
                 found = self.credentials.lookup(creds.username)
                 endpoint = await found if isinstance(found, Deferred) else found
         ha1s: Mapping[DigestAlgorithm, str] | None = None
@@ -110,7 +117,7 @@ class RequestAuthenticator:
                 DigestAlgorithm.MD5: endpoint.ha1_md5,
                 DigestAlgorithm.SHA256: endpoint.ha1_sha256,
             }
-        result = self.digest.verify(request.method, header, ha1s, now)
+        result = self.digest.verify(request.method, creds, ha1s, now)
         if result.verdict is Verdict.OK:
             self.counters["authenticated"] += 1
             return endpoint
@@ -126,8 +133,21 @@ class RequestAuthenticator:
             )
             if self.guard.auth_failed(txn.peer.host, now):
                 log.warn("Banned {host} after repeated authentication failures", host=txn.peer.host)
+        self.challenge(txn, proxy=proxy, stale=result.verdict is Verdict.STALE)
+        return None
+
+    def challenge(
+        self, txn: ServerTransactionHandle, *, proxy: bool = False, stale: bool = False
+    ) -> None:
+        """Answer with a fresh challenge (401, or 407 with *proxy*)."""
         self.counters["challenged"] += 1
-        challenges = self.digest.challenges(now, stale=result.verdict is Verdict.STALE)
+        challenges = self.digest.challenges(self.clock.seconds(), stale=stale)
         name = "Proxy-Authenticate" if proxy else "WWW-Authenticate"
         txn.respond(407 if proxy else 401, None, Headers((name, c) for c in challenges))
-        return None
+
+    @staticmethod
+    def has_credentials(request: Request, *, proxy: bool = False) -> bool:
+        """Whether the request carries an Authorization (Proxy-Authorization) header."""
+        return (
+            request.headers.get("Proxy-Authorization" if proxy else "Authorization")
+        ) is not None

@@ -16,7 +16,7 @@ import heapq
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
-from twisted.internet.defer import Deferred, DeferredLock, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
@@ -39,7 +39,8 @@ class LocationService:
         self._clock = clock
         self._by_user: dict[str, dict[str, Binding]] = {}
         self._heap: list[tuple[float, str, str]] = []
-        self._locks: dict[str, DeferredLock] = {}
+        #: Users with a change in progress, and the changes queued behind it.
+        self._busy: dict[str, list[tuple[Callable[..., Any], Deferred[Any]]]] = {}
         self._sweeper: IDelayedCall | None = None
         self._loaded = False
         self._waiting: list[Deferred[None]] = []
@@ -113,37 +114,56 @@ class LocationService:
         ``compute(current)`` returns (bindings to write, contact URIs to delete, result)
         or raises to refuse; memory changes only once the store committed.
         """
-        lock = self._locks.get(username)
-        if lock is None:
-            lock = self._locks[username] = DeferredLock()
+        if not self._loaded:
+            return self.when_ready().addCallback(lambda _: self.update(username, compute))
+        waiting = self._busy.get(username)
+        if waiting is not None:
+            queued: Deferred[T] = Deferred()
+            waiting.append((compute, queued))
+            return queued
+        self._busy[username] = []
+        return self._apply(username, compute)
 
-        def locked(_: Any) -> Deferred[T]:
+    def _apply(
+        self,
+        username: str,
+        compute: Callable[[list[Binding]], tuple[Sequence[Binding], Sequence[str], T]],
+    ) -> Deferred[T]:
+        """Run one change for *username*, which holds the per-user turn; pass it on after."""
+        try:
             upserts, deletes, result = compute(self.bindings(username))
-            if not upserts and not deletes:
-                return succeed(result)
-            d = self._store.save(username, upserts, deletes)
+        except Exception:
+            d: Deferred[T] = fail()
+        else:
+            if upserts or deletes:
+                d = self._store.save(username, upserts, deletes).addCallback(
+                    self._committed, username, upserts, deletes, result
+                )
+            else:
+                d = succeed(result)
+        return d.addBoth(self._next_turn, username)
 
-            def committed(_: None) -> T:
-                entries = self._by_user.setdefault(username, {})
-                for uri in deletes:
-                    entries.pop(uri, None)
-                for binding in upserts:
-                    self._put(binding)
-                if not entries:
-                    self._by_user.pop(username, None)
-                self._notify(username)
-                return result
+    def _committed(
+        self, _: None, username: str, upserts: Sequence[Binding], deletes: Sequence[str], result: T
+    ) -> T:
+        entries = self._by_user.setdefault(username, {})
+        for uri in deletes:
+            entries.pop(uri, None)
+        for binding in upserts:
+            self._put(binding)
+        if not entries:
+            self._by_user.pop(username, None)
+        self._notify(username)
+        return result
 
-            return d.addCallback(committed)
-
-        def release(result: Any) -> Any:
-            lock.release()
-            if not lock.locked and not lock.waiting:
-                self._locks.pop(username, None)
-            return result
-
-        d = self.when_ready().addCallback(lambda _: lock.acquire())
-        return d.addCallback(locked).addBoth(release)
+    def _next_turn(self, result: Any, username: str) -> Any:
+        waiting = self._busy.get(username)
+        if waiting:
+            compute, queued = waiting.pop(0)
+            self._apply(username, compute).chainDeferred(queued)
+        else:
+            self._busy.pop(username, None)
+        return result
 
     def forget(self, username: str | None) -> None:
         """Drop an endpoint's bindings from memory (it was deleted); None: re-check all."""

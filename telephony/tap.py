@@ -32,6 +32,7 @@ from telephony.credentials import Credentials, load_or_create_credentials
 from telephony.directory import Directory
 from telephony.directory.database import Database, SchemaError, open_sqlite
 from telephony.directory.service import DIRECT_DIAL
+from telephony.runtime import GCTuning
 from telephony.sipservice import SIPService
 
 __all__ = ("Options", "makeService")
@@ -234,6 +235,7 @@ def makeService(options: Options) -> service.MultiService:
 
     if config.manhole is not None:
         _add_manhole(root, config, directory, database, sip, calls)
+    GCTuning().setServiceParent(root)
     return root
 
 

@@ -102,7 +102,7 @@ def test_make_service_tree(tmp_path: Path) -> None:
     )
     root = tap.makeService(options)
     assert isinstance(root, MultiService)
-    assert [s.name for s in root] == ["store", "sip", "calls", "http", "manhole"]
+    assert [s.name for s in root] == ["store", "sip", "calls", "http", "manhole", "gc"]
     assert all(IService.providedBy(s) for s in root)
     stored = tmp_path / "var" / CREDENTIALS_FILE
     assert stored.stat().st_mode & 0o777 == 0o600

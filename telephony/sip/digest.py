@@ -199,18 +199,19 @@ class DigestAuthenticator:
     def verify(
         self,
         method: str,
-        header: str | None,
+        header: str | Credentials | None,
         ha1_lookup: Mapping[DigestAlgorithm, str] | None,
         now: float,
     ) -> AuthResult:
-        """Check an ``Authorization`` header for a request of *method*.
+        """Check an ``Authorization`` header (or its parsed :class:`Credentials`) for a
+        request of *method*.
 
         :param ha1_lookup: the claimed user's stored HA1 per algorithm; None when the
             user does not exist (a dummy is checked instead, so timing does not tell).
         """
         if header is None:
             return AuthResult(Verdict.CHALLENGE, None, "no credentials")
-        creds = parse_authorization(header)
+        creds = header if isinstance(header, Credentials) else parse_authorization(header)
         if creds is None:
             return AuthResult(Verdict.CHALLENGE, None, "unreadable credentials")
         algorithm = DigestAlgorithm.from_token(creds.algorithm)

@@ -68,8 +68,15 @@ _CANONICAL = {name.lower(): name for name in (*_KNOWN, *COMPACT_FORMS.values())}
 _CANONICAL_NAMES = frozenset(_CANONICAL.values())
 
 
+#: Names already in their canonical spelling map to themselves: no lower() on the hot path.
+_EXACT = {name: name for name in _CANONICAL_NAMES}
+
+
 def canonical_name(name: str) -> str:
     """The full, conventionally capitalised name of a header (compact forms expanded)."""
+    exact = _EXACT.get(name)
+    if exact is not None:
+        return exact
     return _CANONICAL.get(name.lower(), name)
 
 

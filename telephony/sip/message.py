@@ -136,6 +136,12 @@ class Message:
         head = f"{start_line}\r\n{self.headers.serialize()}\r\n"
         return head.encode("utf-8") + self.body
 
+    def restamp_top_via(self, via: Via) -> None:
+        """Record that the top Via header now says *via* (the other Vias are unchanged),
+        so the parsed views stay valid without parsing every Via again."""
+        vias = self.vias
+        vias[0] = via
+
     def invalidate(self) -> None:
         """Forget the Via and CSeq views after those headers were changed in place.
 

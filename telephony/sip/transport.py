@@ -18,7 +18,7 @@ import ipaddress
 import itertools
 import secrets
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import attrs
 from twisted.internet import protocol
@@ -43,6 +43,7 @@ from telephony.sip.transaction import (
     ServerInvite,
     ServerNonInvite,
     StartTimer,
+    State,
     Terminated,
     TimedOut,
     TimerValues,
@@ -153,6 +154,32 @@ class _Entry:
     firing: tuple[str, float] | None = None
     on_response: Callable[[Response], None] | None = None
     on_timeout: Callable[[], None] | None = None
+    #: A completed non-INVITE server transaction keeps only its final response's bytes
+    #: and destination: retransmitted requests get them, Timer J ends it.
+    wire: tuple[bytes, Peer] | None = None
+
+
+class _Completed(Transaction):
+    """What a non-INVITE server transaction becomes once its final response is sent.
+
+    Under load most live transactions are in this state (Timer J holds them 32 s on
+    UDP); keeping the parsed request and response alive for that long costs memory
+    and garbage-collector time, so only the response's bytes remain (in the entry).
+    """
+
+    kind = "server"
+    _table: ClassVar[dict[tuple[State, str], Any]] = {
+        (State.COMPLETED, "timer_J"): Transaction._terminate,
+    }
+
+    def __init__(self, timers: TimerValues) -> None:
+        self.reliable = False
+        self.timers = timers
+        self.state = State.COMPLETED
+        self.last_response = None
+
+    def __repr__(self) -> str:
+        return "<completed non-INVITE server transaction>"
 
 
 class SipStack:
@@ -245,6 +272,9 @@ class SipStack:
         entry = self._server.get(key)
         if entry is not None:
             self.counters["retransmissions"] += 1
+            if entry.wire is not None:
+                self._send_bytes(*entry.wire)
+                return
             self._run(entry, entry.txn.receive_request(request))  # type: ignore[attr-defined]
             return
         if request.method == "ACK":
@@ -271,6 +301,9 @@ class SipStack:
             log.warn("Response {response!r} for a finished transaction dropped", response=response)
             return
         self._run(entry, txn.respond(response))  # type: ignore[attr-defined]
+        if isinstance(txn, ServerNonInvite) and txn.state is State.COMPLETED and entry.txn is txn:
+            entry.wire = (response.to_bytes(), self._response_peer(response, entry.peer))
+            entry.txn = _Completed(self.timers)
 
     def send_request(
         self,
@@ -383,8 +416,14 @@ class SipStack:
                 message=message,
             )
             return
+        self._send_bytes(message.to_bytes(), peer)
+
+    def _send_bytes(self, data: bytes, peer: Peer) -> None:
+        transport = self.transports.get(peer.transport)
+        if transport is None:
+            return
         self.counters["sent"] += 1
-        transport.send(message.to_bytes(), peer)
+        transport.send(data, peer)
 
     # -- inspection and shutdown --------------------------------------------
 
@@ -416,7 +455,7 @@ def _stamp_via(request: Request, peer: Peer) -> None:
     values = split_commas(first)
     values[0] = str(stamped)
     request.headers.replace_first("Via", ", ".join(values))
-    request.invalidate()
+    request.restamp_top_via(stamped)
 
 
 def _sent_by_differs(via: Via, host: str) -> bool:
