@@ -25,6 +25,7 @@ _COLUMNS = (
     "username, contact_uri, contact, expires_at, registered_at, call_id, cseq, user_agent,"
     " transport, source_host, source_port"
 )
+_DELETE = "DELETE FROM bindings WHERE username = ? AND contact_uri = ?"
 _INSERT = f"INSERT INTO bindings ({_COLUMNS}) VALUES ({', '.join('?' * 11)})"  # noqa: S608
 
 
@@ -110,6 +111,20 @@ class BindingStore:
         self._flushing = True
 
         def txn(cur: Cursor) -> list[Exception | None]:
+            # The whole batch in two statements; only if that fails (an endpoint deleted
+            # meanwhile, say) is each change retried alone, to fail just its REGISTER.
+            cur.execute("SAVEPOINT batch")
+            try:
+                keys = [(c.username, uri) for c in batch for uri in c.deletes]
+                keys += [(b.username, b.contact_uri) for c in batch for b in c.upserts]
+                cur.executemany(_DELETE, keys)
+                cur.executemany(_INSERT, [attrs.astuple(b) for c in batch for b in c.upserts])
+            except Exception:
+                cur.execute("ROLLBACK TO SAVEPOINT batch")
+                cur.execute("RELEASE SAVEPOINT batch")
+            else:
+                cur.execute("RELEASE SAVEPOINT batch")
+                return [None] * len(batch)
             outcomes: list[Exception | None] = []
             for i, change in enumerate(batch):
                 cur.execute(f"SAVEPOINT b{i}")

@@ -44,6 +44,7 @@ class _DBAPICursor(Protocol):
     rowcount: int
 
     def execute(self, sql: str, params: Sequence[Any] = ...) -> Any: ...
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> Any: ...
     def fetchone(self) -> Any: ...
     def fetchall(self) -> list[Any]: ...
 
@@ -60,6 +61,13 @@ class Cursor:
         if self._paramstyle == "format":
             sql = sql.replace("%", "%%").replace("?", "%s")
         self._cursor.execute(sql, tuple(params))
+        return self
+
+    def executemany(self, sql: str, rows: Iterable[Iterable[Any]]) -> Cursor:
+        """Run one statement for each row of parameters."""
+        if self._paramstyle == "format":
+            sql = sql.replace("%", "%%").replace("?", "%s")
+        self._cursor.executemany(sql, [tuple(r) for r in rows])
         return self
 
     def fetchone(self) -> tuple[Any, ...] | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_twisted
@@ -211,3 +212,28 @@ def test_a_failing_migration_leaves_the_previous_version(tmp_path: Path) -> None
 
 def test_database_file_is_private(db_path: Path, directory: Directory) -> None:
     assert db_path.stat().st_mode & 0o077 == 0
+
+
+@ensure
+async def test_binding_batches_fail_only_the_bad_change(
+    directory: Directory, database: Any
+) -> None:
+    from telephony.directory.bindings import Binding, BindingStore
+
+    store = BindingStore(database)
+    alice = await directory.create_endpoint("alice", "pw", "Alice")
+
+    def binding(user: str, uri: str) -> Binding:
+        return Binding(user, uri, f"<{uri}>", 2e9, 1e9, "c", 1, "ua", "udp", "127.0.0.1", 5060)
+
+    first = store.save(alice.username, [binding(alice.username, "sip:a@h1")], [])
+    # These two queue behind the first and are written together, in one batch.
+    good = store.save(alice.username, [binding(alice.username, "sip:a@h2")], [])
+    bad = store.save("ghost000000000000", [binding("ghost000000000000", "sip:g@h")], [])
+    await first
+    await good
+    with pytest.raises(sqlite3.IntegrityError):
+        await bad
+    stored = await store.load(1.5e9)
+    assert sorted(b.contact_uri for b in stored) == ["sip:a@h1", "sip:a@h2"]
+    assert store.commits == 2
