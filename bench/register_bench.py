@@ -221,7 +221,9 @@ def rate_phase(args: argparse.Namespace, workdir: Path) -> list[dict[str, Any]]:
         rest = RestClient(server)
         started = time.monotonic()
         endpoints = [
-            rest.create_endpoint(f"b{i}", secrets.token_urlsafe(12)) for i in range(args.endpoints)
+            # "p" first: sipp reads a password starting with "0x" as a hex (AKA) key.
+            rest.create_endpoint(f"b{i}", "p" + secrets.token_urlsafe(12))
+            for i in range(args.endpoints)
         ]
         print(
             f"created {len(endpoints)} endpoints over REST in {time.monotonic() - started:.1f} s;"

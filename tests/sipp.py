@@ -57,7 +57,13 @@ def free_udp_port(host: str = "127.0.0.1") -> int:
 
 
 def authentication(username: str, password: str) -> str:
-    """The ``[authentication ...]`` keyword for an injection field."""
+    """The ``[authentication ...]`` keyword for an injection field.
+
+    sipp reads a password that starts with ``0x`` as a hex (AKA) key, and ends the
+    keyword's values at spaces and ``]``: such passwords cannot be passed this way.
+    """
+    if password.lower().startswith("0x") or any(c in password for c in " ]"):
+        raise ValueError(f"sipp cannot send the password {password!r}")
     return f"[authentication username={username} password={password}]"
 
 
