@@ -80,12 +80,8 @@ class Registrar:
         if not self.auth.has_credentials(request):
             try:
                 self._address_of_record(request)
-            except _RegisterRefusedError as exc:
-                self.counters["refused"] += 1
-                txn.respond(exc.status_hint, exc.reason, Headers(exc.headers))
-            except SipParseError as exc:
-                self.counters["refused"] += 1
-                txn.respond(400, exc.reason)
+            except (_RegisterRefusedError, SipParseError) as exc:
+                self._refuse(txn, exc)
             else:
                 self.auth.challenge(txn)
             return succeed(None)
@@ -115,12 +111,14 @@ class Registrar:
     async def _handle(self, request: Request, txn: ServerTransactionHandle) -> None:
         try:
             await self._register(request, txn)
-        except _RegisterRefusedError as exc:
-            self.counters["refused"] += 1
-            txn.respond(exc.status_hint, exc.reason, Headers(exc.headers))
-        except SipParseError as exc:
-            self.counters["refused"] += 1
-            txn.respond(400, exc.reason)
+        except (_RegisterRefusedError, SipParseError) as exc:
+            self._refuse(txn, exc)
+
+    def _refuse(self, txn: ServerTransactionHandle, exc: SipError) -> None:
+        """Answer a refused REGISTER: our refusal's status, or 400 for a parse error."""
+        self.counters["refused"] += 1
+        headers = Headers(exc.headers) if isinstance(exc, _RegisterRefusedError) else None
+        txn.respond(exc.status_hint, exc.reason, headers)
 
     async def _register(self, request: Request, txn: ServerTransactionHandle) -> None:
         to_uri = self._address_of_record(request)

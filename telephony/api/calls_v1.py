@@ -61,17 +61,6 @@ _LIST_FILTERS = (
 _BOUNDS = ("", "__gt", "__gte", "__lt", "__lte")
 
 
-def _int(field: str, value: object, low: int, high: int) -> int:
-    text = str(value).strip()
-    if (
-        isinstance(value, bool)
-        or not re.fullmatch(r"-?[0-9]{1,9}", text)
-        or not low <= int(text) <= high
-    ):
-        raise FieldError(field, f"must be a whole number from {low} to {high}")
-    return int(text)
-
-
 def _choice(field: str, value: object, choices: tuple[str, ...]) -> str:
     text = str(value).strip().lower()
     if text not in choices:
@@ -180,10 +169,14 @@ class CallsAPI:
             send_on_preanswer=rules.parse_bool(
                 "send_on_preanswer", req.params.get("send_on_preanswer", False)
             ),
-            time_limit=_int("time_limit", req.params.get("time_limit", 0), 0, 86400),
-            hangup_on_ring=_int("hangup_on_ring", req.params.get("hangup_on_ring", 0), 0, 86400),
+            time_limit=rules.parse_int("time_limit", req.params.get("time_limit", 0), 0, 86400),
+            hangup_on_ring=rules.parse_int(
+                "hangup_on_ring", req.params.get("hangup_on_ring", 0), 0, 86400
+            ),
             sip_headers=_sip_headers(req.params.get("sip_headers")),
-            ring_timeout=_int("ring_timeout", req.params.get("ring_timeout", 120), 1, 3600),
+            ring_timeout=rules.parse_int(
+                "ring_timeout", req.params.get("ring_timeout", 120), 1, 3600
+            ),
         )
         for destination in destinations:
             self._check_destination(destination)
@@ -252,7 +245,7 @@ class CallsAPI:
             base, _, bound = name.partition("__")
             if base in columns:
                 if base in ("bill_duration", "hangup_cause_code"):
-                    value = _int(name, value, 0, 2**31 - 1)
+                    value = rules.parse_int(name, value, 0, 2**31 - 1)
                 filters[columns[base] + (f"__{bound}" if bound else "")] = value
         page = await self.cdrs.list(limit, offset, filters)
         following = offset + limit
@@ -353,7 +346,7 @@ class CallsAPI:
         if not 1 <= len(urls) <= 5:
             raise FieldError("urls", "1 to 5 URLs separated by commas")
         loop = rules.parse_bool("loop", req.params.get("loop", False))
-        length = _int("length", req.params.get("length", 0), 0, 86400)
+        length = rules.parse_int("length", req.params.get("length", 0), 0, 86400)
         for media in self._sessions(req):
             self._start(media, media.play(urls, loop=0 if loop else 1), length)
         return Reply(202, {"api_id": new_api_id(), "message": "play started"})
@@ -417,7 +410,7 @@ class CallsAPI:
         _refuse(req, ("transcription_type", "transcription_url"), "transcription is not supported")
         if _choice("file_format", req.params.get("file_format", "wav"), ("wav", "mp3")) == "mp3":
             raise FieldError("file_format", "only wav is supported by this server")
-        time_limit = _int("time_limit", req.params.get("time_limit", 60), 1, 14400)
+        time_limit = rules.parse_int("time_limit", req.params.get("time_limit", 60), 1, 14400)
         callback = rules.parse_optional_url("callback_url", req.params.get("callback_url"))
         callback_method = rules.parse_method(
             "callback_method", req.params.get("callback_method", "POST")

@@ -37,7 +37,7 @@ from xml_dsl import (
 if TYPE_CHECKING:
     from telephony.calls.call import Call
 
-__all__ = ("CallControl",)
+__all__ = ("CallControl", "DigitTap")
 
 log = Logger()
 
@@ -55,7 +55,7 @@ _HANGUP_CAUSES = {
 
 
 @implementer(IMediaListener)
-class _DigitTap:
+class DigitTap:
     """Forwards the digits a session hears to a callback."""
 
     def __init__(self, on_digit: Callable[[str], None]) -> None:
@@ -149,7 +149,7 @@ class CallControl:
             media = self._media()
         except ExecutionError as exc:
             return fail(exc)
-        tap = _DigitTap(on_digit)
+        tap = DigitTap(on_digit)
         media.add_listener(tap)
 
         def cancel(_: Deferred[None]) -> None:

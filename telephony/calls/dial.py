@@ -21,8 +21,9 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from media import IMediaListener, MediaBridge
+from media import MediaBridge
 from telephony.calls.causes import Cause
+from telephony.calls.control import DigitTap
 from telephony.calls.leg import Leg, LegEnd, LegState
 from xml_dsl import (
     DialEnd,
@@ -160,7 +161,11 @@ class DialAttempt:
         for kind in (DialEventKind.ANSWER, DialEventKind.CONNECTED):
             self._event(kind, leg, position)
         if self.spec.report_b_leg_digits and leg.media is not None:
-            leg.media.add_listener(_BLegDigits(self, leg))
+            leg.media.add_listener(
+                DigitTap(
+                    lambda digit: self._event(DialEventKind.DIGITS, leg, position, digits=digit)
+                )
+            )
         self._send_digits(leg, early=False)
         if self._ending is not None:  # ended while it was answering
             self.end(self._ending)
@@ -263,23 +268,3 @@ class DialAttempt:
         self._stop_ringback()
         if not self.result.called:
             self.result.callback(result)
-
-
-@implementer(IMediaListener)
-class _BLegDigits:
-    """Reports the keys pressed on the bridged B leg (``DialEventKind.DIGITS``)."""
-
-    def __init__(self, attempt: DialAttempt, leg: Leg) -> None:
-        self.attempt = attempt
-        self.leg = leg
-
-    def audio_received(self, session: object, frame: object) -> None:
-        pass
-
-    def event_received(self, session: object, frame: object) -> None:
-        pass
-
-    def digit_received(self, session: object, digit: str) -> None:
-        self.attempt._event(
-            DialEventKind.DIGITS, self.leg, self.attempt.legs.get(self.leg, 1), digits=digit
-        )

@@ -32,6 +32,7 @@ __all__ = (
     "parse_app_name",
     "parse_bool",
     "parse_id",
+    "parse_int",
     "parse_limit",
     "parse_method",
     "parse_number",
@@ -177,6 +178,14 @@ def _int(field: str, value: object) -> int:
     if isinstance(value, str) and re.fullmatch(r"\s*-?[0-9]{1,9}\s*", value):
         return int(value)
     raise FieldError(field, "must be an integer")
+
+
+def parse_int(field: str, value: object, low: int, high: int) -> int:
+    """A whole number from *low* to *high* (JSON number or decimal string)."""
+    number = _int(field, value)
+    if not low <= number <= high:
+        raise FieldError(field, f"must be a whole number from {low} to {high}")
+    return number
 
 
 def parse_limit(value: object) -> int:
