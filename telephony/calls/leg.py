@@ -367,22 +367,24 @@ class Leg:
         d.addErrback(self._crashed)
 
     def _uac_response(self, response: Response) -> None:
+        status = response.status
+        if status < 200:
+            # Any provisional, 100 included, allows the CANCEL we may be holding (§9.1).
+            self._provisional_seen = True
+            if self._cancel_pending:
+                self._send_cancel()
         if self.state is LegState.ENDED:
-            if 200 <= response.status < 300 and self.dialog is None:
+            if 200 <= status < 300 and self.dialog is None:
                 self._ack_and_bye(response)  # a 2xx crossing our CANCEL
             return
-        status = response.status
         if status < 200:
             if status == 100:
                 return
-            self._provisional_seen = True
             if response.to.tag and self.dialog is None:
                 self.dialog = Dialog.as_uac(self.invite, response, self.ctx.via_host)
             if response.body and self.media is not None and self.media.negotiated is None:
                 self._accept_answer(response)
             self._set_state(LegState.EARLY if response.body else LegState.RINGING)
-            if self._cancel_pending:
-                self._send_cancel()
             return
         if status < 300:
             if self.answered:

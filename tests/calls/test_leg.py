@@ -262,3 +262,19 @@ def test_cancel_waits_for_a_provisional(clock: Clock) -> None:
     assert leg.end_info.cause is Cause.ORIGINATOR_CANCEL
     _run(clock, 80.0)
     h.stack.stop()
+
+
+def test_a_hangup_before_any_answer_still_cancels_once_the_peer_speaks(clock: Clock) -> None:
+    h = Harness(clock)
+    leg = _outgoing(h)
+    invite = h.sent()[0][1]
+    assert isinstance(invite, Request)
+    leg.hangup(Cause.ORIGINATOR_CANCEL)
+    assert leg.state is LegState.ENDED
+    h.stack.datagram_received(_answer(invite, 100), FAR)
+    methods = [m.method for _, m in h.sent() if isinstance(m, Request)]
+    assert methods == ["INVITE", "CANCEL"], "the held CANCEL goes out on the first provisional"
+    h.stack.datagram_received(_answer(invite, 180), FAR)
+    assert [m.method for _, m in h.sent() if isinstance(m, Request)].count("CANCEL") == 1
+    _run(clock, 80.0)
+    h.stack.stop()
