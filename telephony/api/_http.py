@@ -14,6 +14,7 @@ import re
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
+from urllib.parse import unquote
 
 import attrs
 from twisted.internet.defer import Deferred
@@ -225,7 +226,9 @@ class JSONRouter(Resource):
             match = route.pattern.fullmatch(path[len(self._prefix) - 1 :])
             if match:
                 if route.method == method:
-                    return route, match.groupdict()
+                    # The path is matched as sent; its arguments are what it encodes
+                    # (``/Number/%2B14155550100/`` names +14155550100).
+                    return route, {k: unquote(v) for k, v in match.groupdict().items()}
                 allowed.append(route.method)
         if allowed:
             raise HTTPError(
