@@ -126,6 +126,20 @@ def new_api_id() -> str:
     return str(uuid.uuid4())
 
 
+def _check_unicode(body: dict[str, object]) -> None:
+    """Refuse lone surrogates (``"\\ud800"`` is valid JSON but no character): they
+    cannot be encoded, so they must not reach the database, SIP or a subprocess."""
+    for name, value in body.items():
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:
+            raise FieldError("body", "a parameter name is not valid Unicode") from None
+        try:
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise FieldError(name, "not valid Unicode (a lone surrogate)") from None
+
+
 def _decode_params(request: server.Request) -> dict[str, object]:
     """Query parameters for GET; the JSON or form body otherwise."""
     if getattr(request, "body_too_large", False):
@@ -142,6 +156,7 @@ def _decode_params(request: server.Request) -> dict[str, object]:
             raise FieldError("body", f"not valid JSON ({exc})") from None
         if not isinstance(body, dict):
             raise FieldError("body", "must be a JSON object")
+        _check_unicode(body)
         return body
     params: dict[str, object] = {}
     args: dict[bytes, list[bytes]] = request.args or {}

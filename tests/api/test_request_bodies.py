@@ -1,0 +1,26 @@
+"""JSON bodies: values that JSON allows but Unicode does not are refused, not a 500."""
+
+from __future__ import annotations
+
+import pytest_twisted
+
+from tests.api.conftest import Api
+
+ensure = pytest_twisted.ensureDeferred
+
+
+@ensure
+async def test_a_lone_surrogate_is_a_400_naming_the_field(api: Api) -> None:
+    code, _ = await api.call(
+        "POST", "/Number/", {"numbers": "14155550100", "carrier": "t", "region": "US"}
+    )
+    assert code == 201
+    # json.dumps writes "\ud800" as the escape; json.loads gives back a lone surrogate.
+    code, body = await api.call("POST", "/Number/14155550100/", {"alias": "\ud800"})
+    assert (code, body["error"]) == (400, "alias: not valid Unicode (a lone surrogate)")
+    code, body = await api.call("POST", "/Number/", {"numbers": ["\udfff"], "carrier": "t"})
+    assert (code, body["error"]) == (400, "numbers: not valid Unicode (a lone surrogate)")
+    code, body = await api.call("POST", "/Application/", raw=b'{"\\ud800": 1}')
+    assert (code, body["error"]) == (400, "body: a parameter name is not valid Unicode")
+    code, number = await api.call("GET", "/Number/14155550100/")
+    assert (code, number["alias"]) == (200, "")
