@@ -154,6 +154,8 @@ def _decode_params(request: server.Request) -> dict[str, object]:
             body = json.loads(raw)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise FieldError("body", f"not valid JSON ({exc})") from None
+        except RecursionError:
+            raise FieldError("body", "nested too deeply") from None
         if not isinstance(body, dict):
             raise FieldError("body", "must be a JSON object")
         _check_unicode(body)

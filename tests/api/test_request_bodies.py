@@ -1,4 +1,4 @@
-"""JSON bodies: values that JSON allows but Unicode does not are refused, not a 500."""
+"""JSON bodies that json.loads accepts but the server cannot use: a 400, not a 500."""
 
 from __future__ import annotations
 
@@ -24,3 +24,10 @@ async def test_a_lone_surrogate_is_a_400_naming_the_field(api: Api) -> None:
     assert (code, body["error"]) == (400, "body: a parameter name is not valid Unicode")
     code, number = await api.call("GET", "/Number/14155550100/")
     assert (code, number["alias"]) == (200, "")
+
+
+@ensure
+async def test_json_nested_past_the_parser_recursion_limit_is_a_400(api: Api) -> None:
+    deep = b'{"app_name": ' + b"[" * 200_000 + b"]" * 200_000 + b"}"
+    code, body = await api.call("POST", "/Application/", raw=deep)
+    assert (code, body["error"]) == (400, "body: nested too deeply")
