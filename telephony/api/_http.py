@@ -152,13 +152,13 @@ def _decode_params(request: server.Request) -> dict[str, object]:
             return {}
         try:
             body = json.loads(raw)
+            if not isinstance(body, dict):
+                raise FieldError("body", "must be a JSON object")
+            _check_unicode(body)  # re-encodes: as deep as the parse
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise FieldError("body", f"not valid JSON ({exc})") from None
         except RecursionError:
             raise FieldError("body", "nested too deeply") from None
-        if not isinstance(body, dict):
-            raise FieldError("body", "must be a JSON object")
-        _check_unicode(body)
         return body
     params: dict[str, object] = {}
     args: dict[bytes, list[bytes]] = request.args or {}
