@@ -192,7 +192,8 @@ def test_create_live_media_hangup_and_cdr(
         # Each digit 100 ms plus a 100 ms gap; ``w`` adds 0.5 s (RTP timestamps, 8 kHz).
         assert (two.timestamp - one.timestamp) / 8000 == pytest.approx(0.2, abs=0.021)
         assert (three.timestamp - two.timestamp) / 8000 == pytest.approx(0.7, abs=0.021)
-        assert three.first_at - two.first_at == pytest.approx(0.7, abs=0.15)
+        # Arrival times agree, roughly (a busy machine delays packets, not timestamps).
+        assert three.first_at - two.first_at == pytest.approx(0.7, abs=0.25)
 
         # Record what the far end sends (its 440 Hz tone), stop early, fetch the WAV.
         recording = client.calls.record(call_uuid, time_limit=10)
