@@ -65,7 +65,7 @@ def _int(field: str, value: object, low: int, high: int) -> int:
     text = str(value).strip()
     if (
         isinstance(value, bool)
-        or not re.fullmatch(r"-?[0-9]{1,10}", text)
+        or not re.fullmatch(r"-?[0-9]{1,9}", text)
         or not low <= int(text) <= high
     ):
         raise FieldError(field, f"must be a whole number from {low} to {high}")
