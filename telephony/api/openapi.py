@@ -102,7 +102,7 @@ FIELDS: Mapping[str, Field] = {
         _f("limit", {"type": "integer", "minimum": 1, "maximum": 20, "default": 20}, "Page size."),
         _f(
             "offset",
-            {"type": "integer", "minimum": 0, "maximum": 999_999_999, "default": 0},
+            {"type": "integer", "minimum": 0, "maximum": 9_999_999_999, "default": 0},
             "Items to skip.",
         ),
         _f("subaccount", _EMPTY, "Sub-accounts are not supported: must be empty."),
