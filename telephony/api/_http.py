@@ -14,6 +14,7 @@ import re
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
+from urllib.parse import unquote
 
 import attrs
 from twisted.internet.defer import Deferred
@@ -125,6 +126,20 @@ def new_api_id() -> str:
     return str(uuid.uuid4())
 
 
+def _check_unicode(body: dict[str, object]) -> None:
+    """Refuse lone surrogates (``"\\ud800"`` is valid JSON but no character): they
+    cannot be encoded, so they must not reach the database, SIP or a subprocess."""
+    for name, value in body.items():
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:
+            raise FieldError("body", "a parameter name is not valid Unicode") from None
+        try:
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise FieldError(name, "not valid Unicode (a lone surrogate)") from None
+
+
 def _decode_params(request: server.Request) -> dict[str, object]:
     """Query parameters for GET; the JSON or form body otherwise."""
     if getattr(request, "body_too_large", False):
@@ -137,10 +152,13 @@ def _decode_params(request: server.Request) -> dict[str, object]:
             return {}
         try:
             body = json.loads(raw)
+            if not isinstance(body, dict):
+                raise FieldError("body", "must be a JSON object")
+            _check_unicode(body)  # re-encodes: as deep as the parse
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise FieldError("body", f"not valid JSON ({exc})") from None
-        if not isinstance(body, dict):
-            raise FieldError("body", "must be a JSON object")
+        except RecursionError:
+            raise FieldError("body", "nested too deeply") from None
         return body
     params: dict[str, object] = {}
     args: dict[bytes, list[bytes]] = request.args or {}
@@ -225,7 +243,9 @@ class JSONRouter(Resource):
             match = route.pattern.fullmatch(path[len(self._prefix) - 1 :])
             if match:
                 if route.method == method:
-                    return route, match.groupdict()
+                    # The path is matched as sent; its arguments are what it encodes
+                    # (``/Number/%2B14155550100/`` names +14155550100).
+                    return route, {k: unquote(v) for k, v in match.groupdict().items()}
                 allowed.append(route.method)
         if allowed:
             raise HTTPError(

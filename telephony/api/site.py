@@ -1,4 +1,5 @@
-"""The HTTP site: REST v1 under ``/v1/Account/{auth_id}/``, status, health, built-in apps."""
+"""The HTTP site: REST v1 under ``/v1/Account/{auth_id}/``, its OpenAPI document at
+``/v1/openapi.json`` and page at ``/docs``, status, health, built-in apps."""
 
 from __future__ import annotations
 
@@ -12,10 +13,29 @@ from twisted.web.resource import Resource
 
 from telephony.api._http import BoundedRequest, JSONRouter, Route
 from telephony.api.builtin_apps import DirectDialResource
+from telephony.api.docs_page import DocsPage, OpenAPIResource
+from telephony.api.openapi import build_document
 from telephony.api.status import HealthResource, Section, StatusPage
 from telephony.directory import Directory
 
 __all__ = ("build_site",)
+
+
+class _VersionOne(Resource):
+    """``/v1``: the OpenAPI document at ``openapi.json`` (no auth), the API elsewhere."""
+
+    def __init__(self, api: Resource, openapi: Resource) -> None:
+        super().__init__()
+        self._api = api
+        self._openapi = openapi
+
+    def getChild(self, path: bytes, request: server.Request) -> Resource:
+        if path == b"openapi.json" and not request.postpath:
+            return self._openapi
+        return self._api  # a leaf: it answers for the whole path
+
+    def render(self, request: server.Request) -> Any:
+        return self._api.render(request)
 
 
 def build_site(
@@ -35,7 +55,9 @@ def build_site(
     root.putChild(b"", StatusPage(directory, clock, started_at, status_sections, live_calls))
     root.putChild(b"healthz", HealthResource(directory))
     account = JSONRouter(routes, check_auth, prefix=f"/v1/Account/{auth_id}/")
-    root.putChild(b"v1", account)
+    document = build_document(routes)
+    root.putChild(b"v1", _VersionOne(account, OpenAPIResource(document)))
+    root.putChild(b"docs", DocsPage(document))
     apps = Resource()
     apps.putChild(b"direct-dial", DirectDialResource())
     root.putChild(b"apps", apps)

@@ -8,6 +8,7 @@ dials, and hands finished calls to their records.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import secrets
 import uuid
 from collections.abc import Callable, Sequence
@@ -300,6 +301,14 @@ class CallManager:
             peer = Peer(binding.transport, binding.source_host, binding.source_port)
             return contact, peer, str(uri)
         port = uri.port or 5060
+        if not self._can_send_to(uri.host_unbracketed):
+            log.warn(
+                "Call to {uri}: {host} is not an IP address of our SIP socket's family "
+                "(host names are not resolved)",
+                uri=str(uri),
+                host=uri.host_unbracketed,
+            )
+            return Cause.FAILED
         return (
             uri,
             Peer(
@@ -309,6 +318,18 @@ class CallManager:
             ),
             str(uri),
         )
+
+    def _can_send_to(self, host: str) -> bool:
+        """Whether our SIP socket can send to *host*: an IP literal of its family."""
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        try:
+            own = ipaddress.ip_address(self.own_address.host)
+        except ValueError:
+            return True  # we listen on a name: let the socket decide
+        return address.version == own.version
 
     def is_own_application(self, uri: SipURI) -> bool:
         """Whether *uri* is one of our applications' SIP URIs (``app-ID@our domain``)."""

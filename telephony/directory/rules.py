@@ -175,7 +175,7 @@ def _int(field: str, value: object) -> int:
         raise FieldError(field, "must be an integer")
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and re.fullmatch(r"\s*-?[0-9]{1,9}\s*", value):
+    if isinstance(value, str) and re.fullmatch(r"\s*-?[0-9]{1,10}\s*", value):
         return int(value)
     raise FieldError(field, "must be an integer")
 
