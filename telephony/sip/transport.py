@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 import attrs
 from twisted.internet import protocol
 from twisted.internet.defer import Deferred
+from twisted.internet.error import InvalidAddressError
 from twisted.internet.interfaces import IAddress, IReactorTime
 from twisted.logger import Logger
 from zope.interface import Interface, implementer
@@ -484,7 +485,7 @@ class UDPTransport(protocol.DatagramProtocol):
             return
         try:
             self.transport.write(data, (peer.host, peer.port))
-        except OSError as exc:
+        except (OSError, InvalidAddressError) as exc:
             log.warn(
                 "UDP send to {host}:{port} failed: {error}",
                 host=peer.host,
