@@ -114,10 +114,35 @@ class Phone:
     username: str
     port: int
 
-    def row(self, called: str, *headers: str) -> tuple[str, ...]:
-        """The injection row of a call to *called*, with up to two extra header lines."""
+    def call(
+        self,
+        env: Env,
+        work: Path,
+        scenario: str,
+        called: str,
+        *,
+        rtp_port: int = 9,
+        headers: tuple[str, ...] = (),
+        hold: int | None = None,
+        name: str = "phone",
+    ) -> Sipp:
+        """Its sipp calls *called* with ``scenarios/<scenario>.xml``.
+
+        :param headers: up to two extra header lines for the INVITEs (sipp keys, as
+            an injection file's fields cannot hold a ``;``).
+        :param hold: milliseconds, for the scenarios that hang up or wait (``hold``).
+        """
         extra = (*headers, "X-Test: 1", "X-Test: 2")[:2]
-        return (self.username, called, auth(self.username, PASSWORD), *extra)
+        return env.sipp(
+            work,
+            name,
+            scenario,
+            remote=env.sip,
+            port=self.port,
+            rows=[(self.username, called, auth(self.username, PASSWORD))],
+            keys={"rtp_port": rtp_port, "header1": extra[0], "header2": extra[1]},
+            extra=["-set", "hold", str(hold)] if hold is not None else [],
+        )
 
 
 def new_phone(env: Env, work: Path, name: str, app_id: str | None) -> Phone:
@@ -186,15 +211,13 @@ def test_endpoint_dials_number_audio_both_ways(env: Env, who_hangs_up: str) -> N
             extra=["-set", "hold", str(hold)] if who_hangs_up == "gateway" else [],
         )
         started = time.time()
-        caller = env.sipp(
+        caller = phone.call(
+            env,
             work,
-            "phone",
             "phone_hangs_up" if who_hangs_up == "phone" else "phone_waits",
-            remote=env.sip,
-            port=phone.port,
-            rows=[phone.row(NUMBER)],
-            keys={"rtp_port": phone_media.port},
-            extra=["-set", "hold", str(hold)] if who_hangs_up == "phone" else [],
+            NUMBER,
+            rtp_port=phone_media.port,
+            hold=hold if who_hangs_up == "phone" else None,
         )
         rtp_both_ways(caller, phone_media, gateway, gw_media)
         caller.ok()
@@ -324,11 +347,9 @@ def test_endpoint_calls_endpoint_by_sip_uri(env: Env, caller_app: str) -> None:
             work, "device", "far_answers", port=callee.port,
             keys={"rtp_port": callee_media.port, "codec": 0},
         )  # fmt: skip
-        phone = env.sipp(
-            work, "phone", "phone_hangs_up", remote=env.sip, port=caller.port,
-            rows=[caller.row(uri_user)], keys={"rtp_port": caller_media.port},
-            extra=["-set", "hold", "2500"],
-        )  # fmt: skip
+        phone = caller.call(
+            env, work, "phone_hangs_up", uri_user, rtp_port=caller_media.port, hold=2500
+        )
         rtp_both_ways(phone, caller_media, device, callee_media)
         phone.ok()
         device.ok()
@@ -368,10 +389,7 @@ def test_call_to_application_sip_uri_runs_it(env: Env) -> None:
     phone = new_phone(env, work, "frank", None)  # no application of its own
     media = RtpPeer()
     try:
-        caller = env.sipp(
-            work, "phone", "phone_waits", remote=env.sip, port=phone.port,
-            rows=[phone.row(f"app-{app_id}")], keys={"rtp_port": media.port},
-        )  # fmt: skip
+        caller = phone.call(env, work, "phone_waits", f"app-{app_id}", rtp_port=media.port)
         caller.ok()
     finally:
         media.close()
@@ -397,10 +415,7 @@ def test_phone_cancels_while_ringing(env: Env) -> None:
         work, "gateway", "far_rings", local_ip=GATEWAY_IP, port=env.gateway_port,
         keys={"rtp_port": 9, "codec": 8},
     )  # fmt: skip
-    caller = env.sipp(
-        work, "phone", "phone_cancels", remote=env.sip, port=phone.port,
-        rows=[phone.row(NUMBER)], keys={"rtp_port": 9},
-    )  # fmt: skip
+    caller = phone.call(env, work, "phone_cancels", NUMBER)
     caller.ok()  # its CANCEL got a 200 and its INVITE a 487
     gateway.ok()  # it got a CANCEL (answered 200, 487) and the ACK of its 487
     assert caller.value("FINAL") == "487"
@@ -439,10 +454,7 @@ def test_dial_fails_and_its_action_says_why(
         work, "gateway", far_end, local_ip=GATEWAY_IP, port=env.gateway_port,
         keys={"rtp_port": 9, "codec": 8},
     )  # fmt: skip
-    caller = env.sipp(
-        work, "phone", "phone_refused", remote=env.sip, port=phone.port,
-        rows=[phone.row(NUMBER)], keys={"rtp_port": 9},
-    )  # fmt: skip
+    caller = phone.call(env, work, "phone_refused", NUMBER)
     caller.ok()
     gateway.ok()
     (action,) = env.apps.seen(f"{prefix}/action")
@@ -470,10 +482,7 @@ def test_answer_url_down(env: Env, fallback: bool) -> None:
         fields["fallback_answer_url"] = env.apps.url(f"{prefix}/fallback")
     app_id = env.api.application("down", down, **fields)
     phone = new_phone(env, work, "ivan", app_id)
-    caller = env.sipp(
-        work, "phone", "phone_refused", remote=env.sip, port=phone.port,
-        rows=[phone.row(NUMBER)], keys={"rtp_port": 9},
-    )  # fmt: skip
+    caller = phone.call(env, work, "phone_refused", NUMBER)
     caller.ok()
     (hangup,) = env.apps.wait_for(f"{prefix}/hangup")
     if fallback:
@@ -499,10 +508,9 @@ def test_session_expires_unrefreshed(env: Env) -> None:
         work, "gateway", "far_answers", local_ip=GATEWAY_IP, port=env.gateway_port,
         keys={"rtp_port": 9, "codec": 8},
     )  # fmt: skip
-    caller = env.sipp(
-        work, "phone", "phone_waits", remote=env.sip, port=phone.port,
-        rows=[phone.row(NUMBER, "Supported: timer", "Session-Expires: 6;refresher=uac")],
-        keys={"rtp_port": 9},
+    caller = phone.call(
+        env, work, "phone_waits", NUMBER,
+        headers=("Supported: timer", "Session-Expires: 6;refresher=uac"),
     )  # fmt: skip
     caller.ok()
     gateway.ok()  # the far end was hung up too
@@ -512,6 +520,36 @@ def test_session_expires_unrefreshed(env: Env) -> None:
     assert bye - answered == pytest.approx(4.0, abs=0.5)
     (hangup,) = env.apps.wait_for(f"{prefix}/hangup")
     assert hangup.params["HangupCause"] == "Session Timeout"
+
+
+def test_session_refreshed_by_update_or_by_our_reinvite(env: Env) -> None:
+    """A refreshed session lives past its interval: the phone refreshes a 6 s session
+    with UPDATEs; for another phone (refresher=uas) we refresh it with a re-INVITE at
+    half the interval.  Both calls run at once; neither gets a BYE from us."""
+    work = env.workdir("session-refresh")
+    # (A first <Wait> would not answer: Plivo rings while it waits.)
+    document = '<Response><Speak>Hi.</Speak><Wait length="20"/></Response>'
+    app_id, prefix = new_app(env, "refresh", document)
+    uac = new_phone(env, work, "lena", app_id)
+    uas = new_phone(env, work, "mike", app_id)
+    refreshing = uac.call(
+        env, work, "phone_refreshes", "100", name="refreshing",
+        headers=("Supported: timer", "Session-Expires: 6;refresher=uac"),
+    )  # fmt: skip
+    refreshed = uas.call(
+        env, work, "phone_is_refreshed", "100", name="refreshed", hold=2000,
+        headers=("Supported: timer", "Session-Expires: 6;refresher=uas"),
+    )  # fmt: skip
+    refreshing.ok()  # 7.5 s after the answer, its own BYE got a 200
+    refreshed.ok()
+    assert refreshing.value("SESSION_EXPIRES") == "6;refresher=uac"
+    assert refreshing.value("REFRESHED") == "6;refresher=uac"
+    assert refreshed.value("SESSION_EXPIRES") == "6;refresher=uas"
+    assert refreshed.value("REINVITE_SESSION_EXPIRES") == "6;refresher=uas"
+    reinvite = sipp_time(refreshed, "REINVITE") - sipp_time(refreshed, "ANSWERED")
+    assert reinvite == pytest.approx(3.0, abs=0.5)
+    hangups = env.apps.wait_for(f"{prefix}/hangup", count=2)
+    assert {h.params["HangupCause"] for h in hangups} == {"Normal Hangup"}
 
 
 # -- 5. the built-in Direct Dial application dials a number -------------------------
@@ -530,11 +568,9 @@ def test_direct_dial_app_reaches_the_gateway(env: Env) -> None:
             work, "gateway", "far_answers", local_ip=GATEWAY_IP, port=env.gateway_port,
             keys={"rtp_port": gw_media.port, "codec": 0},
         )  # fmt: skip
-        caller = env.sipp(
-            work, "phone", "phone_hangs_up", remote=env.sip, port=phone.port,
-            rows=[phone.row("+1-800-123-1234")], keys={"rtp_port": phone_media.port},
-            extra=["-set", "hold", "2500"],
-        )  # fmt: skip
+        caller = phone.call(
+            env, work, "phone_hangs_up", "+1-800-123-1234", rtp_port=phone_media.port, hold=2500
+        )
         rtp_both_ways(caller, phone_media, gateway, gw_media)
         caller.ok()
         gateway.ok()
