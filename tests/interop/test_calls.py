@@ -491,9 +491,13 @@ def test_answer_url_down(env: Env, fallback: bool) -> None:
         assert used.params["From"] == phone.username
         assert used.params["To"] == NUMBER
         assert caller.value("FINAL") == "486"
+        assert caller.value("REASON_HEADER") == 'SIP;cause=486;text="Busy Line"'
         assert hangup.params["HangupCause"] == "Busy Line"
     else:
+        # Without a document the call ends at once; the phone is told why.
         assert caller.value("FINAL") == "480"
+        reason = 'SIP;cause=480;text="Error Reaching Application URL"'
+        assert caller.value("REASON_HEADER") == reason
         assert hangup.params["HangupCause"] == "Error Reaching Application URL"
     assert hangup.params["Duration"] == "0"
 
