@@ -15,21 +15,29 @@ goes to a sipp gateway on 127.0.0.2 that answers at once; the phone hangs up.
    it took about ``--seconds``), setup time (first INVITE to the 200: sipp's
    response time 1), the server's CPU (all threads) and RSS.
 2. **Bridged calls with RTP.**  For each N, N calls are set up at
-   ``--setup-rate`` and held.  This process plays the media of both ends of every
-   call with 2·N UDP sockets (phone side on 127.0.0.1, gateway side on 127.0.0.2):
-   the scenarios advertise one socket per call ([field3], [field0]) and log the
-   server's RTP port, and each socket then sends 20 ms PCMA packets to it (50/s,
-   the sockets spread over the 20 ms) and counts what arrives.  Once every call
-   is up and after ``--warmup``, a ``--seconds`` window measures packets sent and
-   received per direction: **loss** = 1 - received/sent, so it counts every packet
-   the server failed to relay (its own RTP sequence numbers restart per leg, so a
-   receiver could not see the drops in them).  Also printed: the server's CPU and
-   RSS in the window, and its media sessions' own counters at close (from its log).
+   ``--setup-rate`` and held.  This process plays the phones' media with N UDP
+   sockets (127.0.0.1): the phone scenario advertises one socket per call
+   ([field3]) and logs the server's RTP port, and each socket then sends 20 ms
+   PCMA packets to it (50/s, the sockets spread over the 20 ms, the send time in
+   the payload) and counts what arrives.  The gateway's side is sipp's
+   ``-rtp_echo`` (``--far-end echo``, the default): every packet crosses the
+   server's bridge to the gateway, is echoed, and crosses back, so the server
+   relays 2·N streams each way as in N calls with audio both ways, while the
+   peers' CPU stays low enough for a 2-vCPU machine.  ``--far-end sockets`` plays
+   the gateway's side with N more sockets instead (127.0.0.2).  Once every call is
+   up and after ``--warmup``, a ``--seconds`` window counts packets sent and
+   received: **loss** = 1 - received/sent, counted once the window is over plus
+   0.5 s (a packet later than that is lost for a voice call), so it counts every
+   packet the server dropped or fell behind on (its RTP sequence numbers are its
+   own, so a receiver could not see drops in them); **delay** is the one-way
+   (sockets) or round-trip (echo) time of every 10th packet.  Also printed: the
+   server's CPU and RSS in the window, the peers' CPU, and the server's media
+   counters at close (from its log).
 
 Nothing is asserted; figures are printed (``--json`` writes them too).  Every loop
 is bounded in count and time.  From the repository root::
 
-    python bench/calls_bench.py --rates 50,100,200,300 --calls 250,500,750
+    python bench/calls_bench.py --rates 50,100,150,200 --calls 250,350,500
 """
 
 from __future__ import annotations
@@ -175,6 +183,7 @@ def sipp(
     port: int | None = None,
     extra: Sequence[str] = (),
     logs: bool = False,
+    media_port: int | None = None,
 ) -> subprocess.Popen[bytes]:
     """Start one sipp (UAC toward *remote*, else UAS) with an injection file of *rows*."""
     csv_path = work / f"{name}.csv"
@@ -184,7 +193,8 @@ def sipp(
         args.append(f"{remote[0]}:{remote[1]}")
     args += ["-sf", str(SCENARIOS / f"{scenario}.xml"), "-inf", str(csv_path)]
     args += ["-i", local_ip, "-mi", local_ip, "-bind_local", "-p", str(port or 0)]
-    args += ["-mp", str(free_udp_port(local_ip)), "-nostdin", "-recv_timeout", "15000"]
+    args += ["-mp", str(media_port or free_udp_port(local_ip))]
+    args += ["-nostdin", "-recv_timeout", "15000"]
     args += ["-trace_err", "-error_file", str(work / f"{name}.err")]
     args += ["-trace_stat", "-stf", str(work / f"{name}.stat.csv"), "-fd", "1"]
     if logs:
@@ -309,12 +319,16 @@ SLOTS = 20  # 1 ms slots in the 20 ms cycle
 
 
 class MediaPeers:
-    """2·N UDP sockets playing both ends of N calls; paced sends, counted receives."""
+    """UDP sockets playing one or both ends of N calls; paced sends, counted receives.
 
-    def __init__(self, calls: int) -> None:
+    :param hosts: one address per side played: the phones' (127.0.0.1), then the
+        gateway's (127.0.0.2) unless sipp echoes for the gateway.
+    """
+
+    def __init__(self, calls: int, hosts: Sequence[str]) -> None:
         self.sockets: list[socket.socket] = []
         self.by_port: dict[tuple[str, int], int] = {}
-        for host in ("127.0.0.1", GATEWAY_IP):
+        for host in hosts:
             for _ in range(calls):
                 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)
@@ -397,7 +411,8 @@ class MediaPeers:
                     delays.append(arrived - unstamp(data, 12)[0])
 
     def totals(self) -> tuple[int, int, int, int]:
-        """(sent by phones, received by gateways, sent by gateways, received by phones)."""
+        """(sent by phones, received by gateways, sent by gateways, received by phones);
+        with the phones' side only, the middle two are 0."""
         c = self.calls
         return (
             sum(self.sent[:c]),
@@ -436,8 +451,9 @@ _MEDIA_CLOSED = re.compile(
 
 
 def media_phase(
-    work: Path, counts: Sequence[int], seconds: float, warmup: float, setup_rate: int, cpu: int
-) -> list[dict[str, Any]]:
+    work: Path, counts: Sequence[int], seconds: float, warmup: float, setup_rate: int, cpu: int,
+    echo: bool,
+) -> list[dict[str, Any]]:  # fmt: skip
     results = []
     for calls in counts:
         app = AnswerApp()
@@ -448,8 +464,9 @@ def media_phase(
             with bench_server(run_dir, gateway_port, cpu) as server:
                 username = provision(server, app)
                 result = one_media_run(
-                    run_dir, server, username, gateway_port, calls, seconds, warmup, setup_rate
-                )
+                    run_dir, server, username, gateway_port, calls, seconds, warmup, setup_rate,
+                    echo,
+                )  # fmt: skip
             closed = [tuple(map(int, m)) for m in _MEDIA_CLOSED.findall(server.log())]
             result["server_sessions_closed"] = len(closed)
             result["server_sent"] = sum(c[0] for c in closed)
@@ -469,16 +486,21 @@ def media_phase(
 
 def one_media_run(
     work: Path, server: Server, username: str, gateway_port: int, calls: int, seconds: float,
-    warmup: float, setup_rate: int,
+    warmup: float, setup_rate: int, echo: bool,
 ) -> dict[str, Any]:  # fmt: skip
-    peers = MediaPeers(calls)
+    peers = MediaPeers(calls, ("127.0.0.1",) if echo else ("127.0.0.1", GATEWAY_IP))
     ramp = calls / setup_rate
     hold_ms = int((ramp + 30 + warmup + seconds + 5) * 1000)
+    echo_port = free_udp_port(GATEWAY_IP)
     try:
+        if echo:  # every call's gateway side is sipp's echo port
+            rows = [(str(echo_port),)] * calls
+        else:
+            rows = [(str(peers.port(1, i)),) for i in range(calls)]
         gateway = sipp(
-            work, "gw", "calls_gateway", [(str(peers.port(1, i)),) for i in range(calls)],
-            local_ip=GATEWAY_IP, port=gateway_port, logs=True,
-            extra=["-m", str(calls), "-l", str(calls + 10)],
+            work, "gw", "calls_gateway", rows,
+            local_ip=GATEWAY_IP, port=gateway_port, logs=True, media_port=echo_port,
+            extra=["-m", str(calls), "-l", str(calls + 10), *(["-rtp_echo"] if echo else [])],
         )  # fmt: skip
         time.sleep(0.3)
         phone = sipp(
@@ -501,21 +523,28 @@ def one_media_run(
         start = time.monotonic()
         # Ramp: set the calls up (media flows on each as soon as it is bridged).
         limit = start + ramp + 30
-        while sum(peers.active) < 2 * calls and time.monotonic() < limit:
+        sides = 1 if echo else 2
+        while sum(peers.active) < sides * calls and time.monotonic() < limit:
             peers.run_until(time.monotonic() + 0.2, follow)
-        connected = sum(peers.active) // 2
+        connected = sum(peers.active) // sides
         ramp_took = time.monotonic() - start
         peers.run_until(time.monotonic() + warmup, follow)
         pid = server.process.pid
         peer_cpus = os.sched_getaffinity(0)
         before, cpu0, t0 = peers.totals(), cpu_seconds(pid), time.monotonic()
         peers0 = cpu_busy(peer_cpus)
+        mine0 = os.times()
+        sipps = {"sipp phone": phone.pid, "sipp gateway": gateway.pid}
+        sipp0 = {name: cpu_seconds(p) for name, p in sipps.items()}
         late0 = peers.late_cycles
         peers.sampling = True
         peers.run_until(t0 + seconds)
         peers.sampling = False
         after, cpu1, t1 = peers.totals(), cpu_seconds(pid), time.monotonic()
         peers_busy = busy_pct(peers0, cpu_busy(peer_cpus))
+        mine1 = os.times()
+        shares = {name: cpu_seconds(p) - sipp0[name] for name, p in sipps.items()}
+        shares["RTP peers"] = mine1.user + mine1.system - mine0.user - mine0.system
         rss = rss_mb(pid)
         late = peers.late_cycles - late0
         # Stop sending; let what is in flight arrive, then count it too.
@@ -527,9 +556,17 @@ def one_media_run(
         wait(gateway, 10)
     finally:
         peers.close()
-    up_sent, up_recv = after[0] - before[0], drained[1] - before[1]
-    down_sent, down_recv = after[2] - before[2], drained[3] - before[3]
     window = t1 - t0
+    if echo:  # each packet crossed the server twice: to the echo and back
+        up_sent, up_recv = after[0] - before[0], drained[3] - before[3]
+        down_sent, down_recv = up_sent, up_recv
+        loss = 1 - up_recv / max(1, up_sent)
+        relayed = 2 * up_recv / window
+    else:
+        up_sent, up_recv = after[0] - before[0], drained[1] - before[1]
+        down_sent, down_recv = after[2] - before[2], drained[3] - before[3]
+        loss = 1 - (up_recv + down_recv) / max(1, up_sent + down_sent)
+        relayed = (up_recv + down_recv) / window
     delays = sorted(peers.delays)
 
     def pct(q: float) -> float | None:
@@ -542,23 +579,31 @@ def one_media_run(
         "connected": connected,
         "ramp_s": round(ramp_took, 1),
         "window_s": round(window, 2),
+        "far_end": "sipp -rtp_echo" if echo else "sockets",
         "phone_to_gateway": {"sent": up_sent, "received": up_recv},
         "gateway_to_phone": {"sent": down_sent, "received": down_recv},
-        "loss_pct": round(100 * (1 - (up_recv + down_recv) / max(1, up_sent + down_sent)), 3),
-        "relayed_per_s": round((up_recv + down_recv) / window),
+        "loss_pct": round(100 * loss, 3),
+        "relayed_per_s": round(relayed),
         "delay_ms": {"p50": pct(0.5), "p99": pct(0.99), "max": pct(1.0)},
         "server_cpu_pct": round(100 * (cpu1 - cpu0) / window, 1),
         "server_rss_mb": round(rss, 1),
         "peer_cpus_busy_pct": peers_busy,
+        "peer_cpu_pct": {k: round(100 * v / window, 1) for k, v in shares.items()},
         "peer_late_cycles": late,
     }
+    flows = (
+        f"round trip (phone, gateway echo, phone) {up_recv}/{up_sent}"
+        if echo
+        else f"phone->gateway {up_recv}/{up_sent}, gateway->phone {down_recv}/{down_sent}"
+    )
     print(
         f"calls {calls:4d}: {connected} bridged (ramp {ramp_took:.1f} s); in {window:.1f} s:"
-        f" phone->gateway {up_recv}/{up_sent}, gateway->phone {down_recv}/{down_sent},"
+        f" {flows},"
         f" loss {result['loss_pct']} %, {result['relayed_per_s']} packets/s relayed,"
         f" delay p50/p99/max {pct(0.5)}/{pct(0.99)}/{pct(1.0)} ms,"
         f" server CPU {result['server_cpu_pct']} %, RSS {result['server_rss_mb']} MB,"
-        f" peers' CPU {peers_busy} % (their sender fell behind {late} times)",
+        f" peers' CPU {peers_busy} % ({result['peer_cpu_pct']}; their sender fell behind"
+        f" {late} times)",
         flush=True,
     )
     return result
@@ -587,6 +632,12 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds before measuring RTP")
     parser.add_argument("--setup-rate", type=int, default=50, help="calls/s when ramping up")
     parser.add_argument("--server-cpu", type=int, default=1, help="CPU for the server")
+    parser.add_argument(
+        "--far-end",
+        choices=("echo", "sockets"),
+        default="echo",
+        help="gateway-side media: sipp -rtp_echo, or sockets of this process like the phones'",
+    )
     parser.add_argument("--json", type=Path, help="write the figures there too")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     parser.add_argument(
@@ -614,8 +665,9 @@ def main() -> None:
             figures["rates"] = rate_phase(work, rates, args.seconds, args.server_cpu)
         if counts:
             figures["bridged"] = media_phase(
-                work, counts, args.seconds, args.warmup, args.setup_rate, args.server_cpu
-            )
+                work, counts, args.seconds, args.warmup, args.setup_rate, args.server_cpu,
+                args.far_end == "echo",
+            )  # fmt: skip
     finally:
         figures["load_after"] = os.getloadavg()
         print(f"load average after: {figures['load_after']}; work dir {work}", flush=True)
