@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import json
 import os
+import secrets
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -115,16 +116,26 @@ class DiskCache:
             os.utime(self.data_path(key))
 
     def write(self, key: str, data: bytes, meta: dict[str, Any]) -> None:
-        """Store ``data`` and ``meta`` atomically, then evict beyond the bound."""
+        """Store ``data`` and ``meta`` atomically, then evict beyond the bound.
+
+        Writers of the same key may run at once (threads of the pool, e.g. two calls
+        speaking the same text): each writes its own temporary file and the last
+        rename wins.
+        """
         self.directory.mkdir(parents=True, exist_ok=True)
         path = self.data_path(key)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        unique = f".{secrets.token_hex(6)}.tmp"
+        tmp = path.with_name(path.name + unique)
         meta_path = self.directory / f"{key}.json"
-        meta_tmp = meta_path.with_suffix(".json.tmp")
-        meta_tmp.write_text(json.dumps(meta), "utf-8")
-        os.replace(meta_tmp, meta_path)
+        meta_tmp = meta_path.with_name(meta_path.name + unique)
+        try:
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+            meta_tmp.write_text(json.dumps(meta), "utf-8")
+            os.replace(meta_tmp, meta_path)
+        finally:
+            tmp.unlink(missing_ok=True)
+            meta_tmp.unlink(missing_ok=True)
         self.evict()
 
     def remove(self, key: str) -> None:

@@ -168,11 +168,21 @@ class DigitsOut(Operation[None]):
     """A queued or running :class:`~media.dtmf.DtmfSender`.
 
     :ivar start_frame: the tick frame of the plan's frame 0, once running.
+    :ivar anchor: the tick frame nearest the moment the digits were asked for, when
+        nothing was queued before them: leading pauses count from it rather than
+        from the next tick, so ``wwww1`` starts 2.0 s after the request to within
+        half a frame instead of up to a whole frame late.
     """
 
-    def __init__(self, detach: Callable[[Operation[Any]], None], sender: DtmfSender) -> None:
+    def __init__(
+        self,
+        detach: Callable[[Operation[Any]], None],
+        sender: DtmfSender,
+        anchor: int | None = None,
+    ) -> None:
         super().__init__(detach)
         self.sender = sender
+        self.anchor = anchor
         self.start_frame: int | None = None
 
     def emit(self, frame: int, telephone_event: int | None, codec: Codec) -> Emit | None:
@@ -180,6 +190,11 @@ class DigitsOut(Operation[None]):
         negotiated telephone-event), else a frame of the digit's dual tone."""
         if self.start_frame is None:
             self.start_frame = frame
+            if self.anchor is not None:
+                # Never so early that the first digit's first packet is already due.
+                digits = self.sender.plan.digits
+                lead = digits[0].start_frame if digits else 0
+                self.start_frame = max(frame - lead, min(self.anchor, frame))
         k = frame - self.start_frame
         if telephone_event is not None:
             packet = self.sender.packet_at(k)

@@ -287,11 +287,17 @@ class RTPSession(DatagramProtocol):
     def send_digits(self, digits: str, *, digit_ms: int = 100, gap_ms: int = 100) -> Deferred[None]:
         """Send DTMF as RFC 4733 events (in-band tones if the peer has none).
 
-        Calls while digits are being sent queue behind them.
+        Calls while digits are being sent queue behind them.  Leading pauses
+        (``w``, ``W``) count from the frame nearest the call.
         """
         self._check_open()
+        anchor = None
+        if not self._digits_out:
+            anchor = round(self.ticker.frame_at(self.clock.seconds(), self._phase))
         op = DigitsOut(
-            self._detach, DtmfSender(plan_digits(digits, digit_ms=digit_ms, gap_ms=gap_ms))
+            self._detach,
+            DtmfSender(plan_digits(digits, digit_ms=digit_ms, gap_ms=gap_ms)),
+            anchor,
         )
         self._digits_out.append(op)
         return op.deferred

@@ -49,6 +49,15 @@ class Cause(enum.Enum):
         """The final response an unanswered caller gets for this cause."""
         return self.value[2]
 
+    def reason_header(self, status: int | None = None) -> str:
+        """An RFC 3326 ``Reason`` value naming this cause, for the final response
+        *status* (default :attr:`sip_status`): ``SIP;cause=480;text="No Answer"``.
+
+        A status alone is often vague (480 for an unreachable answer_url); the text
+        tells the caller which cause it was, as the hangup_url does.
+        """
+        return f'SIP;cause={status or self.sip_status};text="{self.cause_name}"'
+
 
 def cause_for_status(status: int) -> Cause:
     """The cause a failure response reports (a B leg's, or our own to a caller)."""

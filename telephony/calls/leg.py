@@ -286,11 +286,15 @@ class Leg:
         headers: Headers | None = None,
         cause: Cause | None = None,
     ) -> None:
-        """Refuse the call with a final response (UAS, not answered)."""
+        """Refuse the call with a final response (UAS, not answered), its cause named
+        in a ``Reason`` header (RFC 3326)."""
         if self.role != "uas" or self.answered or self.state is LegState.ENDED:
             return
-        self._respond(status, reason, headers=headers)
-        self._end(cause or cause_for_status(status), "Plivo", status)
+        cause = cause or cause_for_status(status)
+        all_headers = Headers(list(headers or ()))
+        all_headers.add("Reason", cause.reason_header(status))
+        self._respond(status, reason, headers=all_headers)
+        self._end(cause, "Plivo", status)
 
     def cancelled(self, cancel_txn: ServerTransactionHandle) -> None:
         """The caller sent CANCEL: 200 to it, 487 to the INVITE (§9.2)."""

@@ -7,6 +7,7 @@ from typing import Any
 
 from twisted.application import service
 from twisted.logger import Logger
+from twisted.web.client import Agent, HTTPConnectionPool
 
 from media import MediaConfig, MediaEngine, PortRange
 from telephony.calls.cdr import CdrStore
@@ -23,6 +24,13 @@ from xml_dsl import Fetcher
 __all__ = ("CallsService",)
 
 log = Logger()
+
+#: Seconds an idle connection to an application server is kept for reuse: below
+#: the common server keep-alive timeouts (5 s for Node.js and Apache), so that we do
+#: not send a request on a connection the server is closing (a POST is not retried).
+HTTP_IDLE_TIMEOUT = 4
+#: Idle connections kept per application host.
+HTTP_IDLE_PER_HOST = 8
 
 
 class CallsService(service.Service):
@@ -51,7 +59,15 @@ class CallsService(service.Service):
             ),
         )
         self.cdrs = CdrStore(database)
-        self.fetcher = Fetcher(reactor=reactor, auth_token=auth_token)
+        # answer_url, action and hangup_url requests over persistent connections: a
+        # TCP connection per request took a sixth of the CPU of a call's setup
+        # (bench/calls_bench.py; docs/benchmarks.md).
+        self.http_pool = HTTPConnectionPool(reactor, persistent=True)
+        self.http_pool.cachedConnectionTimeout = HTTP_IDLE_TIMEOUT
+        self.http_pool.maxPersistentPerHost = HTTP_IDLE_PER_HOST
+        self.fetcher = Fetcher(
+            reactor=reactor, auth_token=auth_token, agent=Agent(reactor, pool=self.http_pool)
+        )
         gateways = parse_gateways(config.gateways)
         ctx = SipContext(
             stack=sip.stack,
@@ -81,7 +97,8 @@ class CallsService(service.Service):
         for call in list(self.manager.calls.values()):
             call.leg.hangup()
         self.media.close_all()
-        return super().stopService()
+        super().stopService()
+        return self.http_pool.closeCachedConnections()
 
     def status(self) -> dict[str, object]:
         """Figures for the status page."""

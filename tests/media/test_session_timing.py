@@ -253,3 +253,37 @@ def test_a_failing_subscriber_does_not_stop_the_others(clock: Clock) -> None:
     ticker.unsubscribe(bad)
     ticker.unsubscribe(good)
     assert not ticker.running
+
+
+@pytest.mark.parametrize(
+    ("called_at", "expected"),
+    [
+        (0.007, [1.0, 1.2]),  # nearer frame 0 (at 0.0): the pauses count from it
+        (0.013, [1.02, 1.22]),  # nearer frame 1 (at 0.02)
+        (0.020, [1.02, 1.22]),  # on a frame
+    ],
+)
+def test_leading_pauses_count_from_the_nearest_frame(
+    clock: Clock, called_at: float, expected: list[float]
+) -> None:
+    # Plivo's sendDigits="ww12" on an answered leg: the first digit 1.0 s after the
+    # answer, give or take half a frame, not up to a whole frame late (issue 6).
+    session, transport = make_session(clock)
+    advance_to(clock, called_at)
+    session.send_digits("ww12")
+    advance_to(clock, 1.6)
+    starts = [t for _, t in digit_starts(transport)]
+    assert starts == pytest.approx(expected, abs=1e-9)
+    assert abs(starts[0] - (called_at + 1.0)) <= 0.010 + 1e-9
+    session.close()
+
+
+def test_a_digit_without_pause_is_never_sent_in_the_past(clock: Clock) -> None:
+    session, transport = make_session(clock)
+    advance_to(clock, 0.007)  # frame 0 went out at 0.0
+    session.send_digits("1")
+    advance_to(clock, 0.5)
+    events = event_packets(transport)
+    assert events[0][0] == pytest.approx(0.02)
+    assert [e.duration for _, _, e in events] == [160, 320, 480, 640, 800, 800, 800]
+    session.close()
