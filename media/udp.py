@@ -14,7 +14,7 @@ from __future__ import annotations
 import socket
 from typing import Any
 
-from twisted.internet import error, udp
+from twisted.internet import base, error, udp
 from twisted.internet.interfaces import IListeningPort
 from twisted.internet.posixbase import PosixReactorBase
 from twisted.internet.protocol import DatagramProtocol
@@ -66,6 +66,17 @@ class RTPPort(udp.Port):
             self.protocol.datagramReceived(data, addr)
         except BaseException:
             log.err()
+
+    def connectionLost(self, reason: Any = None) -> None:
+        """``udp.Port.connectionLost`` without its "(UDP Port N Closed)" line: a call
+        closes four ports, and those lines cost a tenth of the server's time per call."""
+        self._realPortNumber = None
+        self.maxThroughput = -1
+        base.BasePort.connectionLost(self, reason)
+        self.protocol.doStop()
+        self.socket.close()
+        del self.socket
+        del self.fileno
 
 
 def listen_rtp(

@@ -7,7 +7,7 @@ from typing import Any
 
 from twisted.application import service
 from twisted.logger import Logger
-from twisted.web.client import Agent, HTTPConnectionPool
+from twisted.web.client import Agent, HTTPConnectionPool, _HTTP11ClientFactory
 
 from media import MediaConfig, MediaEngine, PortRange
 from telephony.calls.cdr import CdrStore
@@ -31,6 +31,12 @@ log = Logger()
 HTTP_IDLE_TIMEOUT = 4
 #: Idle connections kept per application host.
 HTTP_IDLE_PER_HOST = 8
+
+
+class _QuietClientFactory(_HTTP11ClientFactory):
+    """The pool's connection factory without "Starting/Stopping factory" log lines."""
+
+    noisy = False
 
 
 class CallsService(service.Service):
@@ -63,6 +69,7 @@ class CallsService(service.Service):
         # TCP connection per request took a sixth of the CPU of a call's setup
         # (bench/calls_bench.py; docs/benchmarks.md).
         self.http_pool = HTTPConnectionPool(reactor, persistent=True)
+        self.http_pool._factory = _QuietClientFactory  # no log line per connection
         self.http_pool.cachedConnectionTimeout = HTTP_IDLE_TIMEOUT
         self.http_pool.maxPersistentPerHost = HTTP_IDLE_PER_HOST
         self.fetcher = Fetcher(
