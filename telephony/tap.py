@@ -8,7 +8,6 @@ stop in reverse: store, SIP, HTTP, manhole.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -147,7 +146,6 @@ class HTTPService(StreamServerEndpointService):
         super().__init__(endpoint, site)
         self._directory = directory
         self.base_url: str | None = None
-        self.on_base_url: Callable[[str], None] | None = None
 
     def startService(self) -> None:
         super().startService()
@@ -161,8 +159,6 @@ class HTTPService(StreamServerEndpointService):
         if ":" in address:
             address = f"[{address}]"
         self.base_url = f"http://{address}:{getattr(host, 'port', 80)}"
-        if self.on_base_url is not None:
-            self.on_base_url(self.base_url)
         log.info("REST API and status page on {url}/", url=self.base_url)
         d = self._directory.ensure_builtin_application(
             DIRECT_DIAL, lambda current: direct_dial_fields(self.base_url or "", current)
@@ -209,9 +205,9 @@ def makeService(options: Options) -> service.MultiService:
 
     sip = SIPService(config, directory, database, reactor)
     sip.setServiceParent(root)
-    site_url: list[str | None] = [None]
+    # Recording URLs need the site's address, known once HTTP listens (late-bound).
     calls = CallsService(
-        config, sip, directory, database, reactor, credentials.auth_token, lambda: site_url[0]
+        config, sip, directory, database, reactor, credentials.auth_token, lambda: http.base_url
     )
     calls.setServiceParent(root)
 
@@ -229,7 +225,6 @@ def makeService(options: Options) -> service.MultiService:
         recordings_dir=config.data_dir / "recordings",
     )
     http = HTTPService(endpoints.serverFromString(reactor, config.http), site, directory)
-    http.on_base_url = lambda url: site_url.__setitem__(0, url)
     http.setName("http")
     http.setServiceParent(root)
 

@@ -13,9 +13,12 @@ import urllib.request
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import attrs
+import pytest
+
+import telephony
 
 #: How long the server may take to answer /healthz after it is started, in seconds.
 START_TIMEOUT = 20.0
@@ -115,7 +118,10 @@ def start_server(
         *extra_args,
     ]
     log_file = log_path.open("ab")
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # The server runs the same ``telephony`` the tests import, whichever tree that is.
+    tree = str(Path(telephony.__file__).resolve().parents[1])
+    pythonpath = os.pathsep.join(filter(None, [tree, os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": pythonpath}
     process = subprocess.Popen(
         args, stdout=log_file, stderr=subprocess.STDOUT, env=env, cwd=data_dir.parent
     )
@@ -148,3 +154,20 @@ def running_server(data_dir: Path, extra_args: Sequence[str] = ()) -> Iterator[S
         assert "Server Shut Down." in log
         assert "Traceback" not in log, log
         assert "Unhandled" not in log, log
+
+
+def plivo_client(server: Server, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The real ``plivo`` SDK's client, its API base pointed at *server*."""
+    import plivo
+    import plivo.rest.client
+
+    base = f"{server.base_url}/v1/Account"
+    for name in (
+        "PLIVO_API_BASE_URI",
+        "API_VOICE_BASE_URI",
+        "API_VOICE_BASE_URI_FALLBACK_1",
+        "API_VOICE_BASE_URI_FALLBACK_2",
+    ):
+        monkeypatch.setattr(plivo.rest.client, name, base)
+    auth_id, auth_token = server.credentials()
+    return plivo.RestClient(auth_id, auth_token)

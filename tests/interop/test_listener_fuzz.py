@@ -9,18 +9,15 @@ get a 400 naming the fault: a few exact cases prove that path.
 
 from __future__ import annotations
 
-import os
 import random
 import re
 import socket
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 
-import telephony
 from tests import rawsip
 from tests.serverproc import Server, running_server
 
@@ -34,15 +31,6 @@ TCP_CONNECTIONS = 80
 MAX_DATAGRAM = 65_507
 #: Wall-clock bound of each fuzzing loop, seconds.
 TIME_BUDGET = 20.0
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _server_runs_this_code() -> Iterator[None]:
-    """The twistd subprocess imports the same ``telephony`` as these tests do."""
-    root = str(Path(telephony.__file__).resolve().parents[1])
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("PYTHONPATH", os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
-        yield
 
 
 @pytest.fixture(scope="module")

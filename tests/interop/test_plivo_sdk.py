@@ -10,22 +10,14 @@ import plivo.exceptions
 import plivo.rest.client
 import pytest
 
-from tests.serverproc import Server, running_server
+from tests.serverproc import Server, plivo_client, running_server
 
 pytestmark = pytest.mark.interop
 
 
 def _client(server: Server, monkeypatch: pytest.MonkeyPatch) -> plivo.RestClient:
-    base = f"{server.base_url}/v1/Account"
-    for name in (
-        "PLIVO_API_BASE_URI",
-        "API_VOICE_BASE_URI",
-        "API_VOICE_BASE_URI_FALLBACK_1",
-        "API_VOICE_BASE_URI_FALLBACK_2",
-    ):
-        monkeypatch.setattr(plivo.rest.client, name, base)
-    auth_id, auth_token = server.credentials()
-    return plivo.RestClient(auth_id, auth_token)
+    client: plivo.RestClient = plivo_client(server, monkeypatch)
+    return client
 
 
 @pytest.fixture

@@ -39,7 +39,7 @@ from tests.interop.restcalls_helpers import (
     tone,
     wait_until,
 )
-from tests.serverproc import Server, running_server
+from tests.serverproc import Server, plivo_client, running_server
 
 pytestmark = pytest.mark.interop
 
@@ -71,16 +71,8 @@ def answers() -> Iterator[AnswerServer]:
 
 @pytest.fixture
 def client(server: Server, monkeypatch: pytest.MonkeyPatch) -> plivo.RestClient:
-    base = f"{server.base_url}/v1/Account"
-    for name in (
-        "PLIVO_API_BASE_URI",
-        "API_VOICE_BASE_URI",
-        "API_VOICE_BASE_URI_FALLBACK_1",
-        "API_VOICE_BASE_URI_FALLBACK_2",
-    ):
-        monkeypatch.setattr(plivo.rest.client, name, base)
-    auth_id, auth_token = server.credentials()
-    return plivo.RestClient(auth_id, auth_token)
+    sdk: plivo.RestClient = plivo_client(server, monkeypatch)
+    return sdk
 
 
 def live_ids(client: plivo.RestClient) -> list[str]:

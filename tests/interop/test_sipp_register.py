@@ -8,7 +8,6 @@ first (``--digest-algorithms MD5,SHA-256``).
 
 from __future__ import annotations
 
-import os
 import re
 import secrets
 import socket
@@ -20,7 +19,6 @@ from typing import Any
 
 import pytest
 
-import telephony
 from tests import rawsip
 from tests.restapi import Endpoint, RestClient
 from tests.serverproc import Server, free_port, running_server
@@ -37,15 +35,6 @@ pytestmark = pytest.mark.interop
 
 MD5_FIRST = ("--digest-algorithms", "MD5,SHA-256")
 USER_AGENT = "sipp-interop/3.6"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _server_runs_this_code() -> Iterator[None]:
-    """The twistd subprocess imports the same ``telephony`` as these tests do."""
-    root = str(Path(telephony.__file__).resolve().parents[1])
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("PYTHONPATH", os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
-        yield
 
 
 @pytest.fixture(scope="module")
