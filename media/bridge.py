@@ -65,6 +65,14 @@ class MediaBridge:
     def _other(self, session: IMediaSession) -> IMediaSession:
         return self.b if session is self.a else self.a
 
+    def relay_target(self, session: IMediaSession) -> IMediaSession:
+        """Where audio heard on ``session`` goes: the other leg.
+
+        A session whose only audio listener is this bridge sends its plain
+        audio packets there itself (counted in :attr:`frames` all the same).
+        """
+        return self._other(session)
+
     def audio_received(self, session: IMediaSession, frame: AudioFrame) -> None:
         """Relay an audio frame to the other leg."""
         self._other(session).relay_audio(frame)

@@ -144,7 +144,15 @@ class EventFrame:
 
 
 class IMediaListener(Interface):
-    """Receives what a session hears; a bridge is one."""
+    """Receives what a session hears; a bridge is one.
+
+    Two optional attributes let a session skip work per packet: a listener
+    with ``wants_audio = False`` (e.g. a digit tap) is never given audio
+    frames; one with a ``relay_target(session)`` method (a bridge) only
+    forwards audio to that session, so the session may relay plain packets
+    to it directly, without building an :class:`AudioFrame` (see
+    :meth:`media.session.RTPSession.datagramReceived`).
+    """
 
     def audio_received(session: IMediaSession, frame: AudioFrame) -> None:  # noqa: N805
         """An audio packet arrived from the session's peer."""

@@ -19,6 +19,7 @@ Deferred.  RTCP lives in :mod:`media.rtcp_port`.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -48,7 +49,7 @@ from media.interfaces import (
 from media.ops import Collector, DigitsOut, Operation, Output, Recording, SessionCounters
 from media.player import AudioLoader, load_all
 from media.rtcp import SourceTable
-from media.rtp import OutboundStream, parse_rtp_fields
+from media.rtp import MAX_RTP_PACKET, RTP_HEADER_SIZE, OutboundStream, parse_rtp_fields
 from media.sdp import (
     Direction,
     Negotiated,
@@ -71,6 +72,8 @@ __all__ = ("MAX_SOURCES", "RTPSession")
 MAX_SOURCES = 8
 #: Comfort noise (RFC 3389) is accepted and ignored, not counted as unknown.
 _CN_PT = 13
+#: The fixed RTP header after its first byte: M/PT, sequence, timestamp, SSRC.
+_FAST_HEADER = struct.Struct("!BHII")
 
 _log = Logger()
 
@@ -144,6 +147,9 @@ class RTPSession(DatagramProtocol):
         self._inband: InbandDtmfDetector | None = None
         self._suppress_audio = False
         self._sendto: Callable[[bytes, tuple[str, int]], object] | None = None
+        #: The fast relay path: (payload type, codec, bridge, other leg) while
+        #: a bridge is the only one that wants this session's audio.
+        self._fast: tuple[int, Codec, Any, RTPSession] | None = None
         #: The RTCP port, if the engine gave the session one, and the listening
         #: ports the engine stops when the session closes.
         self.rtcp: RTCPPort | None = None
@@ -199,7 +205,7 @@ class RTPSession(DatagramProtocol):
             self._marker = True
         self.negotiated = negotiated
         self.state = SessionState.ACTIVE
-        self._update_inband()
+        self._update_receive_path()
         if self.rtcp is not None:
             self.rtcp.start()
 
@@ -220,7 +226,7 @@ class RTPSession(DatagramProtocol):
             self._recording = None
         elif op in self._digits_out:
             self._digits_out.remove(op)
-        self._update_inband()
+        self._update_receive_path()
 
     def _start_output(
         self, source: FrameSource | None = None, loading: Deferred[FrameSource] | None = None
@@ -321,7 +327,7 @@ class RTPSession(DatagramProtocol):
         if self._collector is not None:
             self._collector.stop()
         self._collector = op
-        self._update_inband()
+        self._update_receive_path()
         return op.deferred
 
     def record(
@@ -342,7 +348,7 @@ class RTPSession(DatagramProtocol):
         if self._recording is not None:
             self._recording.stop()
         self._recording = op
-        self._update_inband()
+        self._update_receive_path()
         if beep:
 
             def beeped(_: PlayOutcome) -> None:
@@ -380,13 +386,13 @@ class RTPSession(DatagramProtocol):
         """Deliver received frames and digits to ``listener``."""
         if listener not in self._listeners:
             self._listeners.append(listener)
-        self._update_inband()
+        self._update_receive_path()
 
     def remove_listener(self, listener: IMediaListener) -> None:
         """Stop delivering to ``listener``."""
         if listener in self._listeners:
             self._listeners.remove(listener)
-        self._update_inband()
+        self._update_receive_path()
 
     def set_relaying(self, enabled: bool) -> None:
         """While relaying, idle frames are not filled with silence."""
@@ -415,16 +421,28 @@ class RTPSession(DatagramProtocol):
 
     def relay_audio(self, frame: AudioFrame) -> None:
         """Send a frame heard elsewhere, transcoded to our codec, on our timeline."""
+        self.relay_payload(frame.codec, frame.payload, frame.timestamp, frame.ssrc, frame.marker)
+
+    def relay_payload(
+        self, codec: Codec, payload: bytes, timestamp: int, ssrc: int, marker: bool
+    ) -> None:
+        """:meth:`relay_audio` without the frame object (the per-packet bridge path)."""
         neg = self.negotiated
-        if not self._can_send() or neg is None or self._output is not None or self._suppress_audio:
+        if (
+            neg is None
+            or self._output is not None
+            or self._suppress_audio
+            or self.state is not SessionState.ACTIVE
+            or not neg.direction.sends
+        ):
             self.counters.dropped_relay += 1
             return
-        payload = frame.payload
-        table = frame.codec.transcode_table(neg.codec)
-        if table is not None:
-            payload = payload.translate(table)
-        ts = self._relay_timestamp(frame.ssrc, frame.timestamp)
-        self._send(neg.payload_type, ts, payload, self._marker or frame.marker)
+        if codec is not neg.codec:
+            table = codec.transcode_table(neg.codec)
+            if table is not None:
+                payload = payload.translate(table)
+        ts = self._relay_timestamp(ssrc, timestamp)
+        self._send(neg.payload_type, ts, payload, self._marker or marker)
         self._marker = False
         self.counters.relayed_in += 1
 
@@ -508,7 +526,27 @@ class RTPSession(DatagramProtocol):
     # Receiving --------------------------------------------------------------------
 
     def datagramReceived(self, datagram: bytes, addr: Any) -> None:
-        """Parse, filter and dispatch one RTP packet; never raises."""
+        """Parse, filter and dispatch one RTP packet; never raises.
+
+        While bridged with nothing else listening to the audio, a plain audio
+        packet (no CSRC, extension or padding, the negotiated payload type)
+        from the latched source goes straight to the other leg: same checks
+        and statistics, no frame object.  Everything else takes the full path.
+        """
+        fast = self._fast
+        if (
+            fast is not None
+            and datagram[:1] == b"\x80"
+            and (datagram[1] & 0x7F) == fast[0]
+            and RTP_HEADER_SIZE <= len(datagram) <= MAX_RTP_PACKET
+            and addr == self.remote
+        ):
+            second, seq, timestamp, ssrc = _FAST_HEADER.unpack_from(datagram, 1)
+            self.counters.received += 1
+            self.sources.account(ssrc, seq, timestamp, self.clock.seconds())
+            fast[3].relay_payload(fast[1], datagram[12:], timestamp, ssrc, second > 0x7F)
+            fast[2].frames += 1
+            return
         if self.state is SessionState.CLOSED:
             return
         try:
@@ -528,6 +566,7 @@ class RTPSession(DatagramProtocol):
         if not self.latched:
             self.latched = True  # symmetric RTP: answer where the peer really is
             self.remote = source
+            self._update_receive_path()
         elif source != self.remote:
             self.counters.foreign += 1
             return
@@ -575,8 +614,9 @@ class RTPSession(DatagramProtocol):
         if self._recording is not None:
             self._recording.on_digit(digit)
 
-    def _update_inband(self) -> None:
-        """Run the in-band detector only when digits matter and events were not negotiated."""
+    def _update_receive_path(self) -> None:
+        """Run the in-band detector only when digits matter and events were not
+        negotiated; take the fast relay path when only a bridge wants the audio."""
         neg = self.negotiated
         wanted = (
             neg is not None
@@ -589,6 +629,14 @@ class RTPSession(DatagramProtocol):
             self._inband = InbandDtmfDetector()
         elif not wanted:
             self._inband = None
+        self._fast = None
+        if neg is None or not self.latched or self._recording or self._inband is not None:
+            return
+        audio = [x for x in self._listeners if getattr(x, "wants_audio", True)]
+        if len(audio) == 1 and hasattr(audio[0], "relay_target"):
+            target = audio[0].relay_target(self)
+            if isinstance(target, RTPSession):
+                self._fast = (neg.payload_type, neg.codec, audio[0], target)
 
     # Life ----------------------------------------------------------------------------
 
@@ -597,6 +645,7 @@ class RTPSession(DatagramProtocol):
         if self.state is SessionState.CLOSED:
             return
         self.state = SessionState.CLOSED
+        self._fast = None
         self.ticker.unsubscribe(self._on_frame)
         ops: list[Operation[Any]] = [*self._digits_out]
         ops += [op for op in (self._output, self._collector, self._recording) if op is not None]

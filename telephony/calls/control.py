@@ -58,6 +58,9 @@ _HANGUP_CAUSES = {
 class DigitTap:
     """Forwards the digits a session hears to a callback."""
 
+    #: Audio frames are of no interest: a session need not build them for us.
+    wants_audio = False
+
     def __init__(self, on_digit: Callable[[str], None]) -> None:
         self.on_digit = on_digit
 

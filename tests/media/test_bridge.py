@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -154,3 +155,90 @@ async def test_two_phones_through_a_bridge_over_udp(tmp_path: Path) -> None:
     finally:
         for s in sessions:
             s.close()
+
+
+class _AudioTap:
+    """A listener that wants audio (no ``wants_audio`` attribute, like most)."""
+
+    def __init__(self) -> None:
+        self.frames: list[Any] = []
+
+    def audio_received(self, session: Any, frame: Any) -> None:
+        self.frames.append(frame)
+
+    def event_received(self, session: Any, frame: Any) -> None:
+        pass
+
+    def digit_received(self, session: Any, digit: str) -> None:
+        pass
+
+
+def test_fast_relay_path_only_while_the_bridge_alone_wants_audio(
+    clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Plain audio packets skip the frame object while only the bridge (and
+    digit taps) listen; an audio listener or a recording takes them back to
+    the full path, and the output is the same either way."""
+    import media.session
+    from telephony.calls.control import DigitTap
+
+    a, _, b, tb = legs(clock)
+    bridge = MediaBridge(a, b)
+    bridge.start()
+    a.add_listener(DigitTap(lambda digit: None))
+    payload = Codec.PCMU.encode(tone((600.0,), 160, amplitude=5000))
+    seq = iter(range(100, 200))
+
+    def send(n: int) -> list[Any]:
+        tb.written.clear()
+        for _ in range(n):
+            s = next(seq)
+            a.datagramReceived(rtp(0, s, 160 * s, payload), REMOTE)
+        return [p for _, p in tb.packets(8)]
+
+    send(1)  # latches A's peer: the fast path needs a known source
+    built: list[Any] = []
+    real_frame = media.session.AudioFrame
+    monkeypatch.setattr(
+        media.session, "AudioFrame", lambda *args: built.append(args) or real_frame(*args)
+    )
+    fast = send(3)
+    assert built == []  # no frame object
+    assert [p.payload for p in fast] == [payload.translate(ULAW_TO_ALAW)] * 3
+    assert [(q.sequence - p.sequence) & 0xFFFF for p, q in itertools.pairwise(fast)] == [1, 1]
+    steps = [(q.timestamp - p.timestamp) & 0xFFFFFFFF for p, q in itertools.pairwise(fast)]
+    assert steps == [160, 160]
+    assert {p.ssrc for p in fast} == {b.stream.ssrc}
+    assert bridge.frames == 4
+    assert a.counters.received == 4
+
+    tap = _AudioTap()
+    a.add_listener(tap)
+    slow = send(2)
+    assert len(tap.frames) == 2
+    assert len(built) == 2
+    assert [p.payload for p in slow] == [payload.translate(ULAW_TO_ALAW)] * 2
+    assert (slow[0].sequence - fast[-1].sequence) & 0xFFFF == 1
+    a.remove_listener(tap)
+    send(2)
+    assert len(built) == 2  # fast again
+
+    recording = a.record(beep=False)
+    send(2)
+    assert len(built) == 4  # the recorder hears the audio: full path
+    a.stop_recording()
+    clock.advance(0)
+    assert recording.called
+    send(1)
+    assert len(built) == 4
+
+    # A packet from elsewhere is refused on the fast path as on the full one.
+    foreign = a.counters.foreign
+    tb.written.clear()
+    a.datagramReceived(rtp(0, 500, 80000, payload), ("127.0.0.1", 4444))
+    assert a.counters.foreign == foreign + 1
+    assert tb.written == []
+    a.close()
+    b.close()
+    a.datagramReceived(rtp(0, 501, 80160, payload), REMOTE)
+    assert tb.written == []
