@@ -118,6 +118,8 @@ class RTPSession(DatagramProtocol):
         self.local_address = local_address
         self.call_uuid = call_uuid
         self.state = SessionState.IDLE
+        #: Whether we send media now: open, negotiated, and our direction sends.
+        self._sending = False
         self.negotiated: Negotiated | None = None
         self.counters = SessionCounters()
         self.stream = OutboundStream()
@@ -205,6 +207,7 @@ class RTPSession(DatagramProtocol):
             self._marker = True
         self.negotiated = negotiated
         self.state = SessionState.ACTIVE
+        self._sending = negotiated.direction.sends
         self._update_receive_path()
         if self.rtcp is not None:
             self.rtcp.start()
@@ -416,8 +419,7 @@ class RTPSession(DatagramProtocol):
         return (timestamp + offset) & 0xFFFFFFFF
 
     def _can_send(self) -> bool:
-        neg = self.negotiated
-        return self.state is SessionState.ACTIVE and neg is not None and neg.direction.sends
+        return self._sending
 
     def relay_audio(self, frame: AudioFrame) -> None:
         """Send a frame heard elsewhere, transcoded to our codec, on our timeline."""
@@ -428,13 +430,7 @@ class RTPSession(DatagramProtocol):
     ) -> None:
         """:meth:`relay_audio` without the frame object (the per-packet bridge path)."""
         neg = self.negotiated
-        if (
-            neg is None
-            or self._output is not None
-            or self._suppress_audio
-            or self.state is not SessionState.ACTIVE
-            or not neg.direction.sends
-        ):
+        if not self._sending or neg is None or self._output is not None or self._suppress_audio:
             self.counters.dropped_relay += 1
             return
         if codec is not neg.codec:
@@ -478,6 +474,16 @@ class RTPSession(DatagramProtocol):
         self.counters.sent += 1
 
     def _on_frame(self, frame: int, now: float) -> None:
+        if (
+            self._relaying
+            and self._output is None
+            and not self._digits_out
+            and self._collector is None
+            and self._recording is None
+            and self._dtmf_rx.next_deadline() is None
+        ):
+            self._suppress_audio = False
+            return  # bridged with nothing of our own to send: relayed frames fill the stream
         if self._collector is not None:
             self._collector.on_tick(now, self._output is not None)
         if self._recording is not None:
@@ -645,6 +651,7 @@ class RTPSession(DatagramProtocol):
         if self.state is SessionState.CLOSED:
             return
         self.state = SessionState.CLOSED
+        self._sending = False
         self._fast = None
         self.ticker.unsubscribe(self._on_frame)
         ops: list[Operation[Any]] = [*self._digits_out]

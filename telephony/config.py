@@ -166,6 +166,17 @@ def _parse_algorithms(option: str, value: str) -> tuple[str, ...]:
     return names
 
 
+#: Log levels an operator may choose, least to most severe.
+LOG_LEVELS = ("debug", "info", "warn", "error", "critical")
+
+
+def _parse_log_level(option: str, value: str) -> str:
+    level = str(value).strip().lower()
+    if level not in LOG_LEVELS:
+        raise ConfigError(f"{option}: one of {', '.join(LOG_LEVELS)}, got {value!r}")
+    return level
+
+
 def _parse_rtp_ports(option: str, value: str) -> str:
     from media import MediaArgumentError, PortRange
 
@@ -244,6 +255,8 @@ class Config:
     :ivar media_address: the address put in SDP when it differs from the SIP address.
     :ivar digest_algorithms: digest challenges offered, in order (RFC 8760 puts SHA-256
         first; phones that read only the first challenge and know only MD5 need MD5 first).
+    :ivar log_level: the least severe log events written (``debug`` adds a line per
+        media session, verb and callback).
     """
 
     data_dir: Path = Path("var")
@@ -267,6 +280,7 @@ class Config:
     gateways: str = ""
     min_se: int = 90
     media_address: str = ""
+    log_level: str = "info"
 
 
 #: The embedded defaults, by option name as it appears on the command line and in TOML.
@@ -293,6 +307,7 @@ DEFAULTS: Mapping[str, Any] = {
     "gateway": _DEFAULT.gateways,
     "min-se": str(_DEFAULT.min_se),
     "media-address": _DEFAULT.media_address,
+    "log-level": _DEFAULT.log_level,
 }
 
 _Parser = Callable[[str, Any], Any]
@@ -320,6 +335,7 @@ _FIELDS: Mapping[str, tuple[str, _Parser]] = {
     "gateway": ("gateways", lambda o, v: _parse_gateways(o, v)),
     "min-se": ("min_se", lambda o, v: _parse_int(o, v, 2, 86400)),
     "media-address": ("media_address", lambda o, v: _parse_media_address(o, v)),
+    "log-level": ("log_level", _parse_log_level),
 }
 
 

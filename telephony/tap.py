@@ -31,7 +31,7 @@ from telephony.credentials import Credentials, load_or_create_credentials
 from telephony.directory import Directory
 from telephony.directory.database import Database, SchemaError, open_sqlite
 from telephony.directory.service import DIRECT_DIAL
-from telephony.runtime import GCTuning
+from telephony.runtime import GCTuning, filter_log_level
 from telephony.sipservice import SIPService
 
 __all__ = ("Options", "makeService")
@@ -97,6 +97,7 @@ class Options(usage.Options):
             None,
             f"Networks never throttled or banned [{DEFAULTS['throttle-exempt']}]",
         ],
+        ["log-level", None, None, f"Least severe log events written [{DEFAULTS['log-level']}]"],
     ]
 
     config: Config
@@ -189,6 +190,7 @@ def makeService(options: Options) -> service.MultiService:
     from twisted.internet import reactor
 
     config = options.config
+    filter_log_level(config.log_level)
     root = service.MultiService()
     try:
         config.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)

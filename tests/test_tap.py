@@ -101,6 +101,10 @@ def test_make_service_tree(tmp_path: Path) -> None:
         ]
     )
     root = tap.makeService(options)
+    # makeService set a level filter up for twistd's logging, which this test never starts.
+    from twisted.logger import globalLogBeginner
+
+    assert vars(globalLogBeginner).pop("beginLoggingTo", None) is not None
     assert isinstance(root, MultiService)
     assert [s.name for s in root] == ["store", "sip", "calls", "http", "manhole", "gc"]
     assert all(IService.providedBy(s) for s in root)
@@ -143,3 +147,54 @@ def test_plugin_module_has_no_side_effects() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=root, check=True
     )
     assert out.stdout.strip() == "False"
+
+
+def test_filter_log_level_wraps_the_next_begin_only() -> None:
+    """The observers twistd starts logging to see ``info`` and above, not ``debug``."""
+    import io
+    import types
+    import warnings
+
+    from twisted.logger import Logger, LogPublisher
+    from twisted.logger._global import LogBeginner
+
+    from telephony.runtime import filter_log_level
+
+    publisher = LogPublisher()
+    stdio = types.SimpleNamespace(stdout=io.StringIO(), stderr=io.StringIO())
+    beginner = LogBeginner(publisher, io.StringIO(), stdio, warnings)
+    filter_log_level("info", beginner)
+    seen: list[str] = []
+    beginner.beginLoggingTo([lambda e: seen.append(e["log_format"])], redirectStandardIO=False)
+    assert "beginLoggingTo" not in vars(beginner)  # one call only
+    log = Logger(observer=publisher)
+    log.debug("d")
+    log.info("i")
+    log.warn("w")
+    log.error("e")
+    assert seen == ["i", "w", "e"]
+
+    debug_beginner = LogBeginner(LogPublisher(), io.StringIO(), stdio, warnings)
+    filter_log_level("debug", debug_beginner)
+    assert "beginLoggingTo" not in vars(debug_beginner)  # nothing to filter
+
+
+@pytest.mark.parametrize(("level", "written"), [(None, False), ("debug", True)])
+def test_twistd_writes_debug_events_only_when_asked(
+    tmp_path: Path, level: str | None, written: bool
+) -> None:
+    """A stray SIP response is a debug event: absent from the log by default."""
+    from tests.rawsip import UDPClient, request
+    from tests.serverproc import running_server
+
+    args = ["--log-level", level] if level else []
+    with running_server(tmp_path / "var", args) as server:
+        with UDPClient(("127.0.0.1", server.sip_port)) as client:
+            stray = b"SIP/2.0 200 OK" + request("OPTIONS", "sip:x", local=client.local)[21:]
+            client.send(stray)
+            answer = client.exchange(request("OPTIONS", "sip:127.0.0.1", local=client.local))
+            assert answer is not None
+            assert answer.status == 200
+        log = server.log()
+    assert ("Stray response" in log) is written
+    assert "SIP on 127.0.0.1" in log  # info events are always written

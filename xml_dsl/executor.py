@@ -213,7 +213,7 @@ class Execution:
             outcome = result
         if outcome.cause is HangupCause.SCHEDULED and self._end_request is not None:
             _swallow(self.call.hangup(HangupCause.SCHEDULED))
-        log.info(
+        log.debug(
             "call {call_uuid} execution ended: {ended_by} ({cause}) after {documents} document(s)",
             call_uuid=self.call_uuid,
             ended_by=outcome.ended_by.value,
