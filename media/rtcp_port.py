@@ -40,6 +40,10 @@ if TYPE_CHECKING:
 __all__ = ("RTCPPort",)
 
 
+#: Randomises report intervals (RFC 3550 §6.3.1): jitter, not security.
+_JITTER = random.Random()  # noqa: S311
+
+
 class RTCPPort(DatagramProtocol):
     """RTCP for one :class:`~media.session.RTPSession`.
 
@@ -62,7 +66,7 @@ class RTCPPort(DatagramProtocol):
     ) -> None:
         self.session = session
         self.clock = clock
-        self.rng = rng or random.Random()  # noqa: S311 -- timing jitter, not security
+        self.rng = rng or _JITTER  # one generator for all: seeding one per call costs a syscall
         self.interval = interval
         self.cname = f"telephony-{session.stream.ssrc:08x}"
         self.reports_sent = 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -9,6 +10,7 @@ import attrs
 from twisted.internet.defer import Deferred
 
 from telephony.directory.database import Cursor, Database
+from telephony.directory.groupcommit import GroupCommit
 from telephony.directory.models import Page
 
 __all__ = ("CallRecord", "CdrStore", "plivo_time")
@@ -51,24 +53,30 @@ class CallRecord:
 
 _FIELDS = tuple(attrs.fields_dict(CallRecord))
 _COLUMNS = ", ".join(_FIELDS)
+_DELETE = "DELETE FROM cdrs WHERE call_uuid = ?"
+_INSERT = f"INSERT INTO cdrs ({_COLUMNS}) VALUES ({', '.join('?' * len(_FIELDS))})"  # noqa: S608
+
+
+def _write_all(cur: Cursor, records: Sequence[CallRecord]) -> None:
+    cur.executemany(_DELETE, [(r.call_uuid,) for r in records])
+    cur.executemany(_INSERT, [attrs.astuple(r) for r in records])
+
+
+def _write_one(cur: Cursor, record: CallRecord) -> None:
+    cur.execute(_DELETE, (record.call_uuid,))
+    cur.execute(_INSERT, attrs.astuple(record))
 
 
 class CdrStore:
-    """Writes and reads call detail records."""
+    """Writes and reads call detail records; writes are group-committed."""
 
     def __init__(self, db: Database) -> None:
         self._db = db
+        self._writes: GroupCommit[CallRecord] = GroupCommit(db, _write_all, _write_one)
 
     def write(self, record: CallRecord) -> Deferred[None]:
-        """Store one record (replacing one with the same UUID)."""
-        values = attrs.astuple(record)
-        marks = ", ".join("?" * len(values))
-
-        def txn(cur: Cursor) -> None:
-            cur.execute("DELETE FROM cdrs WHERE call_uuid = ?", (record.call_uuid,))
-            cur.execute(f"INSERT INTO cdrs ({_COLUMNS}) VALUES ({marks})", values)  # noqa: S608
-
-        return self._db.run_interaction(txn)
+        """Store one record (replacing one with the same UUID); fires once committed."""
+        return self._writes.submit(record)
 
     def get(self, call_uuid: str) -> Deferred[CallRecord | None]:
         """The record of one leg, or None."""

@@ -237,3 +237,34 @@ async def test_binding_batches_fail_only_the_bad_change(
     stored = await store.load(1.5e9)
     assert sorted(b.contact_uri for b in stored) == ["sip:a@h1", "sip:a@h2"]
     assert store.commits == 2
+
+
+@ensure
+async def test_cdr_writes_are_group_committed(database: Any) -> None:
+    """Records written while a transaction runs share the next one; a bad one fails alone."""
+    import attrs
+
+    from telephony.calls.cdr import CallRecord, CdrStore
+
+    store = CdrStore(database)
+    base = CallRecord(
+        "u0", None, None, "inbound", "alice", "1800", "", "completed", None, "cid",
+        "2026-11-27 03:00:00", None, "2026-11-27 03:00:05", 5, 0, "NORMAL_CLEARING", 16, "Caller",
+    )  # fmt: skip
+    writes = [store.write(attrs.evolve(base, call_uuid=f"u{i}")) for i in range(5)]
+    # A record the table refuses (NOT NULL end_time), queued with good ones.
+    bad = store.write(attrs.evolve(base, call_uuid="bad", end_time=None))  # type: ignore[arg-type]
+    later = store.write(attrs.evolve(base, call_uuid="u9", duration=9))
+    for w in writes:
+        await w
+    await later
+    with pytest.raises(sqlite3.IntegrityError):
+        await bad
+    # The first write went alone; everything queued behind it shared one more.
+    assert store._writes.commits == 2
+    page = await store.list(limit=20, offset=0)
+    assert sorted(r.call_uuid for r in page.items) == ["u0", "u1", "u2", "u3", "u4", "u9"]
+    assert (await store.get("u9")).duration == 9  # type: ignore[union-attr]
+    # Writing a record again replaces it.
+    await store.write(attrs.evolve(base, call_uuid="u9", duration=12))
+    assert (await store.get("u9")).duration == 12  # type: ignore[union-attr]
