@@ -44,7 +44,7 @@ Params = Mapping[str, str | Iterable[str]]
 
 def make_nonce() -> str:
     """A fresh random nonce of :data:`NONCE_DIGITS` decimal digits."""
-    return "".join(secrets.choice("0123456789") for _ in range(NONCE_DIGITS))
+    return str(secrets.randbelow(10**NONCE_DIGITS)).zfill(NONCE_DIGITS)
 
 
 def _multimap(pairs: Iterable[tuple[str, str]]) -> dict[str, list[str]]:

@@ -24,10 +24,11 @@ import re
 from collections.abc import Sequence
 
 import attrs
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from telephony.auth import RequestAuthenticator
-from telephony.directory import Application, Directory
+from telephony.directory import Application, Directory, Endpoint
 from telephony.sip.errors import SipParseError
 from telephony.sip.message import Request
 from telephony.sip.transport import Peer, ServerTransactionHandle
@@ -161,6 +162,14 @@ class Router:
         same_place = (peer.host, peer.port) == (own.host, own.port)
         return same_place and hmac.compare_digest(presented.encode(), token.encode())
 
+    async def _find_endpoint(self, username: str) -> Endpoint | None:
+        """An endpoint by username through the credentials cache: most calls are to
+        numbers, and a miss is cached too, so routing needs no database read."""
+        found = self.auth.credentials.lookup(username)
+        if isinstance(found, Deferred):
+            return await found
+        return found
+
     def gateway_for(self, peer: Peer) -> Gateway | None:
         """The gateway *peer* is, if any."""
         return next((g for g in self.gateways if g.matches(peer)), None)
@@ -189,7 +198,7 @@ class Router:
         )
         if user.startswith(APP_PREFIX):
             return await self._app_uri(invite, user, base)
-        called_endpoint = await self.directory.find_endpoint(user) if user else None
+        called_endpoint = await self._find_endpoint(user) if user else None
         called = (
             f"sip:{user}@{self.domain}" if called_endpoint is not None else normalize_number(user)
         )
@@ -226,7 +235,7 @@ class Router:
                     invite, 480, "Temporarily Unavailable (no application for this number)"
                 )
             return attrs.evolve(base, called=digits, application=app)
-        if user and await self.directory.find_endpoint(user) is not None:
+        if user and await self._find_endpoint(user) is not None:
             return attrs.evolve(
                 base, kind=RouteKind.ENDPOINT, called=f"sip:{user}@{self.domain}", endpoint=user
             )

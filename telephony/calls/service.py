@@ -7,7 +7,7 @@ from typing import Any
 
 from twisted.application import service
 from twisted.logger import Logger
-from twisted.web.client import Agent, HTTPConnectionPool, _HTTP11ClientFactory
+from twisted.web.client import HTTPConnectionPool, _HTTP11ClientFactory
 
 from media import MediaConfig, MediaEngine, PortRange
 from telephony.calls.cdr import CdrStore
@@ -20,6 +20,7 @@ from telephony.directory.database import Database
 from telephony.sip.transport import Peer
 from telephony.sipservice import SIPService
 from xml_dsl import Fetcher
+from xml_dsl.fetcher import application_agent
 
 __all__ = ("CallsService",)
 
@@ -76,7 +77,9 @@ class CallsService(service.Service):
         self.http_pool.cachedConnectionTimeout = HTTP_IDLE_TIMEOUT
         self.http_pool.maxPersistentPerHost = HTTP_IDLE_PER_HOST
         self.fetcher = Fetcher(
-            reactor=reactor, auth_token=auth_token, agent=Agent(reactor, pool=self.http_pool)
+            reactor=reactor,
+            auth_token=auth_token,
+            agent=application_agent(reactor, self.http_pool),
         )
         gateways = parse_gateways(config.gateways)
         ctx = SipContext(

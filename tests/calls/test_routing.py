@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import pytest_twisted
 from twisted.internet.defer import Deferred
@@ -202,3 +204,28 @@ async def test_app_uri_and_spoofed_from(directory: Directory, router: Router, cl
     assert (route.kind, route.status) == (RouteKind.REJECT, 403), (
         "From must be the authenticated endpoint"
     )
+
+
+@ensure
+async def test_called_user_lookups_go_through_the_credentials_cache(
+    directory: Directory, router: Router, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Calls from a gateway to a name that is neither a number nor (yet) an endpoint:
+    the miss is cached (one database read for three calls); endpoints are still found."""
+    reads: list[str] = []
+    real = Directory.find_endpoint
+
+    def counting(self: Directory, username: str) -> Any:
+        reads.append(username)
+        return real(self, username)
+
+    monkeypatch.setattr(Directory, "find_endpoint", counting)
+    for _ in range(3):
+        route, _ = await _route(router, _invite("bob"), GATEWAY, clock)
+        assert route is not None
+        assert route.status == 404
+    assert reads == ["bob"]
+    bob = await directory.create_endpoint("bob", "pw", "Bob")
+    route, _ = await _route(router, _invite(bob.username), GATEWAY, clock)
+    assert route is not None
+    assert (route.kind, route.endpoint) == (RouteKind.ENDPOINT, bob.username)

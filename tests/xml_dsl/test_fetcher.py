@@ -243,3 +243,45 @@ async def test_notify_logs_failures_and_never_raises(app: App) -> None:
     assert await f.notify(base(app) + "/slow", Method.POST, PARAMS) is None
     assert await f.notify("http://127.0.0.1:1/nothing", Method.POST, PARAMS) is None
     assert [s.path for s in app.seen] == ["/answer", "/error500", "/slow"]
+
+
+def test_nonces_are_twenty_random_digits() -> None:
+    from xml_dsl.signature import NONCE_DIGITS, make_nonce
+
+    nonces = {make_nonce() for _ in range(200)}
+    assert len(nonces) == 200
+    assert all(len(n) == NONCE_DIGITS and n.isdigit() for n in nonces)
+    # Leading zeros are kept: every position takes every digit.
+    assert {n[0] for n in nonces} == set("0123456789")  # 200 draws: all ten, surely
+
+
+def test_application_endpoints_connect_to_addresses_without_resolving() -> None:
+    from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP6ClientEndpoint
+    from twisted.web.client import URI
+
+    from xml_dsl.fetcher import _ApplicationEndpoints
+
+    endpoints = _ApplicationEndpoints(reactor)
+    v4 = endpoints.endpointForURI(URI.fromBytes(b"http://127.0.0.1:8080/a"))
+    assert isinstance(v4, TCP4ClientEndpoint)
+    assert (v4._host, v4._port) == ("127.0.0.1", 8080)
+    v6 = endpoints.endpointForURI(URI.fromBytes(b"http://[::1]:8081/a"))
+    assert isinstance(v6, TCP6ClientEndpoint)
+    assert (v6._host, v6._port) == ("::1", 8081)
+    named = endpoints.endpointForURI(URI.fromBytes(b"http://apps.example.com/a"))
+    assert isinstance(named, HostnameEndpoint)
+    tls = endpoints.endpointForURI(URI.fromBytes(b"https://127.0.0.1/a"))
+    assert type(tls).__name__ == "_WrapperEndpoint"  # TLS around the direct connection
+    assert isinstance(tls._wrappedEndpoint, TCP4ClientEndpoint)
+
+
+@pytest_twisted.ensureDeferred
+async def test_fetch_by_address_uses_no_resolver(app: App, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default agent connects to an IP address without a name lookup."""
+
+    def no_lookup(*args: object, **kwargs: object) -> None:
+        raise AssertionError("an IP address was resolved")
+
+    monkeypatch.setattr(reactor.nameResolver, "resolveHostName", no_lookup)
+    doc = await fetcher().fetch(base(app) + "/answer", Method.POST, PARAMS)
+    assert doc.verbs == (Speak("hello"),)
