@@ -29,6 +29,7 @@ from collections.abc import Mapping
 import attrs
 
 from telephony.sip._grammar import unquote
+from telephony.sip._random import token_bytes
 
 __all__ = (
     "AuthResult",
@@ -163,7 +164,7 @@ class DigestAuthenticator:
 
     def make_nonce(self, now: float) -> str:
         """A nonce stamped with *now* (seconds), verifiable without state."""
-        stamp = struct.pack(">d", now) + secrets.token_bytes(8)
+        stamp = struct.pack(">d", now) + token_bytes(8)
         mac = hmac.new(self.secret, stamp + self.realm.encode(), hashlib.sha256).digest()[:16]
         return base64.urlsafe_b64encode(stamp + mac).decode().rstrip("=")
 

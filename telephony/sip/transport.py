@@ -16,7 +16,6 @@ from __future__ import annotations
 import functools
 import ipaddress
 import itertools
-import secrets
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -29,6 +28,7 @@ from twisted.logger import Logger
 from zope.interface import Interface, implementer
 
 from telephony.sip._grammar import split_commas
+from telephony.sip._random import token_hex
 from telephony.sip._timerqueue import TimerHandle, TimerQueue
 from telephony.sip.errors import SipError, SipParseError
 from telephony.sip.headers import Headers, Via
@@ -71,12 +71,12 @@ log = Logger()
 
 def new_branch() -> str:
     """A fresh RFC 3261 branch (magic cookie + 64 random bits)."""
-    return MAGIC_COOKIE + secrets.token_hex(8)
+    return MAGIC_COOKIE + token_hex(8)
 
 
 def new_tag() -> str:
     """A fresh From/To tag (64 random bits)."""
-    return secrets.token_hex(8)
+    return token_hex(8)
 
 
 @attrs.frozen
