@@ -150,19 +150,18 @@ class Headers:
     def set(self, name: str, value: str) -> None:
         """Replace every line of *name* with one line (in the first one's place)."""
         name = canonical_name(name)
-        lowered = name.lower()
-        out: list[tuple[str, str]] = []
-        placed = False
-        for key, old in self._items:
-            if key.lower() == lowered:
-                if not placed:
-                    out.append((name, value))
-                    placed = True
-            else:
-                out.append((key, old))
-        if not placed:
-            out.append((name, value))
-        self._items = out
+        items = self._items
+        if name in _CANONICAL_NAMES:  # stored in this spelling: compare with ==
+            found = [i for i, (key, _) in enumerate(items) if key == name]
+        else:
+            lowered = name.lower()
+            found = [i for i, (key, _) in enumerate(items) if key.lower() == lowered]
+        if not found:
+            items.append((name, value))
+            return
+        items[found[0]] = (name, value)
+        for i in reversed(found[1:]):
+            del items[i]
 
     def replace_first(self, name: str, value: str) -> None:
         """Replace the first line of *name* (e.g. the top Via line), keeping the others."""
@@ -180,7 +179,27 @@ class Headers:
 
     def serialize(self) -> str:
         """``Name: value\\r\\n`` lines."""
-        return "".join(f"{k}: {v}\r\n" for k, v in self._items)
+        return "".join([f"{k}: {v}\r\n" for k, v in self._items])
+
+    def extend(self, other: Headers) -> None:
+        """Append every line of *other*, in order."""
+        self._items.extend(other._items)  # already stored under canonical names
+
+    def subset(self, names: Iterable[str]) -> Headers:
+        """A new Headers with every line of each of *names*, grouped in that order.
+
+        One pass over the lines (what a response copies from its request, §8.2.6.2).
+        """
+        wanted: dict[str, list[tuple[str, str]]] = {canonical_name(n): [] for n in names}
+        if not wanted.keys() <= _CANONICAL_NAMES:
+            return Headers((n, v) for n in wanted for v in self.get_all(n))
+        for item in self._items:
+            bucket = wanted.get(item[0])
+            if bucket is not None:
+                bucket.append(item)
+        new = Headers()
+        new._items = [item for bucket in wanted.values() for item in bucket]
+        return new
 
 
 @attrs.frozen

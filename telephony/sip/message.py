@@ -209,15 +209,22 @@ class Response(Message):
 
         *to_tag* is added to To unless the request's To already has a tag.
         """
-        headers = Headers()
-        for name in ("Via", "From", "To", "Call-ID", "CSeq"):
-            for value in request.headers.get_all(name):
-                headers.add(name, value)
+        headers = request.headers.subset(_MANDATORY)
         if status == 100 and "Timestamp" in request.headers:
             headers.add("Timestamp", request.headers.get("Timestamp") or "")
-        if to_tag is not None and status > 100 and not _has_to_tag(request):
+        tagged = to_tag is not None and status > 100 and not _has_to_tag(request)
+        if tagged:
             headers.set("To", f"{request.headers.get('To') or ''};tag={to_tag}")
-        return cls(status, reason or reason_phrase(status), headers)
+        response = cls(status, reason or reason_phrase(status), headers)
+        # The copied lines are the request's text, so its parsed views hold for them:
+        # routing the response (by its top Via) needs no parse.
+        if request._vias is not None:
+            response._vias = list(request._vias)
+        response._cseq = request._cseq
+        response._from = request._from
+        if not tagged:
+            response._to = request._to
+        return response
 
 
 _TAG_PARAM = re.compile(r";\s*tag\s*=", re.IGNORECASE)

@@ -134,8 +134,8 @@ class ServerTransactionHandle:
     ) -> Response:
         """Build a response to the request (To tag added) and send it."""
         response = Response.for_request(self.request, status, reason, to_tag=self.to_tag)
-        for name, value in headers or ():
-            response.headers.add(name, value)
+        if headers:
+            response.headers.extend(headers)
         response.body = body
         self.send(response)
         return response
@@ -143,6 +143,10 @@ class ServerTransactionHandle:
     def send(self, response: Response) -> None:
         """Send a response built by the TU through the transaction."""
         self._stack._respond(self._txn, response, self.peer)
+
+
+#: A response as sent: the message, its bytes, where they went.
+_Sent = tuple[Response, bytes, Peer]
 
 
 @attrs.define
@@ -301,9 +305,12 @@ class SipStack:
         if entry is None or entry.txn is not txn:
             log.warn("Response {response!r} for a finished transaction dropped", response=response)
             return
-        self._run(entry, txn.respond(response))  # type: ignore[attr-defined]
+        sent = self._run(entry, txn.respond(response))  # type: ignore[attr-defined]
         if isinstance(txn, ServerNonInvite) and txn.state is State.COMPLETED and entry.txn is txn:
-            entry.wire = (response.to_bytes(), self._response_peer(response, entry.peer))
+            if sent is not None and sent[0] is response:  # the bytes just sent: no second
+                entry.wire = (sent[1], sent[2])  # serialisation
+            else:
+                entry.wire = (response.to_bytes(), self._response_peer(response, entry.peer))
             entry.txn = _Completed(self.timers)
 
     def send_request(
@@ -346,13 +353,19 @@ class SipStack:
 
     # -- actions -----------------------------------------------------------
 
-    def _run(self, entry: _Entry, actions: list[Action]) -> None:
+    def _run(self, entry: _Entry, actions: list[Action]) -> _Sent | None:
+        """Carry out *actions*; returns the last response sent, with its bytes and peer."""
+        sent: _Sent | None = None
         for action in actions:
             if isinstance(action, Send):
-                peer = entry.peer
-                if isinstance(action.message, Response):
-                    peer = self._response_peer(action.message, entry.peer)
-                self._send(action.message, peer)
+                message = action.message
+                if isinstance(message, Response):
+                    peer = self._response_peer(message, entry.peer)
+                    data = self._send(message, peer)
+                    if data is not None:
+                        sent = (message, data, peer)
+                else:
+                    self._send(message, entry.peer)
             elif isinstance(action, StartTimer):
                 old = entry.timers.pop(action.name, None)
                 if old is not None:
@@ -375,6 +388,7 @@ class SipStack:
                     entry.on_timeout()
             elif isinstance(action, Terminated):
                 self._forget(entry)
+        return sent
 
     def _timer_fired(self, entry: _Entry, name: str) -> None:
         handle = entry.timers.pop(name, None)
@@ -408,7 +422,8 @@ class SipStack:
         port = int(rport) if rport and rport.isdigit() else (via.port or 5060)
         return Peer(request_peer.transport, host, port, None)
 
-    def _send(self, message: Request | Response, peer: Peer) -> None:
+    def _send(self, message: Request | Response, peer: Peer) -> bytes | None:
+        """Serialise and send *message*; returns the bytes (None: no such transport)."""
         transport = self.transports.get(peer.transport)
         if transport is None:
             log.warn(
@@ -416,8 +431,11 @@ class SipStack:
                 transport=peer.transport,
                 message=message,
             )
-            return
-        self._send_bytes(message.to_bytes(), peer)
+            return None
+        data = message.to_bytes()
+        self.counters["sent"] += 1
+        transport.send(data, peer)
+        return data
 
     def _send_bytes(self, data: bytes, peer: Peer) -> None:
         transport = self.transports.get(peer.transport)
