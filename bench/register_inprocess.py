@@ -252,7 +252,7 @@ def run(
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--users", type=int, default=1000, help="endpoints (default 1000)")
+    parser.add_argument("--users", type=int, default=2000, help="endpoints (default 2000)")
     parser.add_argument(
         "--registrations", type=int, default=20_000, help="per run (default 20,000)"
     )
