@@ -165,12 +165,14 @@ class Headers:
 
     def replace_first(self, name: str, value: str) -> None:
         """Replace the first line of *name* (e.g. the top Via line), keeping the others."""
-        lowered = canonical_name(name).lower()
+        name = canonical_name(name)
+        exact = name in _CANONICAL_NAMES
+        lowered = name.lower()
         for i, (key, _) in enumerate(self._items):
-            if key.lower() == lowered:
+            if key == name if exact else key.lower() == lowered:
                 self._items[i] = (key, value)
                 return
-        self._items.append((canonical_name(name), value))
+        self._items.append((name, value))
 
     def remove(self, name: str) -> None:
         """Drop every line of *name*."""
@@ -244,7 +246,7 @@ class Via:
                     break
             else:
                 params.append((name, value))
-        return attrs.evolve(self, params=tuple(params))
+        return Via(self.transport, self.host, self.port, tuple(params), self.version)
 
 
 #: via-parm = sent-protocol LWS sent-by *( SEMI via-params ); sent-protocol =

@@ -470,10 +470,14 @@ def _stamp_via(request: Request, peer: Peer) -> None:
     if not updates:
         return
     stamped = via.with_params(**updates)
-    first = request.headers.get_all("Via")[0]
-    values = split_commas(first)
-    values[0] = str(stamped)
-    request.headers.replace_first("Via", ", ".join(values))
+    first = request.headers.get("Via") or ""
+    if "," in first:  # several Via values on the top line: rewrite the first one
+        values = split_commas(first)
+        values[0] = str(stamped)
+        text = ", ".join(values)
+    else:
+        text = str(stamped)
+    request.headers.replace_first("Via", text)
     request.restamp_top_via(stamped)
 
 
