@@ -92,6 +92,37 @@ class Headers:
     def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
         self._items: list[tuple[str, str]] = [(canonical_name(k), v) for k, v in items]
 
+    @classmethod
+    def from_lines(cls, lines: Iterable[str]) -> Headers:
+        """Headers from the lines of a message's header section (after the start line).
+
+        Empty lines are skipped; a line starting with SP or HTAB continues the previous
+        one (§7.3.1: the fold and its LWS become one SP).
+
+        :raises SipParseError: a line without a colon or with LWS inside its name, or a
+            continuation before any header.
+        """
+        items: list[tuple[str, str]] = []
+        exact = _EXACT.get
+        for line in lines:
+            if not line:
+                continue
+            if line[0] in " \t":
+                if not items:
+                    raise SipParseError("Bad header folding before the first header")
+                name, value = items[-1]
+                folded = line.strip()
+                items[-1] = (name, f"{value} {folded}" if value and folded else value or folded)
+                continue
+            name, sep, value = line.partition(":")
+            name = name.rstrip()
+            if not sep or not name or " " in name or "\t" in name:
+                raise SipParseError(f"Bad header line {line[:40]!r}")
+            items.append((exact(name) or canonical_name(name), value.strip()))
+        headers = cls()
+        headers._items = items
+        return headers
+
     def __iter__(self) -> Iterator[tuple[str, str]]:
         return iter(self._items)
 

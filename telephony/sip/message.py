@@ -253,24 +253,7 @@ def _split_head(head: bytes) -> _Head:
         lines.pop(0)  # §7.5: ignore CRLFs before the start line
     if not lines:
         raise SipParseError("Empty message")
-    start = lines[0].rstrip()
-    items: list[tuple[str, str]] = []
-    for line in lines[1:]:
-        if not line:
-            continue
-        if line[0] in " \t":
-            if not items:
-                raise SipParseError("Bad header folding before the first header")
-            name, value = items[-1]
-            folded = line.strip()  # §7.3.1: the fold and its LWS become one SP
-            items[-1] = (name, f"{value} {folded}" if value and folded else value or folded)
-            continue
-        name, sep, value = line.partition(":")
-        name = name.rstrip()
-        if not sep or not name or " " in name or "\t" in name:
-            raise SipParseError(f"Bad header line {line[:40]!r}")
-        items.append((name, value.strip()))
-    return _Head(start, Headers(items))
+    return _Head(lines[0].rstrip(), Headers.from_lines(lines[1:]))
 
 
 def _content_length(headers: Headers) -> int | None:

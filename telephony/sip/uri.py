@@ -196,7 +196,7 @@ class SipURI:
         return _canonical_headers(self.headers) == _canonical_headers(other.headers)
 
     def __eq__(self, other: object) -> bool:
-        return self.equivalent(other)
+        return other is self or self.equivalent(other)
 
     def __hash__(self) -> int:
         return hash((self.scheme.lower(), self.user_unescaped, self.host.lower(), self.port))
@@ -362,10 +362,18 @@ def parse_name_addr(text: str) -> NameAddr:
     """Parse the name-addr or addr-spec form (§20.10).
 
     In the addr-spec form (no angle brackets), parameters after the URI belong to
-    the header, as the RFC requires.
+    the header, as the RFC requires.  Like :func:`parse_uri`, short texts are
+    remembered (a login's two REGISTERs carry the same From, an endpoint's every
+    REGISTER the same To and Contact).
 
     :raises SipParseError: malformed.
     """
+    if len(text) <= _CACHED_URI_LENGTH:
+        return _parse_name_addr_cached(text)
+    return _parse_name_addr(text)
+
+
+def _parse_name_addr(text: str) -> NameAddr:
     text = text.strip()
     display: str | None = None
     if text.startswith('"'):
@@ -397,3 +405,6 @@ def parse_name_addr(text: str) -> NameAddr:
         parse_params(";" + params if sep else "", where="header"),
         bracketed=False,
     )
+
+
+_parse_name_addr_cached = functools.lru_cache(maxsize=8192)(_parse_name_addr)

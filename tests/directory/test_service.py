@@ -237,3 +237,15 @@ async def test_binding_batches_fail_only_the_bad_change(
     stored = await store.load(1.5e9)
     assert sorted(b.contact_uri for b in stored) == ["sip:a@h1", "sip:a@h2"]
     assert store.commits == 2
+
+
+def test_binding_rows_follow_the_columns() -> None:
+    """The store writes a binding's fields in _COLUMNS order, as load() reads them."""
+    import attrs
+
+    from telephony.directory.bindings import _COLUMNS, Binding, _row
+
+    binding = Binding("u", "sip:u@h", "<sip:u@h>", 2e9, 1e9, "c", 7, "ua", "udp", "10.0.0.1", 5062)
+    assert _row(binding) == attrs.astuple(binding)
+    assert [f.name for f in attrs.fields(Binding)] == [c.strip() for c in _COLUMNS.split(",")]
+    assert Binding(*_row(binding)) == binding
