@@ -50,8 +50,7 @@ class DigestAlgorithm(enum.Enum):
 
     def hash(self, data: bytes) -> str:
         """The lower-case hex digest of *data* under this algorithm."""
-        name = "md5" if self is DigestAlgorithm.MD5 else "sha256"
-        return hashlib.new(name, data, usedforsecurity=False).hexdigest()
+        return _HASHES[self](data, usedforsecurity=False).hexdigest()
 
     @classmethod
     def from_token(cls, token: str | None) -> DigestAlgorithm | None:
@@ -59,6 +58,10 @@ class DigestAlgorithm(enum.Enum):
         if token is None:
             return cls.MD5
         return {"md5": cls.MD5, "sha-256": cls.SHA256}.get(token.strip().lower())
+
+
+#: hashlib's constructors, called directly (``hashlib.new`` looks the name up each time).
+_HASHES = {DigestAlgorithm.MD5: hashlib.md5, DigestAlgorithm.SHA256: hashlib.sha256}
 
 
 def compute_ha1(algorithm: DigestAlgorithm, username: str, realm: str, password: str) -> str:

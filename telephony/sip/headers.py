@@ -288,8 +288,26 @@ _VIA = re.compile(
 )
 
 
+#: The Via nearly every client sends: ``SIP/2.0/UDP host[:port]`` then ``;name[=value]``
+#: parameters, no LWS, no quotes.  What it matches, :data:`_VIA` reads the same way;
+#: anything else takes the general path.
+_SIMPLE_VIA = re.compile(rf"SIP/2\.0/([A-Za-z]+) {HOST.pattern}((?:;[^\s=;,\"]+(?:=[^\s;,\"]*)?)*)")
+
+
 def parse_via(value: str) -> Via:
     """Parse one Via value.  :raises SipParseError:"""
+    simple = _SIMPLE_VIA.fullmatch(value)
+    if simple is not None:
+        transport, host, port_text, params_text = simple.groups()
+        port = int(port_text) if port_text else None
+        if port is None or 0 < port < 65536:
+            pairs: Params = ()
+            if params_text:
+                pairs = tuple(
+                    (name, text if eq else None)
+                    for name, eq, text in (p.partition("=") for p in params_text[1:].split(";"))
+                )
+            return Via(transport.upper(), host, port, pairs, "2.0")
     match = _VIA.fullmatch(value)
     if not match:
         raise SipParseError("Bad Via header")
