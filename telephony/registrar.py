@@ -214,8 +214,7 @@ class Registrar:
         current: list[Binding],
         now: float,
     ) -> tuple[list[Binding], list[str], list[Binding]]:
-        by_uri = {b.contact_uri: b for b in current}
-        parsed_current = {b.contact_uri: _contact_uri(b) for b in current}
+        parsed_current = [(b, _contact_uri(b)) for b in current]
         upserts: dict[str, Binding] = {}
         deletes: list[str] = []
         cseq = request.cseq.number
@@ -223,11 +222,7 @@ class Registrar:
         for contact in contacts:
             expires = self._expires(contact, header_expires)
             existing = next(
-                (
-                    by_uri[k]
-                    for k, u in parsed_current.items()
-                    if u == contact.uri and k not in deletes
-                ),
+                (b for b, u in parsed_current if u == contact.uri and b.contact_uri not in deletes),
                 None,
             )
             if (

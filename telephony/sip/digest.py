@@ -52,14 +52,19 @@ class DigestAlgorithm(enum.Enum):
         """The lower-case hex digest of *data* under this algorithm."""
         return _HASHES[self](data, usedforsecurity=False).hexdigest()
 
+    #: Members are singletons compared by identity: hash them by identity too, in C
+    #: (Enum's own __hash__ is a Python function; these key the HA1 mappings).
+    __hash__ = object.__hash__
+
     @classmethod
     def from_token(cls, token: str | None) -> DigestAlgorithm | None:
         """The algorithm named by an ``algorithm=`` value (absent means MD5)."""
         if token is None:
             return cls.MD5
-        return {"md5": cls.MD5, "sha-256": cls.SHA256}.get(token.strip().lower())
+        return _BY_TOKEN.get(token.strip().lower())
 
 
+_BY_TOKEN = {"md5": DigestAlgorithm.MD5, "sha-256": DigestAlgorithm.SHA256}
 #: hashlib's constructors, called directly (``hashlib.new`` looks the name up each time).
 _HASHES = {DigestAlgorithm.MD5: hashlib.md5, DigestAlgorithm.SHA256: hashlib.sha256}
 

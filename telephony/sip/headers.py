@@ -8,6 +8,7 @@ costs little; unknown headers pass through untouched.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Iterator
 
@@ -258,7 +259,7 @@ class Via:
         """A parameter's value ("" for a flag), or None when absent."""
         lowered = name.lower()
         for key, value in self.params:
-            if key.lower() == lowered:
+            if key == lowered or key.lower() == lowered:
                 return value if value is not None else ""
         return None
 
@@ -338,7 +339,17 @@ _CSEQ = re.compile(rf"\s*([0-9]+)\s+({TOKEN.pattern})\s*")
 
 
 def parse_cseq(value: str) -> CSeq:
-    """Parse CSeq; the number must be below 2**31 as §8.1.1.5 requires.  :raises SipParseError:"""
+    """Parse CSeq; the number must be below 2**31 as §8.1.1.5 requires.  :raises SipParseError:
+
+    The few texts every client repeats (``1 REGISTER``, ``2 REGISTER``…) are
+    remembered (CSeq is a frozen value).
+    """
+    if len(value) <= 32:
+        return _parse_cseq_cached(value)
+    return _parse_cseq(value)
+
+
+def _parse_cseq(value: str) -> CSeq:
     match = _CSEQ.fullmatch(value)
     if not match:
         raise SipParseError("Bad CSeq header")
@@ -347,6 +358,9 @@ def parse_cseq(value: str) -> CSeq:
     if len(digits) > 10 or int(digits) >= 2**31:
         raise SipParseError("Bad CSeq header: number above 2**31")
     return CSeq(int(digits), method)
+
+
+_parse_cseq_cached = functools.lru_cache(maxsize=1024)(_parse_cseq)
 
 
 def parse_contacts(headers: Headers) -> list[NameAddr] | None:

@@ -264,6 +264,8 @@ def _content_length(headers: Headers) -> int | None:
         # RFC 4475 §3.3.9 mcl01: no way to know which one frames the body.
         raise SipParseError("More than one Content-Length header")
     value = values[0].strip()
+    if value == "0":
+        return 0
     if not _CONTENT_LENGTH.fullmatch(value):
         raise SipParseError("Bad Content-Length header")
     return int(value)

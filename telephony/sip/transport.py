@@ -124,6 +124,8 @@ class ServerTransactionHandle:
     _stack: SipStack
     _txn: Transaction = attrs.field(repr=False)
     to_tag: str = attrs.field(factory=new_tag)
+    #: The transaction's key in the stack (computed again from the request if None).
+    _key: tuple[str, ...] | None = attrs.field(default=None, repr=False)
 
     def respond(
         self,
@@ -142,7 +144,7 @@ class ServerTransactionHandle:
 
     def send(self, response: Response) -> None:
         """Send a response built by the TU through the transaction."""
-        self._stack._respond(self._txn, response, self.peer)
+        self._stack._respond(self._txn, response, self.peer, self._key)
 
 
 #: A response as sent: the message, its bytes, where they went.
@@ -288,7 +290,9 @@ class SipStack:
         cls = ServerInvite if request.method == "INVITE" else ServerNonInvite
         txn = cls(request, reliable=peer.reliable, timers=self.timers)
         self._server[key] = _Entry(txn, peer, key)
-        self.handler.handle_request(request, ServerTransactionHandle(request, peer, self, txn))
+        self.handler.handle_request(
+            request, ServerTransactionHandle(request, peer, self, txn, key=key)
+        )
 
     def _response_received(self, response: Response) -> None:
         entry = self._client.get(client_key(response))
@@ -299,9 +303,14 @@ class SipStack:
 
     # -- outbound ----------------------------------------------------------
 
-    def _respond(self, txn: Transaction, response: Response, peer: Peer) -> None:
-        key = server_key(txn.request)
-        entry = self._server.get(key)
+    def _respond(
+        self,
+        txn: Transaction,
+        response: Response,
+        peer: Peer,
+        key: tuple[str, ...] | None = None,
+    ) -> None:
+        entry = self._server.get(key or server_key(txn.request))
         if entry is None or entry.txn is not txn:
             log.warn("Response {response!r} for a finished transaction dropped", response=response)
             return
@@ -420,6 +429,12 @@ class SipStack:
         host = via.param("received") or via.host.strip("[]")
         rport = via.param("rport")
         port = int(rport) if rport and rport.isdigit() else (via.port or 5060)
+        if (
+            host == request_peer.host
+            and port == request_peer.port
+            and request_peer.connection is None
+        ):
+            return request_peer  # the usual answer to a UDP request: where it came from
         return Peer(request_peer.transport, host, port, None)
 
     def _send(self, message: Request | Response, peer: Peer) -> bytes | None:
