@@ -96,6 +96,8 @@ class Credentials:
 _AUTH_PARAM = re.compile(
     r'\s*([A-Za-z0-9\-_]+)\s*=\s*("[^"\\]*+(?:\\.[^"\\]*+)*+"|[^\s,]*)\s*(?:,|$)', re.S
 )
+#: A whole list of auth-params: each one atomic, taken greedily from the left.
+_AUTH_PARAMS = re.compile(rf"(?>{_AUTH_PARAM.pattern})*+", re.S)
 _NC = re.compile(r"[0-9A-Fa-f]{8}")
 _REQUIRED = ("username", "realm", "nonce", "uri", "response")
 #: Longest Authorization header we read, in characters.
@@ -109,28 +111,31 @@ def parse_authorization(value: str) -> Credentials | None:
     scheme, _, rest = value.strip().partition(" ")
     if scheme.lower() != "digest":
         return None
-    params: dict[str, str] = {}
-    pos = 0
     rest = rest.strip()
-    while pos < len(rest):
-        match = _AUTH_PARAM.match(rest, pos)
-        if not match or match.end() == pos:
-            return None
-        params[match.group(1).lower()] = unquote(match.group(2))
-        pos = match.end()
+    # The whole list is checked in one match (each auth-param atomic, as a loop of
+    # .match() calls would take them), then read with findall: two scans in C
+    # instead of a Python step per parameter.
+    if _AUTH_PARAMS.fullmatch(rest) is None:
+        return None
+    params = {name.lower(): raw for name, raw in _AUTH_PARAM.findall(rest)}
     if any(name not in params for name in _REQUIRED):
         return None
+
+    def optional(name: str) -> str | None:
+        raw = params.get(name)
+        return None if raw is None else unquote(raw)
+
     return Credentials(
-        params["username"],
-        params["realm"],
-        params["nonce"],
-        params["uri"],
-        params["response"],
-        params.get("algorithm"),
-        params.get("cnonce"),
-        params.get("qop"),
-        params.get("nc"),
-        params.get("opaque"),
+        unquote(params["username"]),
+        unquote(params["realm"]),
+        unquote(params["nonce"]),
+        unquote(params["uri"]),
+        unquote(params["response"]),
+        optional("algorithm"),
+        optional("cnonce"),
+        optional("qop"),
+        optional("nc"),
+        optional("opaque"),
     )
 
 

@@ -502,3 +502,54 @@ def test_the_stamped_via_view_is_what_the_stamped_text_says(value: str, peer: Pe
     ]
     if stamped.param("rport") is not None:
         assert (stamped.param("rport"), stamped.param("received")) == (str(peer.port), peer.host)
+
+
+_AUTH_PIECES = st.sampled_from(
+    [
+        "Digest ", "digest ", "Basic ", 'username="bob"', "username=bob", 'realm="example.test"',
+        'nonce="abc"', 'uri="sip:x"', 'response="0f"', "algorithm=MD5", "qop=auth", "nc=00000001",
+        'cnonce="c"', ", ", ",", " ", '"', "\\", 'x="a\\"b"', 'y="a,b"', "=", "z", "\n", "é",
+        'opaque=""', "USERNAME=other",
+    ]
+)  # fmt: skip
+
+
+def _parse_authorization_by_loop(value: str) -> object:
+    """The loop parse_authorization used to run, kept as the reference."""
+    from telephony.sip._grammar import unquote
+    from telephony.sip.digest import _AUTH_PARAM, MAX_AUTHORIZATION_LENGTH, Credentials
+
+    if len(value) > MAX_AUTHORIZATION_LENGTH:
+        return None
+    scheme, _, rest = value.strip().partition(" ")
+    if scheme.lower() != "digest":
+        return None
+    params: dict[str, str] = {}
+    pos = 0
+    rest = rest.strip()
+    while pos < len(rest):
+        match = _AUTH_PARAM.match(rest, pos)
+        if not match or match.end() == pos:
+            return None
+        params[match.group(1).lower()] = unquote(match.group(2))
+        pos = match.end()
+    required = ("username", "realm", "nonce", "uri", "response")
+    if any(name not in params for name in required):
+        return None
+    return Credentials(
+        *(params[n] for n in required),
+        *(params.get(n) for n in ("algorithm", "cnonce", "qop", "nc", "opaque")),
+    )
+
+
+@FUZZ
+@given(st.lists(_AUTH_PIECES, min_size=1, max_size=14).map("".join))
+def test_authorization_parsing_matches_a_param_by_param_loop(value: str) -> None:
+    from telephony.sip.digest import parse_authorization
+
+    assert parse_authorization(value) == _parse_authorization_by_loop(value)
+    full = (
+        'Digest username="bob", realm="example.test", nonce="abc", uri="sip:x", '
+        f'response="0f", {value}'
+    )
+    assert parse_authorization(full) == _parse_authorization_by_loop(full)
