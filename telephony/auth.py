@@ -102,15 +102,35 @@ class RequestAuthenticator:
         self, request: Request, txn: ServerTransactionHandle, *, proxy: bool = False
     ) -> Endpoint | None:
         """The authenticated endpoint, or None after answering with a challenge."""
+        result = self.authenticate(request, txn, proxy=proxy)
+        return await result if isinstance(result, Deferred) else result
+
+    def authenticate(
+        self, request: Request, txn: ServerTransactionHandle, *, proxy: bool = False
+    ) -> Endpoint | Deferred[Endpoint | None] | None:
+        """What :meth:`check` gives, at once when the user's credentials are cached
+        (the common case: no coroutine, no Deferred), else as a Deferred."""
         header = request.headers.get("Proxy-Authorization" if proxy else "Authorization")
         now = self.clock.seconds()
-        endpoint: Endpoint | None = None
         creds: Credentials | str | None = header
         if header is not None:
             creds = parse_authorization(header) or header
             if isinstance(creds, Credentials):
                 found = self.credentials.lookup(creds.username)
-                endpoint = await found if isinstance(found, Deferred) else found
+                if isinstance(found, Deferred):
+                    return found.addCallback(self._verify, request, txn, creds, now, proxy)
+                return self._verify(found, request, txn, creds, now, proxy)
+        return self._verify(None, request, txn, creds, now, proxy)
+
+    def _verify(
+        self,
+        endpoint: Endpoint | None,
+        request: Request,
+        txn: ServerTransactionHandle,
+        creds: Credentials | str | None,
+        now: float,
+        proxy: bool,
+    ) -> Endpoint | None:
         ha1s: Mapping[DigestAlgorithm, str] | None = None
         if endpoint is not None:
             ha1s = {
@@ -121,7 +141,7 @@ class RequestAuthenticator:
         if result.verdict is Verdict.OK:
             self.counters["authenticated"] += 1
             return endpoint
-        if header is not None and result.verdict is Verdict.CHALLENGE:
+        if creds is not None and result.verdict is Verdict.CHALLENGE:
             self.counters["auth_failures"] += 1
             log.info(
                 "{method} from {host}:{port} for {user!r} refused: {reason}",

@@ -16,6 +16,7 @@ import secrets
 
 import attrs
 
+from telephony.sip._random import token_hex
 from telephony.sip.errors import SipProtocolError
 from telephony.sip.headers import Headers
 from telephony.sip.message import Request, Response
@@ -157,7 +158,7 @@ class Dialog:
         self, method: str, cseq: int, body: bytes, content_type: str | None, extra: Headers | None
     ) -> Request:
         headers = Headers()
-        branch = MAGIC_COOKIE + secrets.token_hex(8)
+        branch = MAGIC_COOKIE + token_hex(8)
         headers.add("Via", f"SIP/2.0/{self.via_transport} {self.via_host};branch={branch};rport")
         for route in self.route_set:
             headers.add("Route", route)

@@ -29,6 +29,7 @@ from collections.abc import Mapping
 import attrs
 
 from telephony.sip._grammar import unquote
+from telephony.sip._random import token_bytes
 
 __all__ = (
     "AuthResult",
@@ -49,15 +50,23 @@ class DigestAlgorithm(enum.Enum):
 
     def hash(self, data: bytes) -> str:
         """The lower-case hex digest of *data* under this algorithm."""
-        name = "md5" if self is DigestAlgorithm.MD5 else "sha256"
-        return hashlib.new(name, data, usedforsecurity=False).hexdigest()
+        return _HASHES[self](data, usedforsecurity=False).hexdigest()
+
+    #: Members are singletons compared by identity: hash them by identity too, in C
+    #: (Enum's own __hash__ is a Python function; these key the HA1 mappings).
+    __hash__ = object.__hash__
 
     @classmethod
     def from_token(cls, token: str | None) -> DigestAlgorithm | None:
         """The algorithm named by an ``algorithm=`` value (absent means MD5)."""
         if token is None:
             return cls.MD5
-        return {"md5": cls.MD5, "sha-256": cls.SHA256}.get(token.strip().lower())
+        return _BY_TOKEN.get(token.strip().lower())
+
+
+_BY_TOKEN = {"md5": DigestAlgorithm.MD5, "sha-256": DigestAlgorithm.SHA256}
+#: hashlib's constructors, called directly (``hashlib.new`` looks the name up each time).
+_HASHES = {DigestAlgorithm.MD5: hashlib.md5, DigestAlgorithm.SHA256: hashlib.sha256}
 
 
 def compute_ha1(algorithm: DigestAlgorithm, username: str, realm: str, password: str) -> str:
@@ -81,7 +90,15 @@ class Credentials:
     opaque: str | None = None
 
 
-_AUTH_PARAM = re.compile(r'\s*([A-Za-z0-9\-_]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^\s,]*)\s*(?:,|$)', re.S)
+#: auth-param = token EQUAL ( token / quoted-string ), then a comma or the end.  The
+#: quoted string is read possessively (``[^"\\]*+``): the same strings as
+#: ``(?:[^"\\]|\\.)*``, without one backtracking step per character.
+_AUTH_PARAM = re.compile(
+    r'\s*([A-Za-z0-9\-_]+)\s*=\s*("[^"\\]*+(?:\\.[^"\\]*+)*+"|[^\s,]*)\s*(?:,|$)', re.S
+)
+#: A whole list of auth-params: each one atomic, taken greedily from the left.
+_AUTH_PARAMS = re.compile(rf"(?>{_AUTH_PARAM.pattern})*+", re.S)
+_NC = re.compile(r"[0-9A-Fa-f]{8}")
 _REQUIRED = ("username", "realm", "nonce", "uri", "response")
 #: Longest Authorization header we read, in characters.
 MAX_AUTHORIZATION_LENGTH = 2048
@@ -94,28 +111,31 @@ def parse_authorization(value: str) -> Credentials | None:
     scheme, _, rest = value.strip().partition(" ")
     if scheme.lower() != "digest":
         return None
-    params: dict[str, str] = {}
-    pos = 0
     rest = rest.strip()
-    while pos < len(rest):
-        match = _AUTH_PARAM.match(rest, pos)
-        if not match or match.end() == pos:
-            return None
-        params[match.group(1).lower()] = unquote(match.group(2))
-        pos = match.end()
+    # The whole list is checked in one match (each auth-param atomic, as a loop of
+    # .match() calls would take them), then read with findall: two scans in C
+    # instead of a Python step per parameter.
+    if _AUTH_PARAMS.fullmatch(rest) is None:
+        return None
+    params = {name.lower(): raw for name, raw in _AUTH_PARAM.findall(rest)}
     if any(name not in params for name in _REQUIRED):
         return None
+
+    def optional(name: str) -> str | None:
+        raw = params.get(name)
+        return None if raw is None else unquote(raw)
+
     return Credentials(
-        params["username"],
-        params["realm"],
-        params["nonce"],
-        params["uri"],
-        params["response"],
-        params.get("algorithm"),
-        params.get("cnonce"),
-        params.get("qop"),
-        params.get("nc"),
-        params.get("opaque"),
+        unquote(params["username"]),
+        unquote(params["realm"]),
+        unquote(params["nonce"]),
+        unquote(params["uri"]),
+        unquote(params["response"]),
+        optional("algorithm"),
+        optional("cnonce"),
+        optional("qop"),
+        optional("nc"),
+        optional("opaque"),
     )
 
 
@@ -152,7 +172,8 @@ class DigestAuthenticator:
     nonce_lifetime: float = 300.0
     max_tracked_nonces: int = 200_000
     algorithms: tuple[DigestAlgorithm, ...] = (DigestAlgorithm.SHA256, DigestAlgorithm.MD5)
-    _nc_seen: OrderedDict[str, int] = attrs.field(factory=OrderedDict, repr=False)
+    #: nonce → (highest nc seen, when the nonce was issued), least recently used first.
+    _nc_seen: OrderedDict[str, tuple[int, float]] = attrs.field(factory=OrderedDict, repr=False)
     _dummy: Mapping[DigestAlgorithm, str] = attrs.field(init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
@@ -163,7 +184,7 @@ class DigestAuthenticator:
 
     def make_nonce(self, now: float) -> str:
         """A nonce stamped with *now* (seconds), verifiable without state."""
-        stamp = struct.pack(">d", now) + secrets.token_bytes(8)
+        stamp = struct.pack(">d", now) + token_bytes(8)
         mac = hmac.new(self.secret, stamp + self.realm.encode(), hashlib.sha256).digest()[:16]
         return base64.urlsafe_b64encode(stamp + mac).decode().rstrip("=")
 
@@ -223,7 +244,7 @@ class DigestAuthenticator:
             return AuthResult(
                 Verdict.CHALLENGE, creds.username, "qop=auth with cnonce and nc required"
             )
-        if not re.fullmatch(r"[0-9A-Fa-f]{8}", creds.nc):
+        if not _NC.fullmatch(creds.nc):
             return AuthResult(Verdict.CHALLENGE, creds.username, "bad nc")
         ha1 = (ha1_lookup or {}).get(algorithm) or self._dummy[algorithm]
         ha2 = algorithm.hash(f"{method}:{creds.uri}".encode())
@@ -238,21 +259,23 @@ class DigestAuthenticator:
         if age is None or age < -1.0 or age > self.nonce_lifetime:
             return AuthResult(Verdict.STALE, creds.username, "stale nonce")
         nc = int(creds.nc, 16)
-        last = self._nc_seen.get(creds.nonce, 0)
-        if nc <= last:
+        last = self._nc_seen.get(creds.nonce)
+        if nc <= (last[0] if last is not None else 0):  # nc starts at 1
             return AuthResult(Verdict.CHALLENGE, creds.username, "replayed nonce count")
-        self._remember(creds.nonce, nc, now)
+        self._remember(creds.nonce, nc, now - age, now)
         return AuthResult(Verdict.OK, creds.username)
 
-    def _remember(self, nonce: str, nc: int, now: float) -> None:
-        self._nc_seen[nonce] = nc
-        self._nc_seen.move_to_end(nonce)
-        while len(self._nc_seen) > self.max_tracked_nonces:
-            self._nc_seen.popitem(last=False)
-        # Forget nonces that can only be stale now: the oldest entries first.
-        while self._nc_seen:
-            oldest = next(iter(self._nc_seen))
-            age = self._nonce_age(oldest, now)
-            if age is not None and age <= self.nonce_lifetime:
+    def _remember(self, nonce: str, nc: int, issued: float, now: float) -> None:
+        """Record *nonce*'s highest ``nc``, with when it was issued (from its stamp)."""
+        seen = self._nc_seen
+        seen[nonce] = (nc, issued)
+        seen.move_to_end(nonce)
+        while len(seen) > self.max_tracked_nonces:
+            seen.popitem(last=False)
+        # Forget nonces that can only be stale now: the least recently used first.
+        # Their issue time was kept, so no HMAC is computed again to learn their age.
+        while seen:
+            oldest_issued = next(iter(seen.values()))[1]
+            if now - oldest_issued <= self.nonce_lifetime:
                 break
-            self._nc_seen.popitem(last=False)
+            seen.popitem(last=False)

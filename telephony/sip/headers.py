@@ -8,6 +8,7 @@ costs little; unknown headers pass through untouched.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Iterator
 
@@ -92,6 +93,37 @@ class Headers:
     def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
         self._items: list[tuple[str, str]] = [(canonical_name(k), v) for k, v in items]
 
+    @classmethod
+    def from_lines(cls, lines: Iterable[str]) -> Headers:
+        """Headers from the lines of a message's header section (after the start line).
+
+        Empty lines are skipped; a line starting with SP or HTAB continues the previous
+        one (§7.3.1: the fold and its LWS become one SP).
+
+        :raises SipParseError: a line without a colon or with LWS inside its name, or a
+            continuation before any header.
+        """
+        items: list[tuple[str, str]] = []
+        exact = _EXACT.get
+        for line in lines:
+            if not line:
+                continue
+            if line[0] in " \t":
+                if not items:
+                    raise SipParseError("Bad header folding before the first header")
+                name, value = items[-1]
+                folded = line.strip()
+                items[-1] = (name, f"{value} {folded}" if value and folded else value or folded)
+                continue
+            name, sep, value = line.partition(":")
+            name = name.rstrip()
+            if not sep or not name or " " in name or "\t" in name:
+                raise SipParseError(f"Bad header line {line[:40]!r}")
+            items.append((exact(name) or canonical_name(name), value.strip()))
+        headers = cls()
+        headers._items = items
+        return headers
+
     def __iter__(self) -> Iterator[tuple[str, str]]:
         return iter(self._items)
 
@@ -150,28 +182,29 @@ class Headers:
     def set(self, name: str, value: str) -> None:
         """Replace every line of *name* with one line (in the first one's place)."""
         name = canonical_name(name)
-        lowered = name.lower()
-        out: list[tuple[str, str]] = []
-        placed = False
-        for key, old in self._items:
-            if key.lower() == lowered:
-                if not placed:
-                    out.append((name, value))
-                    placed = True
-            else:
-                out.append((key, old))
-        if not placed:
-            out.append((name, value))
-        self._items = out
+        items = self._items
+        if name in _CANONICAL_NAMES:  # stored in this spelling: compare with ==
+            found = [i for i, (key, _) in enumerate(items) if key == name]
+        else:
+            lowered = name.lower()
+            found = [i for i, (key, _) in enumerate(items) if key.lower() == lowered]
+        if not found:
+            items.append((name, value))
+            return
+        items[found[0]] = (name, value)
+        for i in reversed(found[1:]):
+            del items[i]
 
     def replace_first(self, name: str, value: str) -> None:
         """Replace the first line of *name* (e.g. the top Via line), keeping the others."""
-        lowered = canonical_name(name).lower()
+        name = canonical_name(name)
+        exact = name in _CANONICAL_NAMES
+        lowered = name.lower()
         for i, (key, _) in enumerate(self._items):
-            if key.lower() == lowered:
+            if key == name if exact else key.lower() == lowered:
                 self._items[i] = (key, value)
                 return
-        self._items.append((canonical_name(name), value))
+        self._items.append((name, value))
 
     def remove(self, name: str) -> None:
         """Drop every line of *name*."""
@@ -180,7 +213,27 @@ class Headers:
 
     def serialize(self) -> str:
         """``Name: value\\r\\n`` lines."""
-        return "".join(f"{k}: {v}\r\n" for k, v in self._items)
+        return "".join([f"{k}: {v}\r\n" for k, v in self._items])
+
+    def extend(self, other: Headers) -> None:
+        """Append every line of *other*, in order."""
+        self._items.extend(other._items)  # already stored under canonical names
+
+    def subset(self, names: Iterable[str]) -> Headers:
+        """A new Headers with every line of each of *names*, grouped in that order.
+
+        One pass over the lines (what a response copies from its request, §8.2.6.2).
+        """
+        wanted: dict[str, list[tuple[str, str]]] = {canonical_name(n): [] for n in names}
+        if not wanted.keys() <= _CANONICAL_NAMES:
+            return Headers((n, v) for n in wanted for v in self.get_all(n))
+        for item in self._items:
+            bucket = wanted.get(item[0])
+            if bucket is not None:
+                bucket.append(item)
+        new = Headers()
+        new._items = [item for bucket in wanted.values() for item in bucket]
+        return new
 
 
 @attrs.frozen
@@ -206,7 +259,7 @@ class Via:
         """A parameter's value ("" for a flag), or None when absent."""
         lowered = name.lower()
         for key, value in self.params:
-            if key.lower() == lowered:
+            if key == lowered or key.lower() == lowered:
                 return value if value is not None else ""
         return None
 
@@ -225,7 +278,7 @@ class Via:
                     break
             else:
                 params.append((name, value))
-        return attrs.evolve(self, params=tuple(params))
+        return Via(self.transport, self.host, self.port, tuple(params), self.version)
 
 
 #: via-parm = sent-protocol LWS sent-by *( SEMI via-params ); sent-protocol =
@@ -236,8 +289,26 @@ _VIA = re.compile(
 )
 
 
+#: The Via nearly every client sends: ``SIP/2.0/UDP host[:port]`` then ``;name[=value]``
+#: parameters, no LWS, no quotes.  What it matches, :data:`_VIA` reads the same way;
+#: anything else takes the general path.
+_SIMPLE_VIA = re.compile(rf"SIP/2\.0/([A-Za-z]+) {HOST.pattern}((?:;[^\s=;,\"]+(?:=[^\s;,\"]*)?)*)")
+
+
 def parse_via(value: str) -> Via:
     """Parse one Via value.  :raises SipParseError:"""
+    simple = _SIMPLE_VIA.fullmatch(value)
+    if simple is not None:
+        transport, host, port_text, params_text = simple.groups()
+        port = int(port_text) if port_text else None
+        if port is None or 0 < port < 65536:
+            pairs: Params = ()
+            if params_text:
+                pairs = tuple(
+                    (name, text if eq else None)
+                    for name, eq, text in (p.partition("=") for p in params_text[1:].split(";"))
+                )
+            return Via(transport.upper(), host, port, pairs, "2.0")
     match = _VIA.fullmatch(value)
     if not match:
         raise SipParseError("Bad Via header")
@@ -268,7 +339,17 @@ _CSEQ = re.compile(rf"\s*([0-9]+)\s+({TOKEN.pattern})\s*")
 
 
 def parse_cseq(value: str) -> CSeq:
-    """Parse CSeq; the number must be below 2**31 as §8.1.1.5 requires.  :raises SipParseError:"""
+    """Parse CSeq; the number must be below 2**31 as §8.1.1.5 requires.  :raises SipParseError:
+
+    The few texts every client repeats (``1 REGISTER``, ``2 REGISTER``…) are
+    remembered (CSeq is a frozen value).
+    """
+    if len(value) <= 32:
+        return _parse_cseq_cached(value)
+    return _parse_cseq(value)
+
+
+def _parse_cseq(value: str) -> CSeq:
     match = _CSEQ.fullmatch(value)
     if not match:
         raise SipParseError("Bad CSeq header")
@@ -277,6 +358,9 @@ def parse_cseq(value: str) -> CSeq:
     if len(digits) > 10 or int(digits) >= 2**31:
         raise SipParseError("Bad CSeq header: number above 2**31")
     return CSeq(int(digits), method)
+
+
+_parse_cseq_cached = functools.lru_cache(maxsize=1024)(_parse_cseq)
 
 
 def parse_contacts(headers: Headers) -> list[NameAddr] | None:

@@ -209,15 +209,22 @@ class Response(Message):
 
         *to_tag* is added to To unless the request's To already has a tag.
         """
-        headers = Headers()
-        for name in ("Via", "From", "To", "Call-ID", "CSeq"):
-            for value in request.headers.get_all(name):
-                headers.add(name, value)
+        headers = request.headers.subset(_MANDATORY)
         if status == 100 and "Timestamp" in request.headers:
             headers.add("Timestamp", request.headers.get("Timestamp") or "")
-        if to_tag is not None and status > 100 and not _has_to_tag(request):
+        tagged = to_tag is not None and status > 100 and not _has_to_tag(request)
+        if tagged:
             headers.set("To", f"{request.headers.get('To') or ''};tag={to_tag}")
-        return cls(status, reason or reason_phrase(status), headers)
+        response = cls(status, reason or reason_phrase(status), headers)
+        # The copied lines are the request's text, so its parsed views hold for them:
+        # routing the response (by its top Via) needs no parse.
+        if request._vias is not None:
+            response._vias = list(request._vias)
+        response._cseq = request._cseq
+        response._from = request._from
+        if not tagged:
+            response._to = request._to
+        return response
 
 
 _TAG_PARAM = re.compile(r";\s*tag\s*=", re.IGNORECASE)
@@ -246,24 +253,7 @@ def _split_head(head: bytes) -> _Head:
         lines.pop(0)  # §7.5: ignore CRLFs before the start line
     if not lines:
         raise SipParseError("Empty message")
-    start = lines[0].rstrip()
-    items: list[tuple[str, str]] = []
-    for line in lines[1:]:
-        if not line:
-            continue
-        if line[0] in " \t":
-            if not items:
-                raise SipParseError("Bad header folding before the first header")
-            name, value = items[-1]
-            folded = line.strip()  # §7.3.1: the fold and its LWS become one SP
-            items[-1] = (name, f"{value} {folded}" if value and folded else value or folded)
-            continue
-        name, sep, value = line.partition(":")
-        name = name.rstrip()
-        if not sep or not name or " " in name or "\t" in name:
-            raise SipParseError(f"Bad header line {line[:40]!r}")
-        items.append((name, value.strip()))
-    return _Head(start, Headers(items))
+    return _Head(lines[0].rstrip(), Headers.from_lines(lines[1:]))
 
 
 def _content_length(headers: Headers) -> int | None:
@@ -274,6 +264,8 @@ def _content_length(headers: Headers) -> int | None:
         # RFC 4475 §3.3.9 mcl01: no way to know which one frames the body.
         raise SipParseError("More than one Content-Length header")
     value = values[0].strip()
+    if value == "0":
+        return 0
     if not _CONTENT_LENGTH.fullmatch(value):
         raise SipParseError("Bad Content-Length header")
     return int(value)

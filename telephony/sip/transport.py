@@ -16,7 +16,6 @@ from __future__ import annotations
 import functools
 import ipaddress
 import itertools
-import secrets
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -29,6 +28,7 @@ from twisted.logger import Logger
 from zope.interface import Interface, implementer
 
 from telephony.sip._grammar import split_commas
+from telephony.sip._random import token_hex
 from telephony.sip._timerqueue import TimerHandle, TimerQueue
 from telephony.sip.errors import SipError, SipParseError
 from telephony.sip.headers import Headers, Via
@@ -71,12 +71,12 @@ log = Logger()
 
 def new_branch() -> str:
     """A fresh RFC 3261 branch (magic cookie + 64 random bits)."""
-    return MAGIC_COOKIE + secrets.token_hex(8)
+    return MAGIC_COOKIE + token_hex(8)
 
 
 def new_tag() -> str:
     """A fresh From/To tag (64 random bits)."""
-    return secrets.token_hex(8)
+    return token_hex(8)
 
 
 @attrs.frozen
@@ -124,6 +124,8 @@ class ServerTransactionHandle:
     _stack: SipStack
     _txn: Transaction = attrs.field(repr=False)
     to_tag: str = attrs.field(factory=new_tag)
+    #: The transaction's key in the stack (computed again from the request if None).
+    _key: tuple[str, ...] | None = attrs.field(default=None, repr=False)
 
     def respond(
         self,
@@ -134,15 +136,19 @@ class ServerTransactionHandle:
     ) -> Response:
         """Build a response to the request (To tag added) and send it."""
         response = Response.for_request(self.request, status, reason, to_tag=self.to_tag)
-        for name, value in headers or ():
-            response.headers.add(name, value)
+        if headers:
+            response.headers.extend(headers)
         response.body = body
         self.send(response)
         return response
 
     def send(self, response: Response) -> None:
         """Send a response built by the TU through the transaction."""
-        self._stack._respond(self._txn, response, self.peer)
+        self._stack._respond(self._txn, response, self.peer, self._key)
+
+
+#: A response as sent: the message, its bytes, where they went.
+_Sent = tuple[Response, bytes, Peer]
 
 
 @attrs.define
@@ -284,7 +290,9 @@ class SipStack:
         cls = ServerInvite if request.method == "INVITE" else ServerNonInvite
         txn = cls(request, reliable=peer.reliable, timers=self.timers)
         self._server[key] = _Entry(txn, peer, key)
-        self.handler.handle_request(request, ServerTransactionHandle(request, peer, self, txn))
+        self.handler.handle_request(
+            request, ServerTransactionHandle(request, peer, self, txn, key=key)
+        )
 
     def _response_received(self, response: Response) -> None:
         entry = self._client.get(client_key(response))
@@ -295,15 +303,23 @@ class SipStack:
 
     # -- outbound ----------------------------------------------------------
 
-    def _respond(self, txn: Transaction, response: Response, peer: Peer) -> None:
-        key = server_key(txn.request)
-        entry = self._server.get(key)
+    def _respond(
+        self,
+        txn: Transaction,
+        response: Response,
+        peer: Peer,
+        key: tuple[str, ...] | None = None,
+    ) -> None:
+        entry = self._server.get(key or server_key(txn.request))
         if entry is None or entry.txn is not txn:
             log.warn("Response {response!r} for a finished transaction dropped", response=response)
             return
-        self._run(entry, txn.respond(response))  # type: ignore[attr-defined]
+        sent = self._run(entry, txn.respond(response))  # type: ignore[attr-defined]
         if isinstance(txn, ServerNonInvite) and txn.state is State.COMPLETED and entry.txn is txn:
-            entry.wire = (response.to_bytes(), self._response_peer(response, entry.peer))
+            if sent is not None and sent[0] is response:  # the bytes just sent: no second
+                entry.wire = (sent[1], sent[2])  # serialisation
+            else:
+                entry.wire = (response.to_bytes(), self._response_peer(response, entry.peer))
             entry.txn = _Completed(self.timers)
 
     def send_request(
@@ -346,13 +362,19 @@ class SipStack:
 
     # -- actions -----------------------------------------------------------
 
-    def _run(self, entry: _Entry, actions: list[Action]) -> None:
+    def _run(self, entry: _Entry, actions: list[Action]) -> _Sent | None:
+        """Carry out *actions*; returns the last response sent, with its bytes and peer."""
+        sent: _Sent | None = None
         for action in actions:
             if isinstance(action, Send):
-                peer = entry.peer
-                if isinstance(action.message, Response):
-                    peer = self._response_peer(action.message, entry.peer)
-                self._send(action.message, peer)
+                message = action.message
+                if isinstance(message, Response):
+                    peer = self._response_peer(message, entry.peer)
+                    data = self._send(message, peer)
+                    if data is not None:
+                        sent = (message, data, peer)
+                else:
+                    self._send(message, entry.peer)
             elif isinstance(action, StartTimer):
                 old = entry.timers.pop(action.name, None)
                 if old is not None:
@@ -375,6 +397,7 @@ class SipStack:
                     entry.on_timeout()
             elif isinstance(action, Terminated):
                 self._forget(entry)
+        return sent
 
     def _timer_fired(self, entry: _Entry, name: str) -> None:
         handle = entry.timers.pop(name, None)
@@ -406,9 +429,16 @@ class SipStack:
         host = via.param("received") or via.host.strip("[]")
         rport = via.param("rport")
         port = int(rport) if rport and rport.isdigit() else (via.port or 5060)
+        if (
+            host == request_peer.host
+            and port == request_peer.port
+            and request_peer.connection is None
+        ):
+            return request_peer  # the usual answer to a UDP request: where it came from
         return Peer(request_peer.transport, host, port, None)
 
-    def _send(self, message: Request | Response, peer: Peer) -> None:
+    def _send(self, message: Request | Response, peer: Peer) -> bytes | None:
+        """Serialise and send *message*; returns the bytes (None: no such transport)."""
         transport = self.transports.get(peer.transport)
         if transport is None:
             log.warn(
@@ -416,8 +446,11 @@ class SipStack:
                 transport=peer.transport,
                 message=message,
             )
-            return
-        self._send_bytes(message.to_bytes(), peer)
+            return None
+        data = message.to_bytes()
+        self.counters["sent"] += 1
+        transport.send(data, peer)
+        return data
 
     def _send_bytes(self, data: bytes, peer: Peer) -> None:
         transport = self.transports.get(peer.transport)
@@ -452,11 +485,34 @@ def _stamp_via(request: Request, peer: Peer) -> None:
     if not updates:
         return
     stamped = via.with_params(**updates)
-    first = request.headers.get_all("Via")[0]
-    values = split_commas(first)
-    values[0] = str(stamped)
-    request.headers.replace_first("Via", ", ".join(values))
+    first = request.headers.get("Via") or ""
+    if "," in first:  # several Via values on the top line: rewrite the first one
+        values = split_commas(first)
+        values[0] = str(stamped)
+        text = ", ".join(values)
+    elif _appends_only(via, first):
+        # What with_params did, done to the text: it keeps the client's spelling,
+        # and formatting the whole Via again was a third of the stamping's cost.
+        if "rport" in updates:
+            text = f"{first}={peer.port};received={peer.host}"
+        else:
+            text = f"{first};received={peer.host}"
+    else:
+        text = str(stamped)
+    request.headers.replace_first("Via", text)
     request.restamp_top_via(stamped)
+
+
+def _appends_only(via: Via, text: str) -> bool:
+    """Whether stamping *via* (written as *text*) only appends to the text: it has no
+    ``received``, and its one ``rport``, if any, is a flag and the last parameter."""
+    params = via.params
+    if any(key.lower() == "received" for key, _ in params):
+        return False
+    rports = [i for i, (key, _) in enumerate(params) if key.lower() == "rport"]
+    if not rports:
+        return True
+    return rports == [len(params) - 1] and params[-1] == ("rport", None) and text.endswith(";rport")
 
 
 def _sent_by_differs(via: Via, host: str) -> bool:

@@ -8,6 +8,7 @@ in the form they were parsed from, and compare by the rules of §19.1.4.
 
 from __future__ import annotations
 
+import functools
 import re
 from urllib.parse import unquote as percent_decode
 from urllib.parse import unquote_to_bytes
@@ -195,7 +196,7 @@ class SipURI:
         return _canonical_headers(self.headers) == _canonical_headers(other.headers)
 
     def __eq__(self, other: object) -> bool:
-        return self.equivalent(other)
+        return other is self or self.equivalent(other)
 
     def __hash__(self) -> int:
         return hash((self.scheme.lower(), self.user_unescaped, self.host.lower(), self.port))
@@ -251,11 +252,27 @@ def _canonical_headers(headers: str) -> list[tuple[str, str]]:
     return sorted(pairs)
 
 
+#: URIs up to this many characters are remembered by :func:`parse_uri`.
+_CACHED_URI_LENGTH = 256
+
+
 def parse_uri(text: str) -> URI:
     """Parse a Request-URI or the URI of a name-addr.
 
+    URIs are frozen values, and a registrar reads the same few per endpoint on every
+    REGISTER (its Request-URI, the address-of-record in From and To, the device's
+    Contact, the stored bindings' contacts), so the last 8,192 distinct short texts
+    parsed are remembered: a repeat costs a dictionary lookup.  Errors are not
+    remembered.
+
     :raises SipParseError: the text is not a URI we can read.
     """
+    if len(text) <= _CACHED_URI_LENGTH:
+        return _parse_uri_cached(text)
+    return _parse_uri(text)
+
+
+def _parse_uri(text: str) -> URI:
     match = _SCHEME.match(text)
     if not match:
         raise SipParseError(f"Bad URI {text[:60]!r}: no scheme")
@@ -271,6 +288,9 @@ def parse_uri(text: str) -> URI:
     if not rest or any(c in rest for c in ' \t\r\n<>"'):
         raise SipParseError(f"Bad URI {text[:60]!r}")
     return AbsoluteURI(scheme, rest)
+
+
+_parse_uri_cached = functools.lru_cache(maxsize=8192)(_parse_uri)
 
 
 def _parse_sip(scheme: str, rest: str, text: str) -> SipURI:
@@ -342,10 +362,18 @@ def parse_name_addr(text: str) -> NameAddr:
     """Parse the name-addr or addr-spec form (§20.10).
 
     In the addr-spec form (no angle brackets), parameters after the URI belong to
-    the header, as the RFC requires.
+    the header, as the RFC requires.  Like :func:`parse_uri`, short texts are
+    remembered (a login's two REGISTERs carry the same From, an endpoint's every
+    REGISTER the same To and Contact).
 
     :raises SipParseError: malformed.
     """
+    if len(text) <= _CACHED_URI_LENGTH:
+        return _parse_name_addr_cached(text)
+    return _parse_name_addr(text)
+
+
+def _parse_name_addr(text: str) -> NameAddr:
     text = text.strip()
     display: str | None = None
     if text.startswith('"'):
@@ -377,3 +405,6 @@ def parse_name_addr(text: str) -> NameAddr:
         parse_params(";" + params if sep else "", where="header"),
         bracketed=False,
     )
+
+
+_parse_name_addr_cached = functools.lru_cache(maxsize=8192)(_parse_name_addr)

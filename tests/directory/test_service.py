@@ -268,3 +268,15 @@ async def test_cdr_writes_are_group_committed(database: Any) -> None:
     # Writing a record again replaces it.
     await store.write(attrs.evolve(base, call_uuid="u9", duration=12))
     assert (await store.get("u9")).duration == 12  # type: ignore[union-attr]
+
+
+def test_binding_rows_follow_the_columns() -> None:
+    """The store writes a binding's fields in _COLUMNS order, as load() reads them."""
+    import attrs
+
+    from telephony.directory.bindings import _COLUMNS, Binding, _row
+
+    binding = Binding("u", "sip:u@h", "<sip:u@h>", 2e9, 1e9, "c", 7, "ua", "udp", "10.0.0.1", 5062)
+    assert _row(binding) == attrs.astuple(binding)
+    assert [f.name for f in attrs.fields(Binding)] == [c.strip() for c in _COLUMNS.split(",")]
+    assert Binding(*_row(binding)) == binding

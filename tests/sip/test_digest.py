@@ -138,3 +138,28 @@ def test_only_the_transport_module_imports_twisted_internet() -> None:
             if any(n.startswith("twisted.internet") for n in names) and path.name != "transport.py":
                 offenders.append(path.name)
     assert offenders == []
+
+
+def test_nc_zero_is_never_accepted() -> None:
+    auth = _auth()
+    header = digest_response(auth.challenges(NOW)[0], "bob", "pw", nc=0)
+    assert auth.verify("REGISTER", header, _ha1s("bob", "pw"), NOW).reason == "replayed nonce count"
+
+
+def test_nonces_that_can_only_be_stale_are_forgotten() -> None:
+    auth = _auth()
+    old = digest_response(auth.challenges(NOW)[0], "bob", "pw")
+    assert auth.verify("REGISTER", old, _ha1s("bob", "pw"), NOW).verdict is Verdict.OK
+    later = NOW + auth.nonce_lifetime + 1
+    fresh = digest_response(auth.challenges(later)[0], "bob", "pw")
+    assert auth.verify("REGISTER", fresh, _ha1s("bob", "pw"), later).verdict is Verdict.OK
+    assert len(auth._nc_seen) == 1, "the first nonce went stale and was dropped"
+
+
+def test_quoted_values_with_escapes_and_commas() -> None:
+    creds = parse_authorization(
+        r'Digest username="b\"o,b", realm="example.test", nonce="n", uri="sip:x", response="r"'
+    )
+    assert creds is not None
+    assert creds.username == 'b"o,b'
+    assert parse_authorization('Digest username="bob, realm="x"') is None

@@ -440,3 +440,116 @@ def test_tcp_stack_survives_mutated_streams_and_still_answers(
         globalLogPublisher.removeObserver(failures)
     assert failures.events == []
     assert clock.getDelayedCalls() == []
+
+
+_VIA_PIECES = st.sampled_from(
+    [
+        "SIP/2.0/UDP ", "SIP/2.0/tcp ", "sip/2.0/UDP ", "SIP / 2.0 / UDP ", "SIP/3.0/UDP ",
+        "127.0.0.1", "[::1]", "host.example.", "h-1", "-bad", ":5060", ":0", ":65536", ":7",
+        ";branch=z9hG4bK1", ";rport", ";rport=", ";received=192.0.2.1", ";x=\"q;v\"", "; a = b",
+        ";", ";=", " ", ",", "\t", "é", ";maddr=[::2]", ";ttl=1",
+    ]
+)  # fmt: skip
+
+
+@FUZZ
+@given(st.lists(_VIA_PIECES, min_size=1, max_size=8).map("".join))
+def test_the_fast_via_path_reads_what_the_general_one_reads(value: str) -> None:
+    """parse_via's shortcut for common Vias agrees with the general grammar."""
+    import re
+
+    import telephony.sip.headers as headers_module
+
+    def outcome() -> object:
+        try:
+            return headers_module.parse_via(value)
+        except SipParseError as exc:
+            return exc.reason
+
+    fast = outcome()
+    saved = headers_module._SIMPLE_VIA
+    headers_module._SIMPLE_VIA = re.compile(r"(?!)")  # never matches: the general path
+    try:
+        assert outcome() == fast
+    finally:
+        headers_module._SIMPLE_VIA = saved
+
+
+@FUZZ
+@given(
+    st.lists(_VIA_PIECES, min_size=1, max_size=8).map("".join),
+    st.sampled_from([Peer("udp", "192.0.2.7", 5099), Peer("udp", "127.0.0.1", 5060)]),
+)
+def test_the_stamped_via_view_is_what_the_stamped_text_says(value: str, peer: Peer) -> None:
+    """After Via stamping (received, rport), the kept view equals a fresh parse of the text."""
+    from telephony.sip.headers import parse_via
+    from telephony.sip.transport import _stamp_via
+
+    data = (
+        f"OPTIONS sip:x@example.test SIP/2.0\r\nVia: {value}\r\n"
+        "From: <sip:a@example.test>;tag=1\r\nTo: <sip:x@example.test>\r\n"
+        "Call-ID: c\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+    ).encode()
+    try:
+        request = parse_datagram(data)
+    except SipParseError:
+        return
+    assert isinstance(request, Request)
+    _stamp_via(request, peer)
+    stamped = request.top_via
+    assert [str(v) for v in request.vias] == [
+        str(parse_via(v)) for v in request.headers.values("Via")
+    ]
+    if stamped.param("rport") is not None:
+        assert (stamped.param("rport"), stamped.param("received")) == (str(peer.port), peer.host)
+
+
+_AUTH_PIECES = st.sampled_from(
+    [
+        "Digest ", "digest ", "Basic ", 'username="bob"', "username=bob", 'realm="example.test"',
+        'nonce="abc"', 'uri="sip:x"', 'response="0f"', "algorithm=MD5", "qop=auth", "nc=00000001",
+        'cnonce="c"', ", ", ",", " ", '"', "\\", 'x="a\\"b"', 'y="a,b"', "=", "z", "\n", "é",
+        'opaque=""', "USERNAME=other",
+    ]
+)  # fmt: skip
+
+
+def _parse_authorization_by_loop(value: str) -> object:
+    """The loop parse_authorization used to run, kept as the reference."""
+    from telephony.sip._grammar import unquote
+    from telephony.sip.digest import _AUTH_PARAM, MAX_AUTHORIZATION_LENGTH, Credentials
+
+    if len(value) > MAX_AUTHORIZATION_LENGTH:
+        return None
+    scheme, _, rest = value.strip().partition(" ")
+    if scheme.lower() != "digest":
+        return None
+    params: dict[str, str] = {}
+    pos = 0
+    rest = rest.strip()
+    while pos < len(rest):
+        match = _AUTH_PARAM.match(rest, pos)
+        if not match or match.end() == pos:
+            return None
+        params[match.group(1).lower()] = unquote(match.group(2))
+        pos = match.end()
+    required = ("username", "realm", "nonce", "uri", "response")
+    if any(name not in params for name in required):
+        return None
+    return Credentials(
+        *(params[n] for n in required),
+        *(params.get(n) for n in ("algorithm", "cnonce", "qop", "nc", "opaque")),
+    )
+
+
+@FUZZ
+@given(st.lists(_AUTH_PIECES, min_size=1, max_size=14).map("".join))
+def test_authorization_parsing_matches_a_param_by_param_loop(value: str) -> None:
+    from telephony.sip.digest import parse_authorization
+
+    assert parse_authorization(value) == _parse_authorization_by_loop(value)
+    full = (
+        'Digest username="bob", realm="example.test", nonce="abc", uri="sip:x", '
+        f'response="0f", {value}'
+    )
+    assert parse_authorization(full) == _parse_authorization_by_loop(full)

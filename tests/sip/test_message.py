@@ -29,7 +29,7 @@ from telephony.sip.message import (
     parse_datagram,
     reason_phrase,
 )
-from telephony.sip.uri import SipURI, parse_uri
+from telephony.sip.uri import SipURI, parse_name_addr, parse_uri
 
 CRLF = "\r\n"
 
@@ -804,3 +804,22 @@ def test_a_slow_stream_costs_no_more_than_a_fast_one(monkeypatch: pytest.MonkeyP
 def test_via_value_object_round_trip() -> None:
     via = Via("TCP", "[2001:db8::1]", 5061, (("branch", "z9hG4bK1"), ("rport", None)))
     assert parse_via(str(via)) == via
+
+
+def test_response_for_request_shares_the_parsed_views_of_the_copied_lines() -> None:
+    """The response reuses the request's parsed Via, CSeq and From: same text, same views."""
+    req = parse_datagram(
+        b"REGISTER sip:example.test SIP/2.0\r\n"
+        b"Via: SIP/2.0/UDP 192.0.2.1:5062;branch=z9hG4bKa1,"
+        b" SIP/2.0/TCP proxy.test;branch=z9hG4bKb\r\n"
+        b"From: <sip:alice@example.test>;tag=1\r\nTo: <sip:alice@example.test>\r\n"
+        b"Call-ID: c1\r\nCSeq: 7 REGISTER\r\nContent-Length: 0\r\n\r\n"
+    )
+    assert isinstance(req, Request)
+    resp = Response.for_request(req, 200, to_tag="t9")
+    assert [str(v) for v in resp.vias] == [str(parse_via(v)) for v in resp.headers.values("Via")]
+    assert resp.vias is not req.vias
+    assert resp.cseq == parse_cseq(resp.headers.get("CSeq") or "")
+    assert resp.from_ == parse_name_addr(resp.headers.get("From") or "")
+    assert resp.to.tag == "t9"
+    assert [k for k, _ in resp.headers] == ["Via", "From", "To", "Call-ID", "CSeq"]

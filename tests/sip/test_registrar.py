@@ -10,7 +10,7 @@ from typing import Any
 import attrs
 import pytest
 import pytest_twisted
-from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.defer import Deferred, fail, gatherResults
 from twisted.internet.task import Clock
 
 from telephony.auth import CredentialCache, RequestAuthenticator
@@ -401,3 +401,31 @@ async def test_deleting_an_endpoint_forgets_its_registrations(
     assert (await phone.register(endpoint.username, "pw")).status == 200
     await directory.delete_endpoint(endpoint.endpoint_id)
     assert phone.location.latest(endpoint.username) is None
+
+
+@ensure
+async def test_a_failed_store_write_gets_500_and_changes_nothing(
+    phone: Phone, directory: Directory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user = await _endpoint(directory)
+    store = phone.location._store  # type: ignore[attr-defined]
+    monkeypatch.setattr(store, "save", lambda *a: fail(RuntimeError("disk full")))
+    reply = await phone.register(user, "s3cret")
+    assert (reply.status, reply.reason) == (500, "Server Internal Error (registration not stored)")
+    assert phone.location.latest(user) is None
+    monkeypatch.undo()
+    assert (await phone.register(user, "s3cret", cseq=5)).status == 200, "the user's turn passed on"
+
+
+@ensure
+async def test_an_unexpected_error_gets_500(
+    phone: Phone, directory: Directory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user = await _endpoint(directory)
+
+    def boom(*args: Any) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr("telephony.registrar._http_date", boom)
+    reply = await phone.register(user, "s3cret")
+    assert reply.status == 500

@@ -422,3 +422,14 @@ def test_long_whitespace_in_a_parameter_fails_in_linear_time(text: str) -> None:
     with pytest.raises(SipParseError):
         parse_params(text, where="test")
     assert time.perf_counter() - start < 1.0
+
+
+def test_repeated_uris_are_parsed_once_and_errors_every_time() -> None:
+    """parse_uri remembers short URIs (frozen values), never a failure."""
+    first = parse_uri("sip:alice@example.test:5070;transport=tcp")
+    assert parse_uri("sip:alice@example.test:5070;transport=tcp") is first
+    for _ in range(2):
+        with pytest.raises(SipParseError):
+            parse_uri("sip:alice@exa mple.test")
+    long_text = "sip:" + "a" * 300 + "@example.test"
+    assert parse_uri(long_text) == parse_uri(long_text)
