@@ -4,8 +4,8 @@ A registrar under load writes thousands of bindings a second; one transaction ea
 would cap it near the database's commit rate.  :class:`BindingStore` queues changes
 and writes everything queued in one transaction as soon as the previous one is done,
 so each REGISTER still waits for its own commit (and learns about a failure), while
-the commits per second stay few.  Each change runs under its own SAVEPOINT: one that
-fails (its endpoint was just deleted, say) fails alone.
+the commits per second stay few (:class:`~telephony.directory.groupcommit.GroupCommit`).
+A change that fails (its endpoint was just deleted, say) fails alone.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from typing import Any
 
 import attrs
 from twisted.internet.defer import Deferred
-from twisted.python.failure import Failure
 
 from telephony.directory.database import Cursor, Database
+from telephony.directory.groupcommit import GroupCommit
 
 __all__ = ("Binding", "BindingStore")
 
@@ -73,12 +73,30 @@ def _row(b: Binding) -> tuple[Any, ...]:
     )
 
 
-@attrs.define
+@attrs.frozen
 class _Change:
+    """One REGISTER's outcome: contacts to write and contact URIs to remove."""
+
     username: str
     upserts: Sequence[Binding]
     deletes: Sequence[str]
-    done: Deferred[None]
+
+
+def _write_all(cur: Cursor, batch: Sequence[_Change]) -> None:
+    """A whole batch in two statements."""
+    keys = [(c.username, uri) for c in batch for uri in c.deletes]
+    keys += [(b.username, b.contact_uri) for c in batch for b in c.upserts]
+    cur.executemany(_DELETE, keys)
+    cur.executemany(_INSERT, [_row(b) for c in batch for b in c.upserts])
+
+
+def _write_one(cur: Cursor, change: _Change) -> None:
+    """One change alone (its REGISTER fails alone: an endpoint deleted meanwhile, say)."""
+    for uri in change.deletes:
+        cur.execute(_DELETE, (change.username, uri))
+    for b in change.upserts:
+        cur.execute(_DELETE, (b.username, b.contact_uri))
+        cur.execute(_INSERT, _row(b))
 
 
 class BindingStore:
@@ -86,9 +104,12 @@ class BindingStore:
 
     def __init__(self, db: Database) -> None:
         self._db = db
-        self._queue: list[_Change] = []
-        self._flushing = False
-        self.commits = 0
+        self._writes: GroupCommit[_Change] = GroupCommit(db, _write_all, _write_one)
+
+    @property
+    def commits(self) -> int:
+        """Transactions committed so far (for tests and benchmarks)."""
+        return self._writes.commits
 
     def load(self, now: float) -> Deferred[list[Binding]]:
         """Every binding still valid at *now*; the lapsed ones are deleted."""
@@ -104,10 +125,7 @@ class BindingStore:
         self, username: str, upserts: Sequence[Binding], deletes: Sequence[str]
     ) -> Deferred[None]:
         """Write one REGISTER's outcome; fires once committed (errback if it failed)."""
-        done: Deferred[None] = Deferred()
-        self._queue.append(_Change(username, upserts, deletes, done))
-        self._flush()
-        return done
+        return self._writes.submit(_Change(username, upserts, deletes))
 
     def delete_lapsed(self, bindings: Sequence[Binding]) -> Deferred[None]:
         """Remove bindings that expired (if not refreshed since: same expiry only)."""
@@ -121,67 +139,3 @@ class BindingStore:
                 )
 
         return self._db.run_interaction(txn)
-
-    def _flush(self) -> None:
-        if self._flushing or not self._queue:
-            return
-        batch, self._queue = self._queue, []
-        self._flushing = True
-
-        def txn(cur: Cursor) -> list[Exception | None]:
-            # The whole batch in two statements; only if that fails (an endpoint deleted
-            # meanwhile, say) is each change retried alone, to fail just its REGISTER.
-            cur.execute("SAVEPOINT batch")
-            try:
-                keys = [(c.username, uri) for c in batch for uri in c.deletes]
-                keys += [(b.username, b.contact_uri) for c in batch for b in c.upserts]
-                cur.executemany(_DELETE, keys)
-                cur.executemany(_INSERT, [_row(b) for c in batch for b in c.upserts])
-            except Exception:
-                cur.execute("ROLLBACK TO SAVEPOINT batch")
-                cur.execute("RELEASE SAVEPOINT batch")
-            else:
-                cur.execute("RELEASE SAVEPOINT batch")
-                return [None] * len(batch)
-            outcomes: list[Exception | None] = []
-            for i, change in enumerate(batch):
-                cur.execute(f"SAVEPOINT b{i}")
-                try:
-                    for uri in change.deletes:
-                        cur.execute(
-                            "DELETE FROM bindings WHERE username = ? AND contact_uri = ?",
-                            (change.username, uri),
-                        )
-                    for b in change.upserts:
-                        cur.execute(
-                            "DELETE FROM bindings WHERE username = ? AND contact_uri = ?",
-                            (b.username, b.contact_uri),
-                        )
-                        cur.execute(_INSERT, _row(b))
-                except Exception as exc:  # reported to that REGISTER alone
-                    cur.execute(f"ROLLBACK TO SAVEPOINT b{i}")
-                    outcomes.append(exc)
-                else:
-                    outcomes.append(None)
-                cur.execute(f"RELEASE SAVEPOINT b{i}")
-            return outcomes
-
-        def committed(outcomes: list[Exception | None]) -> None:
-            self.commits += 1
-            for change, error in zip(batch, outcomes, strict=True):
-                if error is None:
-                    change.done.callback(None)
-                else:
-                    change.done.errback(Failure(error))
-
-        def failed(failure: Failure) -> None:
-            for change in batch:
-                change.done.errback(failure)
-
-        def next_batch(_: Any) -> None:
-            self._flushing = False
-            self._flush()
-
-        d = self._db.run_interaction(txn)
-        d.addCallbacks(committed, failed)
-        d.addBoth(next_batch)
