@@ -97,9 +97,10 @@ class SIPService(service.Service):
                 f"{exc.socketError}"
             ) from None
         log.info(
-            "SIP on {address} (UDP and TCP), domain {domain}",
+            "SIP on {address} (UDP and TCP), domain {domain}; UDP receive buffer {kib} KiB",
             address=str(self.config.sip_listen),
             domain=self.config.domain,
+            kib=self.udp.receive_buffer // 1024,
         )
         super().privilegedStartService()
 
