@@ -54,6 +54,25 @@ class CredentialCache:
         self._entries: dict[str, tuple[float, Endpoint | None]] = {}
         directory.subscribe(self.invalidate)
 
+    def _sweep(self, now: float, most: int = 8) -> None:
+        """Drop up to ``most`` expired entries from the oldest end.
+
+        Entries are kept in insertion order, which is expiry order for each TTL, so
+        the cache holds about the endpoints seen in the last ``ttl`` seconds rather
+        than every endpoint that ever registered (100,000 of them took ~85 MB).
+        A short negative entry behind a long positive one waits for it: at most
+        ``ttl`` seconds more.
+        """
+        entries = self._entries
+        for _ in range(most):
+            oldest = next(iter(entries), None)
+            if oldest is None or entries[oldest][0] > now:
+                return
+            del entries[oldest]
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
     def invalidate(self, username: str | None) -> None:
         """Forget one user (None: everyone)."""
         if username is None:
@@ -69,10 +88,14 @@ class CredentialCache:
             return hit[1]
 
         def store(endpoint: Endpoint | None) -> Endpoint | None:
-            if len(self._entries) >= self._max:
-                self._entries.clear()
+            entries = self._entries
+            now = self._clock.seconds()
+            self._sweep(now)
+            if len(entries) >= self._max:
+                entries.clear()
             ttl = self._ttl if endpoint is not None else self._negative_ttl
-            self._entries[username] = (self._clock.seconds() + ttl, endpoint)
+            entries.pop(username, None)  # re-inserted last: the dict stays in expiry order
+            entries[username] = (now + ttl, endpoint)
             return endpoint
 
         return self._directory.find_endpoint(username).addCallback(store)

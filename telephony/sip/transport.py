@@ -173,11 +173,13 @@ class _Completed(Transaction):
     Under load most live transactions are in this state (Timer J holds them 32 s on
     UDP); keeping the parsed request and response alive for that long costs memory
     and garbage-collector time, so only the response's bytes remain (in the entry).
+    It has no state of its own (Timer J ends it without changing it), so a stack
+    shares one instance among all its completed transactions.
     """
 
     kind = "server"
     _table: ClassVar[dict[tuple[State, str], Any]] = {
-        (State.COMPLETED, "timer_J"): Transaction._terminate,
+        (State.COMPLETED, "timer_J"): lambda _self, _payload: [Terminated()],
     }
 
     def __init__(self, timers: TimerValues) -> None:
@@ -205,6 +207,7 @@ class SipStack:
         self.timers = timers or TimerValues()
         self._queue = TimerQueue(clock)
         self._server: dict[tuple[str, ...], _Entry] = {}
+        self._completed = _Completed(self.timers)
         self._client: dict[tuple[str, ...], _Entry] = {}
         self.transports: dict[str, ITransport] = {}
         self.counters = {"received": 0, "malformed": 0, "sent": 0, "retransmissions": 0}
@@ -321,7 +324,7 @@ class SipStack:
                 entry.wire = (sent[1], sent[2])  # serialisation
             else:
                 entry.wire = (response.to_bytes(), self._response_peer(response, entry.peer))
-            entry.txn = _Completed(self.timers)
+            entry.txn = self._completed
 
     def send_request(
         self,

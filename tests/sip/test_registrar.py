@@ -429,3 +429,37 @@ async def test_an_unexpected_error_gets_500(
     monkeypatch.setattr("telephony.registrar._http_date", boom)
     reply = await phone.register(user, "s3cret")
     assert reply.status == 500
+
+
+def test_credential_cache_forgets_expired_endpoints() -> None:
+    """The cache holds the endpoints seen in the last TTL, not every one ever seen."""
+    from twisted.internet.defer import succeed
+
+    from telephony.directory.models import Endpoint
+
+    class Directory:
+        reads = 0
+
+        def subscribe(self, listener: object) -> None:
+            pass
+
+        def find_endpoint(self, username: str) -> Any:
+            Directory.reads += 1
+            if username.startswith("ghost"):
+                return succeed(None)
+            return succeed(Endpoint("e", username, "", DOMAIN, "m", "s", None, "t"))
+
+    clock = Clock()
+    cache = CredentialCache(Directory(), clock, ttl=60.0, negative_ttl=5.0)  # type: ignore[arg-type]
+    for i in range(100):
+        cache.lookup(f"user{i}")
+    cache.lookup("ghost1")
+    assert len(cache) == 101
+    assert isinstance(cache.lookup("user5"), Endpoint)  # fresh: no read
+    assert Directory.reads == 101
+    clock.advance(61)
+    for i in range(100, 200):
+        cache.lookup(f"user{i}")
+    assert len(cache) == 100  # the first hundred (and the ghost) were swept
+    assert cache.lookup("user150") is not None
+    assert Directory.reads == 201
