@@ -653,6 +653,13 @@ def main() -> None:
         default="sleep",
         help="this process's sockets: sleep in epoll, or poll without sleeping",
     )
+    parser.add_argument(
+        "--peers-sched",
+        choices=("normal", "batch"),
+        default="normal",
+        help="scheduling policy of sipp and this process: SCHED_BATCH threads do not"
+        " preempt on wake-up, so the server's sends to them need no rescheduling interrupt",
+    )
     parser.add_argument("--json", type=Path, help="write the figures there too")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     parser.add_argument(
@@ -667,7 +674,7 @@ def main() -> None:
     cpus = os.sched_getaffinity(0)
     others = (cpus - {args.server_cpu}) or cpus
     os.sched_setaffinity(0, others)  # this process, sipp and the app off the server's CPU
-    if os.environ.get("BENCH_BATCH"):
+    if args.peers_sched == "batch":  # sipp and this process inherit it
         os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
     work = Path(tempfile.mkdtemp(prefix="calls-bench-"))
     print(
