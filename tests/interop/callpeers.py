@@ -4,14 +4,14 @@
 bounded by ``-timeout`` and ``-m``, its ``<log>`` lines, errors and messages in files
 of the test's directory.
 
-**Media** is ours (:class:`RtpPeer`), because sipp can play a pcap but cannot count
-or timestamp what it receives.  The scenarios advertise a Python UDP socket's port
-in their SDP (``-key rtp_port N``, used as ``m=audio [rtp_port]``) and log the
-server's RTP port from its SDP; the test then sends paced RTP from that socket to
-the server (symmetric RTP: the server latches to our source) and records every
-datagram that arrives, with its arrival time.  Counting at both ends of a call
-shows audio crossing the bridge each way; the arrival times and payloads are the
-wire view the RFC 4733 check needs.
+**Media** is ours (:class:`RtpPeer`, ``tests/interop/rtppeer.py``), because sipp can
+play a pcap but cannot count or timestamp what it receives. The scenarios advertise
+a Python UDP socket's port in their SDP (``-key rtp_port N``, used as ``m=audio
+[rtp_port]``) and log the server's RTP port from its SDP; the test then sends paced
+RTP from that socket to the server (symmetric RTP: the server latches to our source)
+and records every datagram that arrives, with its arrival time. Counting at both
+ends of a call shows audio crossing the bridge each way; the arrival times and
+payloads are the wire view the RFC 4733 check needs.
 """
 
 from __future__ import annotations
@@ -19,12 +19,9 @@ from __future__ import annotations
 import base64
 import json
 import re
-import secrets
 import shutil
 import socket
-import struct
 import subprocess
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -196,138 +193,6 @@ def register(
         timeout=10,
     )
     sipp.ok()
-
-
-# -- RTP ------------------------------------------------------------------------------
-
-_RTP = struct.Struct("!BBHII")
-
-#: What :meth:`RtpPeer.send_audio` sends: 20 ms of G.711 silence.
-PCMA_SILENCE = b"\xd5" * 160
-PCMU_SILENCE = b"\xff" * 160
-
-
-@attrs.frozen
-class RtpPacket:
-    """One datagram received: arrival time (wall clock), source, and its RTP fields."""
-
-    at: float
-    source: tuple[str, int]
-    pt: int
-    marker: bool
-    seq: int
-    timestamp: int
-    ssrc: int
-    payload: bytes
-
-
-@attrs.frozen
-class DtmfEvent:
-    """An RFC 4733 payload: event, end bit, volume, duration (timestamp units)."""
-
-    event: int
-    end: bool
-    volume: int
-    duration: int
-
-    @classmethod
-    def decode(cls, payload: bytes) -> DtmfEvent:
-        event, flags, duration = struct.unpack("!BBH", payload[:4])
-        return cls(event, bool(flags & 0x80), flags & 0x3F, duration)
-
-
-class RtpPeer:
-    """A UDP socket playing one side's media: paced RTP out, every datagram in, timestamped."""
-
-    def __init__(self, host: str = "127.0.0.1") -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind((host, 0))
-        self.sock.settimeout(0.2)
-        self.port = int(self.sock.getsockname()[1])
-        self.received: list[RtpPacket] = []
-        self.garbage = 0
-        self.sent = 0
-        self._closed = False
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-        self._sender: threading.Thread | None = None
-
-    def _read(self) -> None:
-        while not self._closed:
-            try:
-                data, source = self.sock.recvfrom(2048)
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            at = time.time()
-            if len(data) < 12 or data[0] >> 6 != 2:
-                self.garbage += 1
-                continue
-            b0, b1, seq, ts, ssrc = _RTP.unpack(data[:12])
-            offset = 12 + 4 * (b0 & 0x0F)
-            self.received.append(
-                RtpPacket(at, source, b1 & 0x7F, bool(b1 & 0x80), seq, ts, ssrc, data[offset:])
-            )
-
-    def send_audio(self, dest: tuple[str, int], count: int, pt: int = 8) -> None:
-        """Start sending *count* 20 ms G.711 packets to *dest* (in a thread, paced)."""
-        silence = PCMA_SILENCE if pt == 8 else PCMU_SILENCE
-        ssrc = secrets.randbits(32)
-        seq0 = secrets.randbits(16)
-        ts0 = secrets.randbits(32)
-
-        def run() -> None:
-            start = time.monotonic()
-            for i in range(count):
-                if self._closed:
-                    return
-                delay = start + i * 0.020 - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
-                header = _RTP.pack(
-                    0x80, (0x80 if i == 0 else 0) | pt, (seq0 + i) & 0xFFFF,
-                    (ts0 + 160 * i) & 0xFFFFFFFF, ssrc,
-                )  # fmt: skip
-                try:
-                    self.sock.sendto(header + silence, dest)
-                except OSError:
-                    return
-                self.sent += 1
-
-        self._sender = threading.Thread(target=run, daemon=True)
-        self._sender.start()
-
-    def join(self, timeout: float = 10.0) -> None:
-        """Wait for the sender to finish."""
-        if self._sender is not None:
-            self._sender.join(timeout)
-
-    def audio(self, pts: Iterable[int] = (0, 8)) -> list[RtpPacket]:
-        """The audio packets received."""
-        wanted = set(pts)
-        return [p for p in self.received if p.pt in wanted]
-
-    def events(self, pt: int = 101) -> list[tuple[RtpPacket, DtmfEvent]]:
-        """The RFC 4733 packets received, decoded."""
-        return [(p, DtmfEvent.decode(p.payload)) for p in self.received if p.pt == pt]
-
-    def close(self) -> None:
-        self._closed = True
-        self.sock.close()
-        self._reader.join(1.0)
-
-
-def digits_on_wire(packets: Sequence[tuple[RtpPacket, DtmfEvent]]) -> list[tuple[str, float]]:
-    """The digits the RFC 4733 packets carry, one per (SSRC, timestamp), with the arrival
-    time of each digit's first packet."""
-    names = "0123456789*#ABCD"
-    seen: dict[tuple[int, int], tuple[str, float]] = {}
-    for packet, event in packets:
-        key = (packet.ssrc, packet.timestamp)
-        if key not in seen:
-            seen[key] = (names[event.event] if event.event < 16 else "?", packet.at)
-    return sorted(seen.values(), key=lambda item: item[1])
 
 
 # -- REST ----------------------------------------------------------------------------

@@ -2,8 +2,9 @@
 
 * :class:`AnswerServer` serves Plivo XML documents (and WAV files) from a thread and
   records every fetch, so a test can tell which document ran and with what parameters.
-* :class:`RtpPeer` is the far end's media: a UDP socket on 127.0.0.2 whose port goes
-  into sipp's SDP answer (sipp itself moves no media in ``gateway_answer_rtp.xml``).
+* :class:`RtpPeer` (``tests/interop/rtppeer.py``) is the far end's media: a UDP socket
+  on 127.0.0.2 whose port goes into sipp's SDP answer (sipp itself moves no media in
+  ``gateway_answer_rtp.xml``).
   It records every packet the server sends (audio decoded from PCMA, RFC 4733 events
   decoded into digits) and, once it has heard the server, sends a steady tone back
   (symmetric RTP) so that recordings have something in them.
@@ -16,11 +17,8 @@ from __future__ import annotations
 
 import contextlib
 import io
-import math
 import re
-import select
 import socket
-import struct
 import subprocess
 import threading
 import time
@@ -33,6 +31,8 @@ from urllib.parse import parse_qsl, urlsplit
 import attrs
 import numpy as np
 import numpy.typing as npt
+
+from tests.interop.rtppeer import RtpPeer
 
 SCENARIOS = Path(__file__).parent / "scenarios"
 #: The far end (gateway) lives here; the server listens on 127.0.0.1.
@@ -55,46 +55,6 @@ def free_udp_port(host: str) -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
-
-
-# -- G.711 A-law, written out here so the checks do not lean on the server's codec ---
-
-
-def _alaw_decode_table() -> npt.NDArray[np.int16]:
-    table = np.zeros(256, dtype=np.int16)
-    for code in range(256):
-        a = code ^ 0x55
-        exponent = (a >> 4) & 0x07
-        mantissa = a & 0x0F
-        segment = (mantissa << 4) + (8 if exponent == 0 else 0x108)
-        magnitude = segment << max(0, exponent - 1)
-        table[code] = magnitude if a & 0x80 else -magnitude
-    return table
-
-
-ALAW = _alaw_decode_table()
-_ALAW_ORDER = np.argsort(ALAW)
-_ALAW_SORTED = ALAW[_ALAW_ORDER]
-
-
-def alaw_decode(payload: bytes) -> npt.NDArray[np.int16]:
-    """PCMA bytes to 16-bit linear samples (ITU-T G.711)."""
-    return ALAW[np.frombuffer(payload, dtype=np.uint8)]
-
-
-def alaw_encode(samples: npt.NDArray[np.int16]) -> bytes:
-    """16-bit linear samples to PCMA bytes (the nearest A-law value)."""
-    index = np.clip(np.searchsorted(_ALAW_SORTED, samples), 1, 255)
-    below = _ALAW_SORTED[index - 1]
-    above = _ALAW_SORTED[index]
-    nearest = np.where(samples - below <= above - samples, index - 1, index)
-    return bytes(_ALAW_ORDER[nearest].astype(np.uint8))
-
-
-def tone(frequency: float, seconds: float, amplitude: int = 8000) -> npt.NDArray[np.int16]:
-    """A sine tone at 8 kHz."""
-    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
-    return (amplitude * np.sin(2 * math.pi * frequency * t)).astype(np.int16)
 
 
 def wav_bytes(samples: npt.NDArray[np.int16]) -> bytes:
@@ -203,132 +163,6 @@ class AnswerServer:
         self._thread.join(5)
 
 
-# -- the far end's media ----------------------------------------------------------------
-
-
-@attrs.frozen
-class Packet:
-    """One RTP packet the far end received."""
-
-    at: float
-    payload_type: int
-    marker: bool
-    seq: int
-    timestamp: int
-    ssrc: int
-    payload: bytes
-
-
-@attrs.frozen
-class Digit:
-    """One RFC 4733 event, from all the packets that carried its timestamp."""
-
-    digit: str
-    timestamp: int
-    first_at: float
-    ended: bool
-    duration: int
-
-
-_EVENTS = "0123456789*#ABCD"
-
-
-class RtpPeer:
-    """The far end's RTP socket: hears what the server sends, answers with a tone.
-
-    :param reply_hz: the tone sent back once the server's address is known (0: none).
-    """
-
-    def __init__(self, host: str = FAR_END_HOST, reply_hz: float = 440.0) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind((host, 0))
-        self.packets: list[Packet] = []
-        self.remote: tuple[str, int] | None = None
-        self.sent = 0
-        self._reply = alaw_encode(tone(reply_hz, 1.0)) if reply_hz else b""
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    @property
-    def address(self) -> tuple[str, int]:
-        host, port = self.sock.getsockname()
-        return str(host), int(port)
-
-    def _run(self, limit: float = 120.0) -> None:
-        started = time.monotonic()
-        next_send = started
-        seq = 1000
-        ssrc = 0x5EED5EED
-        while not self._stop.is_set() and time.monotonic() - started < limit:
-            now = time.monotonic()
-            ready, _, _ = select.select([self.sock], [], [], max(0.0, min(0.02, next_send - now)))
-            if ready:
-                data, source = self.sock.recvfrom(2048)
-                self._received(data, source)
-            now = time.monotonic()
-            if self.remote is not None and self._reply and now >= next_send:
-                k = self.sent
-                chunk = self._reply[(k * FRAME) % len(self._reply) :][:FRAME]
-                stamp = (k * FRAME) & 0xFFFFFFFF
-                header = struct.pack("!BBHII", 0x80, 8, seq & 0xFFFF, stamp, ssrc)
-                with contextlib.suppress(OSError):
-                    self.sock.sendto(header + chunk, self.remote)
-                seq += 1
-                self.sent += 1
-                next_send += 0.02
-                if next_send < now - 0.1:  # we fell behind: do not burst
-                    next_send = now + 0.02
-            elif self.remote is None:
-                next_send = time.monotonic() + 0.02
-
-    def _received(self, data: bytes, source: tuple[str, int]) -> None:
-        if len(data) < 12 or data[0] >> 6 != 2:
-            return
-        cc = data[0] & 0x0F
-        _, mpt, seq, timestamp, ssrc = struct.unpack("!BBHII", data[:12])
-        payload = data[12 + 4 * cc :]
-        packet = Packet(
-            time.monotonic(), mpt & 0x7F, bool(mpt & 0x80), seq, timestamp, ssrc, payload
-        )
-        with self._lock:
-            if self.remote is None:
-                self.remote = source
-            self.packets.append(packet)
-
-    def received(self, since: float = 0.0, payload_type: int | None = None) -> list[Packet]:
-        with self._lock:
-            return [
-                p
-                for p in self.packets
-                if p.at >= since and (payload_type is None or p.payload_type == payload_type)
-            ]
-
-    def audio_frames(self, since: float = 0.0) -> list[tuple[float, npt.NDArray[np.int16]]]:
-        """Each PCMA packet since *since*: arrival time and samples."""
-        return [(p.at, alaw_decode(p.payload)) for p in self.received(since, payload_type=8)]
-
-    def digits(self, since: float = 0.0) -> list[Digit]:
-        """The RFC 4733 events heard since *since* (any dynamic payload type), in order."""
-        groups: dict[int, list[Packet]] = {}
-        for p in self.received(since):
-            if 96 <= p.payload_type <= 127 and len(p.payload) >= 4:
-                groups.setdefault(p.timestamp, []).append(p)
-        found = []
-        for timestamp, packets in groups.items():
-            event = packets[0].payload[0]
-            ended = any(q.payload[1] & 0x80 for q in packets)
-            longest = max(struct.unpack("!H", q.payload[2:4])[0] for q in packets)
-            found.append(Digit(_EVENTS[event], timestamp, packets[0].at, ended, longest))
-        return sorted(found, key=lambda d: d.first_at)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        self.sock.close()
-
-
 # -- sipp as the gateway -------------------------------------------------------------------
 
 
@@ -415,7 +249,7 @@ def far_end(
 ) -> Iterator[tuple[Sipp, RtpPeer | None]]:
     """sipp as the gateway (and, for ``gateway_answer_rtp``, an :class:`RtpPeer` per call
     sharing one socket); both stopped after the block."""
-    peer = RtpPeer() if media else None
+    peer = RtpPeer(FAR_END_HOST, reply_hz=440.0) if media else None
     rows = [peer.address] * calls if peer is not None else ()
     sipp = Sipp(scenario, port=port, workdir=workdir, calls=calls, csv_lines=rows)
     try:

@@ -28,19 +28,8 @@ import pytest
 from tests.appserver import AppServer, app_server
 from tests.serverproc import Server, running_server
 
-from .callpeers import (
-    GATEWAY_IP,
-    PCMA_SILENCE,
-    PCMU_SILENCE,
-    Api,
-    RtpPeer,
-    Sipp,
-    auth,
-    digits_on_wire,
-    free_udp_port,
-    register,
-    start_sipp,
-)
+from .callpeers import GATEWAY_IP, Api, Sipp, auth, free_udp_port, register, start_sipp
+from .rtppeer import PCMA_SILENCE, PCMU_SILENCE, RtpPeer, digits_on_wire
 
 pytestmark = pytest.mark.interop
 

@@ -31,14 +31,13 @@ import pytest
 from tests.interop.restcalls_helpers import (
     FAR_END_HOST,
     AnswerServer,
-    RtpPeer,
     dominant_frequency,
     far_end,
     free_udp_port,
     rms,
-    tone,
     wait_until,
 )
+from tests.interop.rtppeer import RtpPeer, tone
 from tests.serverproc import Server, plivo_client, running_server
 
 pytestmark = pytest.mark.interop
@@ -147,19 +146,19 @@ def test_create_live_media_hangup_and_cdr(
         wait_until(lambda: peer.remote is not None, 5, "RTP from the server")
 
         # Play: the far end hears the 1 kHz tone, about a second of it.
-        started = time.monotonic()
+        started = time.time()
         played = client.calls.play(call_uuid, urls=tone_url)
         assert played.message == "play started"
         wait_until(lambda: tone_frames(peer, started, 1000) >= 40, 5, "the played tone")
         wait_until(
-            lambda: all(rms(s) < 100 for _, s in peer.audio_frames(time.monotonic() - 0.2)),
+            lambda: all(rms(s) < 100 for _, s in peer.audio_frames(time.time() - 0.2)),
             5,
             "the end of the tone",
         )
         assert tone_frames(peer, started, 1000) <= 55
 
         # Speak: speech (loud, not a 1 kHz tone) reaches the far end.
-        started = time.monotonic()
+        started = time.time()
         spoken = client.calls.speak(call_uuid, text="Hello from the REST API")
         assert spoken.message == "speak started"
 
@@ -172,7 +171,7 @@ def test_create_live_media_hangup_and_cdr(
         client.calls.speak_stop(call_uuid)
 
         # DTMF as RFC 4733 events: 1, 2, then 3 half a second (w) later.
-        started = time.monotonic()
+        started = time.time()
         sent = client.calls.send_digits(call_uuid, digits="12w3")
         assert sent.message == "digits sent"
         wait_until(lambda: sum(d.ended for d in peer.digits(started)) >= 3, 5, "three DTMF events")
@@ -274,7 +273,7 @@ def test_transfer_fetches_and_runs_the_new_document(
         time.sleep(0.3)
         assert not [s for _, s in peer.audio_frames() if rms(s) > 300], "silence before"
 
-        started = time.monotonic()
+        started = time.time()
         moved = client.calls.transfer(call_uuid, legs="aleg", aleg_url=new_url, aleg_method="GET")
         assert moved.message == "call transferred"
 
