@@ -456,7 +456,7 @@ class LogTail:
 
 
 _MEDIA_CLOSED = re.compile(
-    r"media closed: sent (\d+), received (\d+), lost (\d+), malformed (\d+), foreign (\d+)"
+    r"media sent (\d+), received (\d+), lost (\d+), malformed (\d+), foreign (\d+)"
 )
 
 

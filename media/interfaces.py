@@ -277,3 +277,6 @@ class IMediaSession(Interface):
 
     def close() -> None:
         """Stop everything, send RTCP BYE, release the ports."""
+
+    def summary() -> str:
+        """The packet counters in one line (sent, received, lost…), for logs."""

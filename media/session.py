@@ -646,6 +646,15 @@ class RTPSession(DatagramProtocol):
 
     # Life ----------------------------------------------------------------------------
 
+    def summary(self) -> str:
+        """The session's packet counters in one line, for the log of the call's end."""
+        c = self.counters
+        lost = sum(s.lost for s in self.sources.values())
+        return (
+            f"sent {c.sent}, received {c.received}, lost {lost}, malformed {c.malformed},"
+            f" foreign {c.foreign}, unknown PT {c.unknown_pt}"
+        )
+
     def close(self) -> None:
         """End every operation (they fail with SessionClosedError), release the ports."""
         if self.state is SessionState.CLOSED:
@@ -662,11 +671,7 @@ class RTPSession(DatagramProtocol):
         if self.rtcp is not None:
             self.rtcp.stop()
         if self.transport is not None:  # not for a session whose port failed to bind
-            _log.info(
-                "{call_uuid} media closed: sent {c.sent}, received {c.received}, lost {lost},"
-                " malformed {c.malformed}, foreign {c.foreign}, unknown PT {c.unknown_pt}",
-                call_uuid=self.call_uuid, c=self.counters,
-                lost=sum(s.lost for s in self.sources.values()),
-            )  # fmt: skip
+            _log.debug("{call_uuid} media closed: {summary}", call_uuid=self.call_uuid,
+                       summary=self.summary())  # fmt: skip
         if self._on_close is not None:
             self._on_close(self)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import secrets
-import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -35,6 +34,7 @@ from telephony.calls.routing import (
     normalize_number,
 )
 from telephony.location import LocationService
+from telephony.randompool import uuid4
 from telephony.sip.errors import SipError
 from telephony.sip.headers import Headers
 from telephony.sip.message import Request
@@ -138,7 +138,7 @@ class CallManager:
             self.counters["rejected"] += 1
             txn.respond(route.status, route.reason)
             return
-        call_uuid = str(uuid.uuid4())
+        call_uuid = uuid4()
         try:
             leg = Leg.incoming(
                 invite, txn, uuid=call_uuid, ctx=self.ctx, media=self.media, clock=self.clock
@@ -193,11 +193,13 @@ class CallManager:
         """A call's leg ended: forget it."""
         self.calls.pop(call.uuid, None)
         self.legs.pop(call.leg.local_tag, None)
+        media = call.leg.media
         log.info(
-            "call {call_uuid} ended: {cause} ({source})",
+            "call {call_uuid} ended: {cause} ({source}); media {media}",
             call_uuid=call.uuid,
             cause=end.cause.cause_name,
             source=end.source,
+            media=media.summary() if media is not None else "none",
         )
 
     # -- B legs -----------------------------------------------------------------------
@@ -254,7 +256,7 @@ class CallManager:
         self.counters["outbound"] += 1
         from_uri = SipURI("sip", caller_id or "anonymous", self.ctx.domain)
         leg = Leg.outgoing(
-            uuid=str(uuid.uuid4()),
+            uuid=uuid4(),
             ctx=self.ctx,
             media=self.media,
             clock=self.clock,

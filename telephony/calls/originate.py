@@ -16,7 +16,6 @@ side, connected by audio.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -29,6 +28,7 @@ from telephony.calls.causes import Cause
 from telephony.calls.leg import Leg, LegState
 from telephony.directory import Application
 from telephony.directory.models import ApplicationFields
+from telephony.randompool import uuid4
 from telephony.sip.headers import Headers
 from telephony.sip.uri import NameAddr
 from xml_dsl import Method
@@ -98,7 +98,7 @@ class Originator:
             to=NameAddr(request_uri),
             extra=extra,
         )
-        request_uuid = str(uuid.uuid4())
+        request_uuid = uuid4()
         app = Application("", request.application, None, "")
         call = Call(
             manager=manager,

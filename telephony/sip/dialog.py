@@ -16,7 +16,7 @@ import secrets
 
 import attrs
 
-from telephony.sip._random import token_hex
+from telephony.randompool import token_hex
 from telephony.sip.errors import SipProtocolError
 from telephony.sip.headers import Headers
 from telephony.sip.message import Request, Response

@@ -28,8 +28,8 @@ from collections.abc import Mapping
 
 import attrs
 
+from telephony.randompool import token_bytes
 from telephony.sip._grammar import unquote
-from telephony.sip._random import token_bytes
 
 __all__ = (
     "AuthResult",

@@ -28,8 +28,8 @@ from twisted.internet.interfaces import IAddress, IReactorTime
 from twisted.logger import Logger
 from zope.interface import Interface, implementer
 
+from telephony.randompool import token_hex
 from telephony.sip._grammar import split_commas
-from telephony.sip._random import token_hex
 from telephony.sip._timerqueue import TimerHandle, TimerQueue
 from telephony.sip.errors import SipError, SipParseError
 from telephony.sip.headers import Headers, Via

@@ -106,6 +106,9 @@ class FakeSession:
     def close(self) -> None:
         self.closed = True
 
+    def summary(self) -> str:
+        return "fake"
+
 
 class FakeMediaEngine:
     """Hands out :class:`FakeSession` objects."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from telephony.sip._random import RandomPool, token_hex
+from telephony.randompool import RandomPool, token_hex
 
 
 def test_slices_are_fresh_and_sized() -> None:
@@ -29,3 +29,17 @@ def test_token_hex() -> None:
     assert len(value) == 16
     assert int(value, 16) >= 0
     assert token_hex(8) != value
+
+
+def test_uuid4_is_a_version_4_uuid_text() -> None:
+    import uuid
+
+    from telephony.randompool import uuid4
+
+    made = [uuid4() for _ in range(100)]
+    assert len(set(made)) == 100
+    for text in made:
+        parsed = uuid.UUID(text)
+        assert str(parsed) == text
+        assert parsed.version == 4
+        assert parsed.variant == uuid.RFC_4122

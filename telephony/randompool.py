@@ -1,4 +1,5 @@
-"""Random bytes for tags, branches and nonce salts, read from the OS a block at a time.
+"""Random bytes for tags, branches, nonce salts and call UUIDs, read from the OS a block
+at a time.
 
 :func:`secrets.token_bytes` makes one ``getrandom()`` system call per call, and every
 registration needs three (two To tags, one nonce salt): on a virtual machine those
@@ -15,8 +16,9 @@ from __future__ import annotations
 
 import os
 import threading
+import uuid
 
-__all__ = ("RandomPool", "token_bytes", "token_hex")
+__all__ = ("RandomPool", "token_bytes", "token_hex", "uuid4")
 
 
 class RandomPool:
@@ -60,3 +62,8 @@ def token_bytes(nbytes: int) -> bytes:
 def token_hex(nbytes: int) -> str:
     """*nbytes* random bytes as ``2 * nbytes`` lower-case hex digits."""
     return _POOL.token_bytes(nbytes).hex()
+
+
+def uuid4() -> str:
+    """A random (version 4) UUID in its usual text form, as ``str(uuid.uuid4())`` gives."""
+    return str(uuid.UUID(bytes=_POOL.token_bytes(16), version=4))
