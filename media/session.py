@@ -466,8 +466,13 @@ class RTPSession(DatagramProtocol):
             # came from validated SDP or from the kernel).  Fakes get write().
             sock = getattr(self.transport, "socket", None)
             sendto = self._sendto = sock.sendto if sock is not None else self.transport.write
+        packet = self.stream.packet(payload_type, timestamp, payload, marker)
+        poller = getattr(self.transport, "poller", None)
+        if poller is not None and poller.outbox is not None:  # sent after the poller's reads
+            poller.outbox.append((sendto, packet, remote, self.counters))
+            return
         try:
-            sendto(self.stream.packet(payload_type, timestamp, payload, marker), remote)
+            sendto(packet, remote)
         except OSError:
             self.counters.send_errors += 1  # buffer full, unreachable: the frame is lost
             return

@@ -53,6 +53,9 @@ class RTPPoller:
 
     def __init__(self, reactor: Any) -> None:
         self.reactor = reactor
+        #: While :meth:`doRead` runs: the datagrams the ports' protocols send,
+        #: sent together when every ready port has been read (see :meth:`doRead`).
+        self.outbox: list[tuple[Any, bytes, Any, Any]] | None = None
         self._epoll = select.epoll()
         self._ports: dict[int, RTPPort] = {}
         self._reading = False
@@ -73,6 +76,7 @@ class RTPPoller:
         self._epoll.register(fd, select.EPOLLIN)
         self._ports[fd] = port
         port.poller_fd = fd
+        port.poller = self
         if not self._reading:
             self._reading = True
             self.reactor.addReader(self)
@@ -91,18 +95,39 @@ class RTPPoller:
             self.reactor.removeReader(self)
 
     def doRead(self) -> None:
-        """Read one datagram from every ready port; a failing port is dropped, not us."""
+        """Read one datagram from every ready port; a failing port is dropped, not us.
+
+        What the protocols send meanwhile (a bridge relaying what it read) is
+        queued in :attr:`outbox` and sent in one burst after the reads: a peer
+        process receiving many of those datagrams is woken once per burst rather
+        than once per datagram, and a wake-up costs the sender more than the
+        send itself (about 12 µs against 4 on the benchmark's VM).  A burst is
+        at most one poll's worth of packets, so the delay it adds is the time
+        to read them.
+        """
         ports = self._ports
-        for fd, _events in self._epoll.poll(0, MAX_EVENTS_PER_WAKEUP):
-            port = ports.get(fd)
-            if port is None:
-                continue
-            try:
-                port.doRead()
-            except BaseException:
-                log.err(None, f"RTP port {fd} failed; it stops reading")
-                self.remove(port)
-                port.connectionLost(failure.Failure())
+        outbox: list[tuple[Any, bytes, Any, Any]] = []
+        self.outbox = outbox
+        try:
+            for fd, _events in self._epoll.poll(0, MAX_EVENTS_PER_WAKEUP):
+                port = ports.get(fd)
+                if port is None:
+                    continue
+                try:
+                    port.doRead()
+                except BaseException:
+                    log.err(None, f"RTP port {fd} failed; it stops reading")
+                    self.remove(port)
+                    port.connectionLost(failure.Failure())
+        finally:
+            self.outbox = None
+            for sendto, datagram, address, counters in outbox:
+                try:
+                    sendto(datagram, address)
+                except OSError:
+                    counters.send_errors += 1  # buffer full, unreachable: the frame is lost
+                else:
+                    counters.sent += 1
 
     def connectionLost(self, reason: failure.Failure) -> None:
         """The reactor is shutting down: the ports go with it."""
@@ -134,8 +159,9 @@ class RTPPort(udp.Port):
     reactor's :class:`RTPPoller` where there is one.
     """
 
-    #: The descriptor under which the poller watches this port, if it does.
+    #: The descriptor under which the poller watches this port, and the poller.
     poller_fd: int | None = None
+    poller: RTPPoller | None = None
 
     def startReading(self) -> None:
         """Join the reactor's poller (or the reactor itself, without epoll)."""
