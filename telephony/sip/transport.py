@@ -537,6 +537,8 @@ def _sent_by_differs(via: Via, host: str) -> bool:
 #: phone a 500 ms retransmission (measured: 262 drops in 20,000 logins at 2,000/s).
 #: The kernel caps it at ``net.core.rmem_max`` / ``wmem_max``.
 UDP_SOCKET_BUFFER = 4 * 1024 * 1024
+#: Most datagrams queued before they are sent without waiting for the iteration's end.
+UDP_BURST = 64
 
 
 @implementer(ITransport)
@@ -547,6 +549,7 @@ class UDPTransport(protocol.DatagramProtocol):
         self.stack = stack
         #: The receive buffer the kernel granted (bytes, as it reports it), once listening.
         self.receive_buffer = 0
+        self._outbox: list[tuple[bytes, Peer]] | None = None
 
     def startProtocol(self) -> None:
         """Ask for :data:`UDP_SOCKET_BUFFER` each way; keep what was granted."""
@@ -564,6 +567,31 @@ class UDPTransport(protocol.DatagramProtocol):
         self.stack.datagram_received(datagram, Peer("udp", addr[0], addr[1]))
 
     def send(self, data: bytes, peer: Peer) -> None:
+        """Queue a datagram; what is queued leaves at the start of the next reactor
+        iteration (or at :data:`UDP_BURST` datagrams), all together.
+
+        Requests arrive in batches (one readiness event, many datagrams; a commit of
+        many bindings) and their answers then leave back to back, so a peer process
+        is woken once per burst instead of once per datagram: on the benchmark's VM
+        a send to a sleeping reader costs the sender about 12 µs more.  The delay is
+        at most the rest of the current iteration.
+        """
+        if self.transport is None:
+            return
+        outbox = self._outbox
+        if outbox is None:
+            outbox = self._outbox = []
+            self.stack.clock.callLater(0, self._flush)
+        outbox.append((data, peer))
+        if len(outbox) >= UDP_BURST:
+            self._flush()
+
+    def _flush(self) -> None:
+        outbox, self._outbox = self._outbox, None
+        for data, peer in outbox or ():
+            self._write(data, peer)
+
+    def _write(self, data: bytes, peer: Peer) -> None:
         if self.transport is None:
             return
         try:

@@ -110,3 +110,44 @@ async def test_a_failing_port_is_dropped_without_stopping_the_others() -> None:
         assert poller in reactor.getReaders()
     finally:
         await ports[1].stopListening()
+
+
+def test_sends_queued_during_a_poll_leave_after_every_read() -> None:
+    """What the protocols send while the poller reads goes out in one burst at the
+    end, in order; a failed send is counted on its session's counters."""
+    events: list[str] = []
+
+    class Counters:
+        sent = 0
+        send_errors = 0
+
+    counters = Counters()
+    poller = RTPPoller(reactor)
+
+    class Port:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def doRead(self) -> None:
+            events.append(f"read {self.name}")
+            assert poller.outbox is not None
+            poller.outbox.append((send, self.name.encode(), ("127.0.0.1", 9), counters))
+
+    def send(data: bytes, address: tuple[str, int]) -> None:
+        events.append(f"send {data.decode()}")
+        if data == b"b":
+            raise OSError("buffer full")
+
+    ports = {10: Port("a"), 11: Port("b"), 12: Port("c")}
+
+    class ReadyEpoll:
+        def poll(self, timeout: float, most: int) -> list[tuple[int, int]]:
+            return [(fd, 1) for fd in ports]
+
+    poller._epoll.close()
+    poller._ports = ports  # type: ignore[assignment]
+    poller._epoll = ReadyEpoll()  # type: ignore[assignment]
+    poller.doRead()
+    assert events == ["read a", "read b", "read c", "send a", "send b", "send c"]
+    assert (counters.sent, counters.send_errors) == (2, 1)
+    assert poller.outbox is None  # sessions send at once outside a poll
