@@ -539,6 +539,8 @@ def _sent_by_differs(via: Via, host: str) -> bool:
 UDP_SOCKET_BUFFER = 4 * 1024 * 1024
 #: Most datagrams queued before they are sent without waiting for the iteration's end.
 UDP_BURST = 64
+#: Most peer addresses remembered as valid (then the set starts again).
+MAX_CHECKED_ADDRESSES = 65_536
 
 
 @implementer(ITransport)
@@ -550,6 +552,8 @@ class UDPTransport(protocol.DatagramProtocol):
         #: The receive buffer the kernel granted (bytes, as it reports it), once listening.
         self.receive_buffer = 0
         self._outbox: list[tuple[bytes, Peer]] | None = None
+        #: Hosts Port.write has accepted (IP addresses), sent to directly since.
+        self._addresses: set[str] = set()
 
     def startProtocol(self) -> None:
         """Ask for :data:`UDP_SOCKET_BUFFER` each way; keep what was granted."""
@@ -592,10 +596,22 @@ class UDPTransport(protocol.DatagramProtocol):
             self._write(data, peer)
 
     def _write(self, data: bytes, peer: Peer) -> None:
-        if self.transport is None:
+        transport = self.transport
+        if transport is None:
             return
+        host = peer.host
+        sock = getattr(transport, "socket", None)
         try:
-            self.transport.write(data, (peer.host, peer.port))
+            if sock is None or host not in self._addresses:
+                # Port.write checks that the host is an IP address (a name would be
+                # resolved, blocking, by sendto); each host is checked once.
+                transport.write(data, (host, peer.port))
+                if sock is not None:
+                    if len(self._addresses) >= MAX_CHECKED_ADDRESSES:
+                        self._addresses.clear()
+                    self._addresses.add(host)
+            else:
+                sock.sendto(data, (host, peer.port))
         except (OSError, InvalidAddressError) as exc:
             log.warn(
                 "UDP send to {host}:{port} failed: {error}",

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
+
+import pytest
 
 
 def test_sip_udp_socket_gets_a_large_receive_buffer(tmp_path: Path) -> None:
@@ -62,3 +65,37 @@ def test_sip_udp_sends_leave_together_at_the_end_of_the_iteration() -> None:
     assert len(port.written) == UDP_BURST  # a full burst does not wait
     Stack.clock.advance(0)
     assert len(port.written) == UDP_BURST
+
+
+def test_sip_udp_sends_check_each_host_once_and_refuse_names() -> None:
+    """The first send to a host goes through Port.write (which refuses a host name,
+    rather than resolving it); later ones go straight to the socket."""
+    from twisted.internet import reactor
+
+    from telephony.sip.transport import Peer, UDPTransport
+
+    class Stack:
+        from twisted.internet.task import Clock
+
+        clock = Clock()
+
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.bind(("127.0.0.1", 0))
+    receiver.settimeout(2)
+    transport = UDPTransport(stack=Stack())  # type: ignore[arg-type]
+    port = reactor.listenUDP(0, transport, interface="127.0.0.1")
+    try:
+        where = receiver.getsockname()
+        for text in (b"first", b"second"):
+            transport.send(text, Peer("udp", where[0], where[1]))
+        transport.send(b"lost", Peer("udp", "localhost", where[1]))  # a name: refused
+        Stack.clock.advance(0)
+        assert receiver.recv(100) == b"first"
+        assert receiver.recv(100) == b"second"
+        receiver.settimeout(0.2)
+        with pytest.raises(TimeoutError):
+            receiver.recv(100)
+        assert transport._addresses == {"127.0.0.1"}
+    finally:
+        port.stopListening()
+        receiver.close()
