@@ -74,8 +74,9 @@ sys.path.insert(0, str(ROOT))
 # The server subprocess runs this tree's code too.
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
 
-from tests.interop.callpeers import Api, auth, free_udp_port, sipp_binary  # noqa: E402
+from tests.interop.callpeers import Api, auth, sipp_binary  # noqa: E402
 from tests.serverproc import Server, start_server  # noqa: E402
+from tests.sipp import free_udp_port  # noqa: E402
 
 SCENARIOS = ROOT / "bench" / "scenarios"
 NUMBER = "18001231234"

@@ -50,10 +50,41 @@ def have_sipp() -> bool:
 
 
 def free_udp_port(host: str = "127.0.0.1") -> int:
-    """A UDP port the kernel just gave us on *host* (for sipp's ``-p``)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+    """A UDP port free on *host* (and free for TCP too, as sipp opens both for SIP)."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind((host, 0))
+            port = int(s.getsockname()[1])
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
+                try:
+                    t.bind((host, port))
+                except OSError:
+                    continue
+            return port
+    raise RuntimeError("no free port")
+
+
+def free_media_ports(host: str, avoid: int) -> int:
+    """A base for sipp's ``-mp``: sipp binds audio RTP/RTCP at base, base + 1 and
+    video at base + 2, base + 3; all four free on *host* and none of them *avoid*
+    (the scenario's SIP port: a random base two below it made sipp fail to bind)."""
+    for _ in range(50):
+        base = free_udp_port(host)
+        if avoid in range(base, base + 4) or base + 3 > 65535:
+            continue
+        held: list[socket.socket] = []
+        try:
+            for port in range(base + 1, base + 4):
+                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                held.append(s)
+                s.bind((host, port))
+        except OSError:
+            continue
+        finally:
+            for s in held:
+                s.close()
+        return base
+    raise RuntimeError("no four free ports in a row")
 
 
 def authentication(username: str, password: str) -> str:

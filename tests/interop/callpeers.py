@@ -20,7 +20,6 @@ import base64
 import json
 import re
 import shutil
-import socket
 import subprocess
 import time
 import urllib.error
@@ -32,6 +31,7 @@ from typing import Any
 import attrs
 
 from tests.serverproc import Server
+from tests.sipp import free_media_ports, free_udp_port
 
 SCENARIOS = Path(__file__).parent / "scenarios"
 
@@ -46,21 +46,6 @@ def sipp_binary() -> str:
     path = shutil.which("sipp")
     assert path is not None, "sipp is required for the interop tests (Debian: sip-tester)"
     return path
-
-
-def free_udp_port(host: str = "127.0.0.1") -> int:
-    """A UDP port free on *host* (and free for TCP too, as sipp opens both for SIP)."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.bind((host, 0))
-            port = int(s.getsockname()[1])
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
-                try:
-                    t.bind((host, port))
-                except OSError:
-                    continue
-            return port
-    raise RuntimeError("no free port")
 
 
 # -- sipp ---------------------------------------------------------------------------
@@ -156,7 +141,7 @@ def start_sipp(
         args.append(f"{remote[0]}:{remote[1]}")
     args += ["-sf", str(SCENARIOS / f"{scenario}.xml")]
     args += ["-i", local_ip, "-mi", local_ip, "-bind_local", "-p", str(port)]
-    args += ["-mp", str(free_udp_port(local_ip))]
+    args += ["-mp", str(free_media_ports(local_ip, avoid=port))]
     args += ["-m", str(calls), "-nostdin", "-timeout", f"{timeout}s", "-timeout_error"]
     args += ["-trace_err", "-error_file", str(directory / f"{name}.err")]
     args += ["-trace_logs", "-log_file", str(directory / f"{name}.log")]

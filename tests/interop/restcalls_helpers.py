@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import io
 import re
-import socket
 import subprocess
 import threading
 import time
@@ -33,6 +32,7 @@ import numpy as np
 import numpy.typing as npt
 
 from tests.interop.rtppeer import RtpPeer
+from tests.sipp import free_media_ports
 
 SCENARIOS = Path(__file__).parent / "scenarios"
 #: The far end (gateway) lives here; the server listens on 127.0.0.1.
@@ -48,13 +48,6 @@ def wait_until(predicate: Callable[[], object], timeout: float, what: str) -> No
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(0.05)
-
-
-def free_udp_port(host: str) -> int:
-    """A UDP port free on *host* right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 def wav_bytes(samples: npt.NDArray[np.int16]) -> bytes:
@@ -190,7 +183,7 @@ class Sipp:
         args = [
             "sipp", "-sf", str(SCENARIOS / f"{scenario}.xml"),
             "-i", FAR_END_HOST, "-p", str(port),
-            "-mi", FAR_END_HOST, "-mp", str(free_udp_port(FAR_END_HOST)),
+            "-mi", FAR_END_HOST, "-mp", str(free_media_ports(FAR_END_HOST, avoid=port)),
             "-m", str(calls), "-nostdin", "-timeout", f"{int(timeout)}s", "-timeout_error",
             "-trace_err", "-error_file", str(self.error_path),
             "-trace_logs", "-log_file", str(self.log_path),

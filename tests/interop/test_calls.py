@@ -27,8 +27,9 @@ import pytest
 
 from tests.appserver import AppServer, app_server
 from tests.serverproc import Server, running_server
+from tests.sipp import free_udp_port
 
-from .callpeers import GATEWAY_IP, Api, Sipp, auth, free_udp_port, register, start_sipp
+from .callpeers import GATEWAY_IP, Api, Sipp, auth, register, start_sipp
 from .rtppeer import PCMA_SILENCE, PCMU_SILENCE, RtpPeer, digits_on_wire
 
 pytestmark = pytest.mark.interop

@@ -33,12 +33,12 @@ from tests.interop.restcalls_helpers import (
     AnswerServer,
     dominant_frequency,
     far_end,
-    free_udp_port,
     rms,
     wait_until,
 )
 from tests.interop.rtppeer import RtpPeer, tone
 from tests.serverproc import Server, plivo_client, running_server
+from tests.sipp import free_udp_port
 
 pytestmark = pytest.mark.interop
 

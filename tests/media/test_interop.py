@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import socket
 from collections import defaultdict
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from twisted.internet.utils import getProcessOutputAndValue
 from media.g711 import Codec
 from media.interfaces import DigitsEnd
 from media.sdp import Direction, Negotiated
+from tests.sipp import free_media_ports, free_udp_port
 
 from .capture import CaptureSink
 from .sip_uas import MinimalUAS
@@ -155,12 +155,6 @@ PLAY = """  <nop><action><exec play_pcap_audio="{pcap}"/></action></nop>
   <pause milliseconds="400"/>"""
 
 
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest_twisted.ensureDeferred
 async def test_sipp_plays_rfc2833_digits_to_us(tmp_path: Path) -> None:
     sipp = tool("sipp")
@@ -177,11 +171,13 @@ async def test_sipp_plays_rfc2833_digits_to_us(tmp_path: Path) -> None:
     sip = reactor.listenUDP(0, uas, interface="127.0.0.1")
     uas.port = sip.getHost().port
     collected = session.collect_digits(max_digits=5, timeout=20.0, finish_on_key="")
+    sipp_port = free_udp_port()
     try:
         args = [
             f"127.0.0.1:{uas.port}", "-sf", str(scenario), "-m", "1",
-            "-i", "127.0.0.1", "-mi", "127.0.0.1", "-mp", str(free_udp_port()),
-            "-p", str(free_udp_port()), "-nostdin", "-timeout", "20s", "-timeout_error",
+            "-i", "127.0.0.1", "-mi", "127.0.0.1",
+            "-mp", str(free_media_ports("127.0.0.1", avoid=sipp_port)),
+            "-p", str(sipp_port), "-nostdin", "-timeout", "20s", "-timeout_error",
             "-trace_err",
         ]  # fmt: skip
         out, err, code = await getProcessOutputAndValue(sipp, args, path=str(tmp_path))
