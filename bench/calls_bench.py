@@ -76,7 +76,7 @@ os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.g
 
 from tests.interop.callpeers import Api, auth, sipp_binary  # noqa: E402
 from tests.serverproc import Server, start_server  # noqa: E402
-from tests.sipp import free_udp_port  # noqa: E402
+from tests.sipp import free_media_ports, free_udp_port  # noqa: E402
 
 SCENARIOS = ROOT / "bench" / "scenarios"
 NUMBER = "18001231234"
@@ -203,7 +203,7 @@ def sipp(
         args.append(f"{remote[0]}:{remote[1]}")
     args += ["-sf", str(SCENARIOS / f"{scenario}.xml"), "-inf", str(csv_path)]
     args += ["-i", local_ip, "-mi", local_ip, "-bind_local", "-p", str(port or 0)]
-    args += ["-mp", str(media_port or free_udp_port(local_ip))]
+    args += ["-mp", str(media_port or free_media_ports(local_ip, avoid=port or 0))]
     args += ["-nostdin", "-recv_timeout", "15000"]
     args += ["-trace_err", "-error_file", str(work / f"{name}.err")]
     args += ["-trace_stat", "-stf", str(work / f"{name}.stat.csv"), "-fd", "1"]
@@ -502,7 +502,7 @@ def one_media_run(
     peers = MediaPeers(calls, ("127.0.0.1",) if echo else ("127.0.0.1", GATEWAY_IP), spin)
     ramp = calls / setup_rate
     hold_ms = int((ramp + 30 + warmup + seconds + 5) * 1000)
-    echo_port = free_udp_port(GATEWAY_IP)
+    echo_port = free_media_ports(GATEWAY_IP, avoid=gateway_port)  # sipp binds 4 from it
     try:
         if echo:  # every call's gateway side is sipp's echo port
             rows = [(str(echo_port),)] * calls
