@@ -74,6 +74,12 @@ sys.path.insert(0, str(ROOT))
 # The server subprocess runs this tree's code too.
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
 
+from bench.placement import (  # noqa: E402
+    add_peers_sched_option,
+    apply_peers_sched,
+    normal_policy,
+    pin,
+)
 from tests.interop.callpeers import Api, auth, sipp_binary  # noqa: E402
 from tests.serverproc import Server, start_server  # noqa: E402
 from tests.sipp import free_media_ports, free_udp_port  # noqa: E402
@@ -122,15 +128,6 @@ def busy_pct(before: CpuSample, after: CpuSample) -> float:
     return round(100 * busy / total, 1) if total else 0.0
 
 
-def pin(pid: int, cpus: set[int]) -> None:
-    """Pin every thread of *pid* to *cpus*, under the normal scheduling policy (this
-    process may run under SCHED_BATCH, see ``--peers-sched``; the server does not)."""
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        with contextlib.suppress(OSError):
-            os.sched_setaffinity(int(task.name), cpus)
-            os.sched_setscheduler(int(task.name), os.SCHED_OTHER, os.sched_param(0))
-
-
 class AnswerApp:
     """``bench/answer_app.py`` in its own process."""
 
@@ -167,6 +164,7 @@ def bench_server(work: Path, gateway_port: int, cpu: int) -> Iterator[Server]:
     ]  # fmt: skip
     server = start_server(work / "var", args)
     pin(server.process.pid, {cpu})
+    normal_policy(server.process.pid)
     try:
         yield server
     finally:
@@ -656,15 +654,7 @@ def main() -> None:
         default="sleep",
         help="this process's sockets: sleep in epoll, or poll without sleeping",
     )
-    parser.add_argument(
-        "--peers-sched",
-        choices=("normal", "batch"),
-        default="normal",
-        help="scheduling policy of the peers (sipp and this process): SCHED_BATCH threads do not"
-        " preempt on wake-up, so the server's sends to them need no rescheduling interrupt"
-        " (on this VM a send to a sleeping reader costs the sender 16 us against 4 us);"
-        " the server always runs under the normal policy",
-    )
+    add_peers_sched_option(parser)
     parser.add_argument("--json", type=Path, help="write the figures there too")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     parser.add_argument(
@@ -679,8 +669,7 @@ def main() -> None:
     cpus = os.sched_getaffinity(0)
     others = (cpus - {args.server_cpu}) or cpus
     os.sched_setaffinity(0, others)  # this process, sipp and the app off the server's CPU
-    if args.peers_sched == "batch":  # sipp and this process inherit it
-        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+    apply_peers_sched(args)
     work = Path(tempfile.mkdtemp(prefix="calls-bench-"))
     print(
         f"{platform.node()}: {os.cpu_count()} CPUs, Python {platform.python_version()},"

@@ -29,7 +29,6 @@ Every loop is bounded in count and time.  Run from the repository root::
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
 import os
@@ -53,6 +52,12 @@ sys.path.insert(0, str(ROOT))
 # The server subprocess runs this tree's code too.
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
 
+from bench.placement import (  # noqa: E402
+    add_peers_sched_option,
+    apply_peers_sched,
+    normal_policy,
+    pin,
+)
 from telephony.directory.database import open_sqlite  # noqa: E402
 from telephony.sip.digest import DigestAlgorithm, compute_ha1  # noqa: E402
 from tests.restapi import Endpoint, RestClient  # noqa: E402
@@ -86,22 +91,6 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
-
-
-def pin(pid: int, cpus: set[int] | None) -> None:
-    """Move every thread of *pid* to *cpus* (None: leave it where it is)."""
-    if not cpus:
-        return
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.sched_setaffinity(int(task.name), cpus)
-
-
-def normal_policy(pid: int) -> None:
-    """Every thread of *pid* under SCHED_OTHER (the peers may run under SCHED_BATCH)."""
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.sched_setscheduler(int(task.name), os.SCHED_OTHER, os.sched_param(0))
 
 
 def status_figure(server: Server, row: str) -> int:
@@ -471,18 +460,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="do not pin the server to the last CPU and sipp to the others",
     )
-    parser.add_argument(
-        "--peers-sched",
-        choices=("normal", "batch"),
-        default="normal",
-        help="scheduling policy of the peers (sipp and this process): SCHED_BATCH threads do not"
-        " preempt on wake-up, so the server's sends to them need no rescheduling interrupt"
-        " (on this VM a send to a sleeping reader costs the sender 16 us against 4 us);"
-        " the server always runs under the normal policy",
-    )
+    add_peers_sched_option(parser)
     args = parser.parse_args(argv)
-    if args.peers_sched == "batch":  # inherited by sipp (and reset for the server)
-        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+    apply_peers_sched(args)
     cpus = sorted(os.sched_getaffinity(0))
     if args.no_pin or len(cpus) < 2:
         args.server_cpus = args.sipp_cpus = None
