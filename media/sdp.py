@@ -423,15 +423,21 @@ def _telephone_event(m: MediaDescription) -> int | None:
 
 
 def _audio_media(
-    codec: Codec, pt: int, te: int | None, port: int, direction: Direction
+    codecs: Sequence[tuple[int, Codec]],
+    te: int | None,
+    events: str,
+    port: int,
+    direction: Direction,
 ) -> MediaDescription:
-    formats = [str(pt)]
-    rtpmaps = [RtpMap(pt, codec.value, 8000)]
+    """An ``m=audio`` line for ``codecs`` (payload type, codec) in order, then
+    telephone-event at ``te`` with the ``events`` range, if any."""
+    formats = [str(pt) for pt, _ in codecs]
+    rtpmaps = [RtpMap(pt, codec.value, 8000) for pt, codec in codecs]
     fmtps: list[tuple[int, str]] = []
     if te is not None:
         formats.append(str(te))
         rtpmaps.append(RtpMap(te, "telephone-event", 8000))
-        fmtps.append((te, "0-15"))
+        fmtps.append((te, events))
     return MediaDescription(
         media="audio",
         port=port,
@@ -463,23 +469,8 @@ def make_offer(
     """
     if not codecs:
         raise SDPError("m=audio: offer at least one codec")
-    formats = [str(c.payload_type) for c in codecs]
-    rtpmaps = [RtpMap(c.payload_type, c.value, 8000) for c in codecs]
-    fmtps: list[tuple[int, str]] = []
-    if telephone_event is not None:
-        formats.append(str(telephone_event))
-        rtpmaps.append(RtpMap(telephone_event, "telephone-event", 8000))
-        fmtps.append((telephone_event, "0-16"))
-    m = MediaDescription(
-        media="audio",
-        port=port,
-        proto="RTP/AVP",
-        formats=tuple(formats),
-        rtpmaps=tuple(rtpmaps),
-        fmtps=tuple(fmtps),
-        ptime=PTIME_MS,
-        direction=direction,
-    )
+    entries = [(c.payload_type, c) for c in codecs]
+    m = _audio_media(entries, telephone_event, "0-16", port, direction)
     return SessionDescription(origin, (m,), "-", address)
 
 
@@ -532,7 +523,7 @@ def answer_offer(
         te = _telephone_event(m)
         host = _remote_address(offer, m)
         direction = _direction(offer, m, host).answer(wanted)
-        answer_media.append(_audio_media(codec, pt, te, port, direction))
+        answer_media.append(_audio_media([(pt, codec)], te, "0-15", port, direction))
         negotiated = Negotiated(codec, pt, te, host, m.port, direction, m.ptime)
     if negotiated is None:
         raise SDPError(
