@@ -149,14 +149,19 @@ def _parse_seconds(option: str, value: str, low: float, high: float) -> float:
     return seconds
 
 
-def _parse_networks(option: str, value: str) -> str:
-    from telephony.sip.guard import parse_networks
-
+def _checked_with(option: str, value: str, check: Callable[[str], object]) -> str:
+    """*value* as given, once *check* (which raises ValueError) accepts it."""
     try:
-        parse_networks(value)
+        check(value)
     except ValueError as exc:
         raise ConfigError(f"{option}: {exc}") from None
     return value
+
+
+def _parse_networks(option: str, value: str) -> str:
+    from telephony.sip.guard import parse_networks
+
+    return _checked_with(option, value, parse_networks)
 
 
 def _parse_algorithms(option: str, value: str) -> tuple[str, ...]:
@@ -190,11 +195,7 @@ def _parse_rtp_ports(option: str, value: str) -> str:
 def _parse_gateways(option: str, value: str) -> str:
     from telephony.calls.routing import parse_gateways
 
-    try:
-        parse_gateways(value)
-    except ValueError as exc:
-        raise ConfigError(f"{option}: {exc}") from None
-    return value
+    return _checked_with(option, value, parse_gateways)
 
 
 def _parse_media_address(option: str, value: str) -> str:
