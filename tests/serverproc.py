@@ -19,39 +19,22 @@ import attrs
 import pytest
 
 import telephony
+from tests.sipp import free_udp_port
 
 #: How long the server may take to answer /healthz after it is started, in seconds.
 START_TIMEOUT = 20.0
 
 
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    """A port free on 127.0.0.1 for *kind*; for SOCK_DGRAM, free for TCP as well (SIP)."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, kind) as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-            if kind != socket.SOCK_DGRAM:
-                return port
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
-                try:
-                    t.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-                return port
-    raise RuntimeError("no free port pair found")
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def free_sip_port() -> int:
     """A port free for both UDP and TCP on 127.0.0.1 (the SIP listener binds both)."""
-    for _ in range(50):
-        port = free_port(socket.SOCK_DGRAM)
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no port free for both UDP and TCP")
+    return free_udp_port("127.0.0.1")
 
 
 def twistd() -> str:

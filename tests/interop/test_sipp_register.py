@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 import secrets
-import socket
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -21,11 +20,12 @@ import pytest
 
 from tests import rawsip
 from tests.restapi import Endpoint, RestClient
-from tests.serverproc import Server, free_port, running_server
+from tests.serverproc import Server, running_server
 from tests.sipp import (
     SCENARIOS,
     SippResult,
     authentication,
+    free_udp_port,
     received_messages,
     run_sipp,
     write_injection,
@@ -108,7 +108,7 @@ def _expires(shown: dict[str, Any]) -> datetime:
 def _udp_ports(n: int) -> list[int]:
     ports: set[int] = set()
     while len(ports) < n:
-        ports.add(free_port(socket.SOCK_DGRAM))
+        ports.add(free_udp_port())
     return sorted(ports)
 
 
