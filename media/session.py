@@ -65,6 +65,7 @@ from media.ticker import SharedTicker
 if TYPE_CHECKING:
     from media.rtcp_port import RTCPPort
     from media.tts import Speaker
+    from media.udp import RTPPoller
 
 __all__ = ("MAX_SOURCES", "RTPSession")
 
@@ -149,6 +150,8 @@ class RTPSession(DatagramProtocol):
         self._inband: InbandDtmfDetector | None = None
         self._suppress_audio = False
         self._sendto: Callable[[bytes, tuple[str, int]], object] | None = None
+        #: The shared poller reading our port, whose burst our sends join (media.udp).
+        self._poller: RTPPoller | None = None
         #: The fast relay path: (payload type, codec, bridge, other leg) while
         #: a bridge is the only one that wants this session's audio.
         self._fast: tuple[int, Codec, Any, RTPSession] | None = None
@@ -466,8 +469,9 @@ class RTPSession(DatagramProtocol):
             # came from validated SDP or from the kernel).  Fakes get write().
             sock = getattr(self.transport, "socket", None)
             sendto = self._sendto = sock.sendto if sock is not None else self.transport.write
+            self._poller = getattr(self.transport, "poller", None)  # set when it listened
         packet = self.stream.packet(payload_type, timestamp, payload, marker)
-        poller = getattr(self.transport, "poller", None)
+        poller = self._poller
         if poller is not None and poller.outbox is not None:  # sent after the poller's reads
             poller.outbox.append((sendto, packet, remote, self.counters))
             return
