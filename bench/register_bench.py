@@ -33,7 +33,6 @@ import json
 import math
 import os
 import platform
-import secrets
 import shutil
 import socket
 import sqlite3
@@ -67,6 +66,7 @@ from tests.sipp import (  # noqa: E402
     SippResult,
     authentication,
     free_udp_port,
+    sendable_password,
     start_sipp,
     write_injection,
 )
@@ -219,7 +219,7 @@ def rate_phase(args: argparse.Namespace, workdir: Path) -> list[dict[str, Any]]:
         started = time.monotonic()
         endpoints = [
             # "p" first: sipp reads a password starting with "0x" as a hex (AKA) key.
-            rest.create_endpoint(f"b{i}", "p" + secrets.token_urlsafe(12))
+            rest.create_endpoint(f"b{i}", sendable_password())
             for i in range(args.endpoints)
         ]
         print(

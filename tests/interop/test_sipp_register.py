@@ -28,6 +28,7 @@ from tests.sipp import (
     free_udp_port,
     received_messages,
     run_sipp,
+    sendable_password,
     write_injection,
 )
 
@@ -54,7 +55,7 @@ def workdir(tmp_path: Path) -> Path:
 
 
 def _endpoint(rest: RestClient, name: str = "phone") -> Endpoint:
-    return rest.create_endpoint(name, secrets.token_urlsafe(12))
+    return rest.create_endpoint(name, sendable_password())
 
 
 def _injection(
