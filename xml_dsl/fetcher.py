@@ -22,11 +22,19 @@ from twisted.internet.endpoints import (
     TCP6ClientEndpoint,
     wrapClientTLS,
 )
+from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.client import Agent, BrowserLikePolicyForHTTPS, HTTPConnectionPool, ResponseDone
+from twisted.web.client import (
+    Agent,
+    BrowserLikePolicyForHTTPS,
+    HTTPConnectionPool,
+    RequestTransmissionFailed,
+    ResponseDone,
+    ResponseNeverReceived,
+)
 from twisted.web.http import PotentialDataLoss
 from twisted.web.iweb import UNKNOWN_LENGTH, IAgent, IAgentEndpointFactory, IResponse
 from zope.interface import implementer
@@ -62,6 +70,21 @@ log = Logger(namespace="xml_dsl.fetcher")
 
 #: Seconds to establish a TCP connection to an application.
 CONNECT_TIMEOUT = 10.0
+
+#: Times a request is sent again, at once, when its connection was closed before any
+#: byte of a response arrived [ours].  A kept-alive connection that the application's
+#: server closes (its idle timeout, or an HTTP/1.0 server that did not say
+#: ``Connection: close``) can be taken from the pool just before the close is seen;
+#: Twisted retries such requests only for idempotent methods, and Plivo's are POSTs.
+#: The retry is signed with a fresh nonce and stays within the request's timeout.
+CLOSED_CONNECTION_RETRIES = 1
+
+
+def _closed_before_response(exc: Exception) -> bool:
+    """True if *exc* says the connection closed before a response began."""
+    return isinstance(exc, (ResponseNeverReceived, RequestTransmissionFailed)) and all(
+        reason.check(ConnectionDone, ConnectionLost) for reason in exc.reasons
+    )
 
 
 @implementer(IAgentEndpointFactory)
@@ -328,6 +351,25 @@ class Fetcher:
             await _read_body(response, self._max_body)
 
     async def _send(self, url: str, method: Method, params: dict[str, str]) -> IResponse:
+        retries = CLOSED_CONNECTION_RETRIES
+        while True:
+            try:
+                return await self._send_once(url, method, params)
+            except CancelledError:
+                raise
+            except Exception as exc:
+                if retries > 0 and _closed_before_response(exc):
+                    retries -= 1
+                    log.info(
+                        "{url}: connection closed before a response; sending again",
+                        url=_safe(url),
+                        call_uuid=params.get("CallUUID", ""),
+                    )
+                    continue
+                raise FetchError(_safe(url), f"connection failed: {exc}") from exc
+
+    async def _send_once(self, url: str, method: Method, params: dict[str, str]) -> IResponse:
+        """One signed request (a new nonce each time)."""
         nonce = make_nonce()
         headers: dict[bytes | str, list[bytes | str]] = {
             b"User-Agent": [USER_AGENT],
@@ -337,21 +379,14 @@ class Fetcher:
         if self._auth_token is not None:
             signature = sign(self._auth_token, method.value, url, params, nonce)
             headers[SIGNATURE_HEADER.encode()] = [signature.encode()]
-        try:
-            if method is Method.GET:
-                target = _with_query(url, params)
-                return await self._client.request(
-                    "GET", target, headers=headers, allow_redirects=False
-                )
-            headers[b"Content-Type"] = [b"application/x-www-form-urlencoded"]
-            return await self._client.request(
-                "POST",
-                url,
-                data=urlencode(list(params.items())).encode(),
-                headers=headers,
-                allow_redirects=False,
-            )
-        except CancelledError:
-            raise
-        except Exception as exc:
-            raise FetchError(_safe(url), f"connection failed: {exc}") from exc
+        if method is Method.GET:
+            target = _with_query(url, params)
+            return await self._client.request("GET", target, headers=headers, allow_redirects=False)
+        headers[b"Content-Type"] = [b"application/x-www-form-urlencoded"]
+        return await self._client.request(
+            "POST",
+            url,
+            data=urlencode(list(params.items())).encode(),
+            headers=headers,
+            allow_redirects=False,
+        )

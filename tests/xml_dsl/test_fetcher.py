@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 from urllib.parse import parse_qsl
 
 import pytest
 import pytest_twisted
 from plivo.utils.signature_v3 import validate_v3_signature
 from twisted.internet import reactor
+from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import deferLater
 from twisted.web import server
+from twisted.web.client import HTTPConnectionPool
 from twisted.web.resource import Resource
 
 from xml_dsl import Fetcher, FetchError, Method, UrlSpec, XMLError
+from xml_dsl.fetcher import application_agent
 from xml_dsl.signature import NONCE_HEADER, SIGNATURE_HEADER, verify
 from xml_dsl.verbs import Speak
 
@@ -285,3 +289,109 @@ async def test_fetch_by_address_uses_no_resolver(app: App, monkeypatch: pytest.M
     monkeypatch.setattr(reactor.nameResolver, "resolveHostName", no_lookup)
     doc = await fetcher().fetch(base(app) + "/answer", Method.POST, PARAMS)
     assert doc.verbs == (Speak("hello"),)
+
+
+class _Closer(Protocol):
+    """Reads whole requests; :class:`_ClosingServer` decides whether to answer."""
+
+    def __init__(self, server: _ClosingServer, number: int) -> None:
+        self.server = server
+        self.number = number
+        self.buffer = b""
+        self.requests = 0
+
+    def dataReceived(self, data: bytes) -> None:
+        self.buffer += data
+        while b"\r\n\r\n" in self.buffer:
+            head, _, rest = self.buffer.partition(b"\r\n\r\n")
+            length = 0
+            for line in head.split(b"\r\n")[1:]:
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value)
+            if len(rest) < length:
+                return
+            self.buffer = rest[length:]
+            self.requests += 1
+            nonce = next(
+                (
+                    v.strip()
+                    for n, _, v in (x.partition(b":") for x in head.split(b"\r\n"))
+                    if n.lower() == NONCE_HEADER.lower().encode()
+                ),
+                b"",
+            )
+            self.server.seen.append((self.number, self.requests, nonce))
+            if self.server.answer(self.number, self.requests):
+                self.transport.write(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/xml\r\n"
+                    b"Content-Length: %d\r\n\r\n%s" % (len(GOOD), GOOD)
+                )
+            else:
+                self.transport.loseConnection()
+                return
+
+
+class _ClosingServer(Factory):
+    """An application server that closes some connections without answering.
+
+    ``answer(connection, request)`` says whether the *request*-th request on the
+    *connection*-th connection (both from 1) gets a kept-alive 200.
+    """
+
+    def __init__(self, answer: Callable[[int, int], bool]) -> None:
+        self.answer = answer
+        self.seen: list[tuple[int, int, bytes]] = []
+        self.connections: list[_Closer] = []
+
+    def buildProtocol(self, addr: object) -> _Closer:
+        protocol = _Closer(self, len(self.connections) + 1)
+        self.connections.append(protocol)
+        return protocol
+
+
+async def _serve_closing(answer: Callable[[int, int], bool]) -> tuple[_ClosingServer, Any]:
+    factory = _ClosingServer(answer)
+    return factory, reactor.listenTCP(0, factory, interface="127.0.0.1")
+
+
+async def _stop_closing(factory: _ClosingServer, port: Any) -> None:
+    for protocol in factory.connections:
+        if protocol.transport is not None and protocol.transport.connected:
+            protocol.transport.loseConnection()
+    await port.stopListening()
+    await deferLater(reactor, 0.05, lambda: None)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_kept_alive_connection_closed_by_the_app_is_retried_once() -> None:
+    """The app's server closes a kept-alive connection as the next POST arrives on it
+    (an idle timeout racing the reuse): the POST is sent again on a new connection,
+    with a new nonce, and the fetch succeeds."""
+    factory, port = await _serve_closing(lambda connection, request: request == 1)
+    pool = HTTPConnectionPool(reactor, persistent=True)  # as the call service's
+    f = Fetcher(reactor=reactor, auth_token=TOKEN, agent=application_agent(reactor, pool))
+    try:
+        url = f"http://127.0.0.1:{port.getHost().port}/answer"
+        first = await f.fetch(url, Method.POST, PARAMS)
+        second = await f.fetch(url, Method.POST, PARAMS)
+    finally:
+        await pool.closeCachedConnections()
+        await _stop_closing(factory, port)
+    assert first.verbs == second.verbs == (Speak("hello"),)
+    assert [(c, r) for c, r, _ in factory.seen] == [(1, 1), (1, 2), (2, 1)]
+    nonces = [n for _, _, n in factory.seen]
+    assert len(set(nonces)) == 3
+    assert all(n.isdigit() for n in nonces)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_server_that_always_closes_is_tried_twice_then_fails() -> None:
+    factory, port = await _serve_closing(lambda connection, request: False)
+    try:
+        url = f"http://127.0.0.1:{port.getHost().port}/answer"
+        with pytest.raises(FetchError, match="connection failed"):
+            await fetcher().fetch(url, Method.POST, PARAMS)
+    finally:
+        await _stop_closing(factory, port)
+    assert [(c, r) for c, r, _ in factory.seen] == [(1, 1), (2, 1)]
