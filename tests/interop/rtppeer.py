@@ -2,8 +2,9 @@
 
 sipp can play a pcap but cannot count or timestamp what it receives, so every
 interop scenario advertises one of these sockets in its SDP and the test reads
-the wire view from it: each datagram that arrives, with its arrival time
-(``time.time()``, to compare with sipp's logged times), its RTP fields and payload.
+the wire view from it: each datagram that arrives, with its arrival time as the
+kernel stamped it (wall clock, to compare with sipp's logged times), its RTP fields
+and payload.
 It can send paced 20 ms G.711 packets (:meth:`RtpPeer.send_audio`), or answer
 with a tone as soon as the server's RTP reaches it (``reply_hz``; symmetric RTP:
 to where it came from).
@@ -15,6 +16,7 @@ import contextlib
 import secrets
 import socket
 import struct
+import sys
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -51,6 +53,35 @@ _EVENTS = "0123456789*#ABCD"
 
 
 # -- G.711 A-law, written out here so the checks do not lean on the server's codec ---
+
+
+#: Linux's ``SO_TIMESTAMPNS`` (also the control message's type): the kernel stamps each
+#: datagram with its arrival (``CLOCK_REALTIME``, a ``struct timespec``).  Times taken
+#: after ``recvfrom`` in this thread would add the test process's own scheduling
+#: delays (the GIL, a busy machine) to the timings the tests check.
+_SO_TIMESTAMPNS = 35
+_TIMESPEC = struct.Struct("@qq")
+_ANCILLARY_SPACE = socket.CMSG_SPACE(_TIMESPEC.size)
+
+
+def _ask_arrival_times(sock: socket.socket) -> bool:
+    """Ask the kernel to stamp arrivals; False where it cannot (then ``time.time()``)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+    except OSError:
+        return False
+    return True
+
+
+def _arrival_time(ancillary: list[tuple[int, int, bytes]]) -> float | None:
+    """The kernel's arrival time from ``recvmsg``'s ancillary data, if it gave one."""
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(data) >= _TIMESPEC.size:
+            seconds, nanoseconds = _TIMESPEC.unpack_from(data)
+            return seconds + nanoseconds / 1e9
+    return None
 
 
 def _alaw_decode_table() -> npt.NDArray[np.int16]:
@@ -142,6 +173,7 @@ class RtpPeer:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind((host, 0))
         self.sock.settimeout(0.02)
+        _ask_arrival_times(self.sock)
         self.port = int(self.sock.getsockname()[1])
         #: Every RTP datagram received, in order; where the first one came from.
         self.packets: list[RtpPacket] = []
@@ -166,13 +198,13 @@ class RtpPeer:
         seq, ssrc = 1000, 0x5EED5EED
         while not self._closed.is_set() and time.monotonic() - started < LIFETIME:
             try:
-                data, source = self.sock.recvfrom(2048)
+                data, ancillary, _, source = self.sock.recvmsg(2048, _ANCILLARY_SPACE)
             except TimeoutError:
                 data = b""
             except OSError:
                 return
             if data:
-                self._received(data, source)
+                self._received(data, source, _arrival_time(ancillary))
             now = time.monotonic()
             if self._reply and self.remote is not None and now >= next_reply:
                 k = self.sent
@@ -184,8 +216,9 @@ class RtpPeer:
                 self.sent += 1
                 next_reply = max(next_reply + 0.02, now - 0.1)  # behind: do not burst
 
-    def _received(self, data: bytes, source: tuple[str, int]) -> None:
-        at = time.time()
+    def _received(self, data: bytes, source: tuple[str, int], at: float | None) -> None:
+        if at is None:
+            at = time.time()
         if len(data) < 12 or data[0] >> 6 != 2:
             self.garbage += 1
             return
