@@ -18,7 +18,7 @@ import ipaddress
 import itertools
 import socket
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any
 
 import attrs
 from twisted.internet import protocol
@@ -29,6 +29,7 @@ from twisted.logger import Logger
 from zope.interface import Interface, implementer
 
 from telephony.randompool import token_hex
+from telephony.sip._answered import AnsweredRequests
 from telephony.sip._grammar import split_commas
 from telephony.sip._timerqueue import TimerHandle, TimerQueue
 from telephony.sip.errors import SipError, SipParseError
@@ -162,34 +163,6 @@ class _Entry:
     firing: tuple[str, float] | None = None
     on_response: Callable[[Response], None] | None = None
     on_timeout: Callable[[], None] | None = None
-    #: A completed non-INVITE server transaction keeps only its final response's bytes
-    #: and destination: retransmitted requests get them, Timer J ends it.
-    wire: tuple[bytes, Peer] | None = None
-
-
-class _Completed(Transaction):
-    """What a non-INVITE server transaction becomes once its final response is sent.
-
-    Under load most live transactions are in this state (Timer J holds them 32 s on
-    UDP); keeping the parsed request and response alive for that long costs memory
-    and garbage-collector time, so only the response's bytes remain (in the entry).
-    It has no state of its own (Timer J ends it without changing it), so a stack
-    shares one instance among all its completed transactions.
-    """
-
-    kind = "server"
-    _table: ClassVar[dict[tuple[State, str], Any]] = {
-        (State.COMPLETED, "timer_J"): lambda _self, _payload: [Terminated()],
-    }
-
-    def __init__(self, timers: TimerValues) -> None:
-        self.reliable = False
-        self.timers = timers
-        self.state = State.COMPLETED
-        self.last_response = None
-
-    def __repr__(self) -> str:
-        return "<completed non-INVITE server transaction>"
 
 
 class SipStack:
@@ -207,7 +180,9 @@ class SipStack:
         self.timers = timers or TimerValues()
         self._queue = TimerQueue(clock)
         self._server: dict[tuple[str, ...], _Entry] = {}
-        self._completed = _Completed(self.timers)
+        #: Completed non-INVITE server transactions on UDP: only their final
+        #: response's bytes and destination remain, for Timer J.
+        self._answered: AnsweredRequests[Peer] = AnsweredRequests(clock, self.timers.timeout)
         self._client: dict[tuple[str, ...], _Entry] = {}
         self.transports: dict[str, ITransport] = {}
         self.counters = {"received": 0, "malformed": 0, "sent": 0, "retransmissions": 0}
@@ -283,10 +258,12 @@ class SipStack:
         entry = self._server.get(key)
         if entry is not None:
             self.counters["retransmissions"] += 1
-            if entry.wire is not None:
-                self._send_bytes(*entry.wire)
-                return
             self._run(entry, entry.txn.receive_request(request))  # type: ignore[attr-defined]
+            return
+        answered = self._answered.get(key)
+        if answered is not None:
+            self.counters["retransmissions"] += 1
+            self._send_bytes(*answered)
             return
         if request.method == "ACK":
             self.handler.handle_ack(request, peer)
@@ -318,13 +295,19 @@ class SipStack:
         if entry is None or entry.txn is not txn:
             log.warn("Response {response!r} for a finished transaction dropped", response=response)
             return
-        sent = self._run(entry, txn.respond(response))  # type: ignore[attr-defined]
-        if isinstance(txn, ServerNonInvite) and txn.state is State.COMPLETED and entry.txn is txn:
-            if sent is not None and sent[0] is response:  # the bytes just sent: no second
-                entry.wire = (sent[1], sent[2])  # serialisation
-            else:
-                entry.wire = (response.to_bytes(), self._response_peer(response, entry.peer))
-            entry.txn = self._completed
+        actions = txn.respond(response)  # type: ignore[attr-defined]
+        if isinstance(txn, ServerNonInvite) and txn.state is State.COMPLETED:
+            timer_j = [a for a in actions if isinstance(a, StartTimer) and a.name == "J"]
+            if timer_j:  # on UDP: keep the answer's bytes, not the transaction
+                sent = self._run(entry, [a for a in actions if a not in timer_j])
+                self._forget(entry)
+                if sent is not None and sent[0] is response:  # no second serialisation
+                    self._answered.add(entry.key, sent[1], sent[2])
+                else:
+                    peer = self._response_peer(response, entry.peer)
+                    self._answered.add(entry.key, response.to_bytes(), peer)
+                return
+        self._run(entry, actions)
 
     def send_request(
         self,
@@ -468,11 +451,12 @@ class SipStack:
     @property
     def transaction_count(self) -> int:
         """Live transactions (server and client)."""
-        return len(self._server) + len(self._client)
+        return len(self._server) + len(self._client) + len(self._answered)
 
     def stop(self) -> None:
         """Cancel every timer and forget every transaction."""
         self._queue.stop()
+        self._answered.stop()
         self._server.clear()
         self._client.clear()
 

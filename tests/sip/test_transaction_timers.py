@@ -117,6 +117,31 @@ def test_server_non_invite_absorbs_retransmissions_with_the_last_response(clock:
     assert stack.transaction_count == 0, "Timer J = 64·T1"
 
 
+def test_answered_requests_each_expire_32_s_after_their_answer(clock: Clock) -> None:
+    """Completed non-INVITE transactions share one deadline queue: each is still
+    answered from it until its own Timer J, and processed anew after it."""
+    stack, transport, handler = make_stack(clock, lambda req, txn: txn.respond(200))
+    requests = [request_bytes(branch=f"z9hG4bK{n}", cseq=n + 1) for n in range(3)]
+    for n, data in enumerate(requests):  # answered at 0, 0.25, 0.5 s
+        clock.advance(0.25 if n else 0)
+        stack.datagram_received(data, PHONE)
+    assert stack.transaction_count == 3
+    _advance_until(clock, 32.25 - 0.001)
+    assert stack.transaction_count == 2, "the first answer went at 32 s"
+    stack.datagram_received(requests[1], PHONE)
+    assert len(handler.requests) == 3, "the second is still absorbed"
+    assert transport.sent[-1][1] == transport.sent[1][1]
+    _advance_until(clock, 32.25)
+    assert stack.transaction_count == 1
+    stack.datagram_received(requests[1], PHONE)
+    assert len(handler.requests) == 4, "after its Timer J a request is new again"
+    _advance_until(clock, 32.5)
+    assert stack.transaction_count == 1, "only the new one is left"
+    stack.stop()
+    assert stack.transaction_count == 0
+    assert clock.getDelayedCalls() == []
+
+
 def test_server_non_invite_over_tcp_ends_at_once(clock: Clock) -> None:
     stack, _, _ = make_stack(clock, lambda req, txn: txn.respond(200))
     stack.message_received(parse_datagram(request_bytes(transport="TCP")), PHONE_TCP)
