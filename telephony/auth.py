@@ -180,17 +180,31 @@ class RequestAuthenticator:
             )
             if self.guard.auth_failed(txn.peer.host, now):
                 log.warn("Banned {host} after repeated authentication failures", host=txn.peer.host)
-        self.challenge(txn, proxy=proxy, stale=result.verdict is Verdict.STALE)
+        self.challenge(
+            txn, proxy=proxy, stale=result.verdict is Verdict.STALE, stateless=creds is None
+        )
         return None
 
     def challenge(
-        self, txn: ServerTransactionHandle, *, proxy: bool = False, stale: bool = False
+        self,
+        txn: ServerTransactionHandle,
+        *,
+        proxy: bool = False,
+        stale: bool = False,
+        stateless: bool = True,
     ) -> None:
-        """Answer with a fresh challenge (401, or 407 with *proxy*)."""
+        """Answer with a fresh challenge (401, or 407 with *proxy*).
+
+        *stateless* (for a request without credentials): answered as a stateless UAS
+        (:meth:`~telephony.sip.transport.ServerTransactionHandle.respond_statelessly`).
+        A refusal of credentials stays stateful, so that a retransmission of the same
+        wrong credentials is not counted twice against its source.
+        """
         self.counters["challenged"] += 1
         challenges = self.digest.challenges(self.clock.seconds(), stale=stale)
         name = "Proxy-Authenticate" if proxy else "WWW-Authenticate"
-        txn.respond(407 if proxy else 401, None, Headers((name, c) for c in challenges))
+        respond = txn.respond_statelessly if stateless else txn.respond
+        respond(407 if proxy else 401, None, Headers((name, c) for c in challenges))
 
     @staticmethod
     def has_credentials(request: Request, *, proxy: bool = False) -> bool:

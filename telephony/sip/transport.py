@@ -14,8 +14,10 @@ implement :class:`ITransport`; nothing above this module changes.
 from __future__ import annotations
 
 import functools
+import hashlib
 import ipaddress
 import itertools
+import os
 import socket
 from collections.abc import Callable
 from typing import Any
@@ -81,6 +83,17 @@ def new_tag() -> str:
     return token_hex(8)
 
 
+#: Keys the tags of stateless answers, so that they cannot be predicted from outside.
+_STATELESS_TAG_KEY = os.urandom(16)
+
+
+def stateless_tag(request: Request) -> str:
+    """The To tag of a stateless answer to *request*: the same for the same request,
+    as RFC 3261 §8.2.7 requires (from its Call-ID, From tag and top Via branch)."""
+    seed = f"{request.headers.get('Call-ID')}\0{request.from_.tag}\0{request.top_via.branch}"
+    return hashlib.blake2b(seed.encode(), digest_size=8, key=_STATELESS_TAG_KEY).hexdigest()
+
+
 @attrs.frozen
 class Peer:
     """Where a message came from or goes to.
@@ -142,6 +155,25 @@ class ServerTransactionHandle:
             response.headers.extend(headers)
         response.body = body
         self.send(response)
+        return response
+
+    def respond_statelessly(
+        self, status: int, reason: str | None = None, headers: Headers | None = None
+    ) -> Response:
+        """Answer as a stateless UAS does (RFC 3261 §8.2.7); for challenging a request
+        that carried no credentials.
+
+        The To tag comes from the request, and a non-INVITE transaction on UDP is not
+        kept for Timer J: a retransmission is simply challenged again.  A flood of
+        unauthenticated requests then leaves no state behind, and a registration
+        keeps one transaction for 32 s instead of two.
+        """
+        response = Response.for_request(
+            self.request, status, reason, to_tag=stateless_tag(self.request)
+        )
+        if headers:
+            response.headers.extend(headers)
+        self._stack._respond(self._txn, response, self.peer, self._key, keep=False)
         return response
 
     def send(self, response: Response) -> None:
@@ -290,7 +322,11 @@ class SipStack:
         response: Response,
         peer: Peer,
         key: tuple[str, ...] | None = None,
+        *,
+        keep: bool = True,
     ) -> None:
+        """Send *response* in *txn*.  Without *keep*, a completed non-INVITE
+        transaction is forgotten at once instead of answering retransmissions."""
         entry = self._server.get(key or server_key(txn.request))
         if entry is None or entry.txn is not txn:
             log.warn("Response {response!r} for a finished transaction dropped", response=response)
@@ -301,6 +337,8 @@ class SipStack:
             if timer_j:  # on UDP: keep the answer's bytes, not the transaction
                 sent = self._run(entry, [a for a in actions if a not in timer_j])
                 self._forget(entry)
+                if not keep:
+                    return
                 if sent is not None and sent[0] is response:  # no second serialisation
                     self._answered.add(entry.key, sent[1], sent[2])
                 else:

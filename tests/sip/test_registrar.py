@@ -73,6 +73,8 @@ class Phone:
     guard: SourceGuard
     peer: Peer = PHONE
     _branch: int = 0
+    #: The last request's bytes and where it came from, for :meth:`retransmit`.
+    _last: tuple[bytes, Peer] | None = None
 
     async def send(
         self,
@@ -108,10 +110,18 @@ class Phone:
             lines.append(f"Expires: {expires}")
         if auth:
             lines.append(f"Authorization: {auth}")
+        self._last = (("\r\n".join(lines) + "\r\nContent-Length: 0\r\n\r\n").encode(), peer)
+        return await self._deliver(*self._last)
+
+    async def retransmit(self) -> Response | None:
+        """The last request again, byte for byte (same branch): what a phone does
+        when it has not heard the answer."""
+        assert self._last is not None
+        return await self._deliver(*self._last)
+
+    async def _deliver(self, data: bytes, peer: Peer) -> Response | None:
         before = len(self.transport.sent)
-        self.stack.datagram_received(
-            ("\r\n".join(lines) + "\r\nContent-Length: 0\r\n\r\n").encode(), peer
-        )
+        self.stack.datagram_received(data, peer)
         while self.pending:
             batch, self.pending[:] = list(self.pending), []
             await gatherResults(batch)
@@ -390,6 +400,54 @@ async def test_repeated_failures_ban_the_source(phone: Phone, directory: Directo
     assert "198.51.100.7" in phone.guard.banned(phone.clock.seconds())
     phone.clock.advance(1801)
     assert (await phone.send(user=user, call_id="later", peer=attacker)).status == 401  # type: ignore[union-attr]
+
+
+@ensure
+async def test_challenges_without_credentials_are_stateless(
+    phone: Phone, directory: Directory
+) -> None:
+    """RFC 3261 §8.2.7: a REGISTER without credentials leaves no transaction behind;
+    its retransmission is challenged again, with the same To tag."""
+    user = await _endpoint(directory)
+    first = await phone.send(user=user)
+    assert first is not None
+    assert first.status == 401
+    assert phone.stack.transaction_count == 0
+    again = await phone.retransmit()
+    assert again is not None
+    assert again.status == 401
+    assert again.to.tag == first.to.tag
+    assert phone.stack.counters["retransmissions"] == 0, "handled as a new request"
+    other = await phone.send(user=user, call_id="reg-2")
+    assert other is not None
+    assert other.to.tag != first.to.tag
+
+
+@ensure
+async def test_refused_credentials_and_successes_are_answered_statefully(
+    phone: Phone, directory: Directory
+) -> None:
+    """A retransmitted REGISTER with credentials gets the same answer again, without
+    being verified twice (wrong credentials would count twice against the source)."""
+    user = await _endpoint(directory)
+    challenge = await phone.send(user=user)
+    header = challenge.headers.get_all("WWW-Authenticate")[0]  # type: ignore[union-attr]
+    refused = await phone.send(user=user, cseq=2, auth=digest_response(header, user, "wrong"))
+    assert refused is not None
+    assert refused.status == 401
+    assert phone.stack.transaction_count == 1
+    sent = len(phone.transport.sent)
+    assert await phone.retransmit() is not None
+    assert phone.transport.sent[-1][1] == phone.transport.sent[sent - 1][1]
+    assert phone.stack.counters["retransmissions"] == 1
+    ok = await phone.send(user=user, cseq=3, auth=digest_response(header, user, "s3cret"))
+    assert ok is not None
+    assert ok.status == 200
+    assert phone.stack.transaction_count == 2
+    assert (await phone.retransmit()).status == 200  # type: ignore[union-attr]
+    assert phone.stack.counters["retransmissions"] == 2
+    phone.clock.advance(32)
+    assert phone.stack.transaction_count == 0
 
 
 @ensure
