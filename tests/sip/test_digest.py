@@ -156,6 +156,26 @@ def test_nonces_that_can_only_be_stale_are_forgotten() -> None:
     assert len(auth._nc_seen) == 1, "the first nonce went stale and was dropped"
 
 
+def test_a_nonce_forgotten_for_room_cannot_be_replayed() -> None:
+    """Past ``max_tracked_nonces`` the first-used nonce is forgotten; its next use
+    (a replay, or the phone's next REGISTER) is answered stale, never accepted."""
+    auth = _auth()
+    auth.max_tracked_nonces = 2
+    pw = _ha1s("bob", "pw")
+    challenges = [auth.challenges(NOW + i)[0] for i in range(4)]
+    for i in range(3):
+        header = digest_response(challenges[i], "bob", "pw")
+        assert auth.verify("REGISTER", header, pw, NOW + 10).verdict is Verdict.OK
+    assert len(auth._nc_seen) == 2
+    replay = digest_response(challenges[0], "bob", "pw", nc=2)
+    result = auth.verify("REGISTER", replay, pw, NOW + 11)
+    assert (result.verdict, result.reason) == (Verdict.STALE, "nonce no longer tracked")
+    tracked = digest_response(challenges[1], "bob", "pw", nc=2)
+    assert auth.verify("REGISTER", tracked, pw, NOW + 11).verdict is Verdict.OK
+    unused = digest_response(challenges[3], "bob", "pw")  # issued after the forgotten one
+    assert auth.verify("REGISTER", unused, pw, NOW + 11).verdict is Verdict.OK
+
+
 def test_quoted_values_with_escapes_and_commas() -> None:
     creds = parse_authorization(
         r'Digest username="b\"o,b", realm="example.test", nonce="n", uri="sip:x", response="r"'
