@@ -12,10 +12,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 from twisted.internet.task import Clock
 
 from telephony.directory import Directory
 from telephony.directory.database import Database, open_sqlite
+
+# Property tests are about correctness, not speed: no per-example deadline (Hypothesis's
+# default, 200 ms, fails examples that a loaded CI machine merely ran slowly).  Modules
+# that set their own settings (tests/sip/test_fuzz.py) keep them.
+settings.register_profile("telephony", deadline=None)
+settings.load_profile("telephony")
 
 
 @pytest.fixture
