@@ -333,9 +333,9 @@ class SipStack:
             return
         actions = txn.respond(response)  # type: ignore[attr-defined]
         if isinstance(txn, ServerNonInvite) and txn.state is State.COMPLETED:
-            timer_j = [a for a in actions if isinstance(a, StartTimer) and a.name == "J"]
-            if timer_j:  # on UDP: keep the answer's bytes, not the transaction
-                sent = self._run(entry, [a for a in actions if a not in timer_j])
+            rest = [a for a in actions if not (isinstance(a, StartTimer) and a.name == "J")]
+            if len(rest) < len(actions):  # Timer J, so UDP: keep the answer, not the txn
+                sent = self._run(entry, rest)
                 self._forget(entry)
                 if not keep:
                     return
