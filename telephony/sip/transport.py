@@ -163,10 +163,13 @@ class ServerTransactionHandle:
         """Answer as a stateless UAS does (RFC 3261 §8.2.7); for challenging a request
         that carried no credentials.
 
-        The To tag comes from the request, and a non-INVITE transaction on UDP is not
-        kept for Timer J: a retransmission is simply challenged again.  A flood of
-        unauthenticated requests then leaves no state behind, and a registration
-        keeps one transaction for 32 s instead of two.
+        The To tag comes from the request, and the transaction ends with the answer:
+        nothing is kept for Timer J, and an INVITE's challenge is not retransmitted
+        (Timer G) nor its ACK awaited (Timer H); the ACK is then ignored.  A request
+        that arrives again is simply challenged again.  A flood of unauthenticated
+        requests leaves no state behind and is not answered several times over (a
+        stateful 407 to a spoofed INVITE went out up to 11 times), and a
+        registration keeps one transaction for 32 s instead of two.
         """
         response = Response.for_request(
             self.request, status, reason, to_tag=stateless_tag(self.request)
@@ -325,20 +328,23 @@ class SipStack:
         *,
         keep: bool = True,
     ) -> None:
-        """Send *response* in *txn*.  Without *keep*, a completed non-INVITE
-        transaction is forgotten at once instead of answering retransmissions."""
+        """Send *response* in *txn*.  Without *keep* a final response ends the
+        transaction at once: no retransmission of it, nothing kept to answer the
+        request's retransmissions or to match its ACK (a stateless UAS, §8.2.7)."""
         entry = self._server.get(key or server_key(txn.request))
         if entry is None or entry.txn is not txn:
             log.warn("Response {response!r} for a finished transaction dropped", response=response)
             return
         actions = txn.respond(response)  # type: ignore[attr-defined]
+        if not keep and response.status >= 200:  # stateless: no timers, no state
+            self._run(entry, [a for a in actions if isinstance(a, Send)])
+            self._forget(entry)
+            return
         if isinstance(txn, ServerNonInvite) and txn.state is State.COMPLETED:
             rest = [a for a in actions if not (isinstance(a, StartTimer) and a.name == "J")]
             if len(rest) < len(actions):  # Timer J, so UDP: keep the answer, not the txn
                 sent = self._run(entry, rest)
                 self._forget(entry)
-                if not keep:
-                    return
                 if sent is not None and sent[0] is response:  # no second serialisation
                     self._answered.add(entry.key, sent[1], sent[2])
                 else:

@@ -137,6 +137,38 @@ async def test_gateway_to_unknown_number_and_other_sources(
 
 
 @ensure
+async def test_an_invite_without_credentials_is_challenged_statelessly(
+    router: Router, clock: Clock
+) -> None:
+    """One 407, never retransmitted, no transaction left; the ACK is ignored, and the
+    INVITE sent again is challenged again with the same To tag (RFC 3261 §8.2.7)."""
+    waiting: list[Deferred[Any]] = []
+    stack, transport, _ = make_stack(
+        clock,
+        lambda request, txn: waiting.append(Deferred.fromCoroutine(router.route(request, txn))),
+    )
+    invite = _invite("18009999999")
+    stack.datagram_received(invite, PHONE)
+    for d in waiting:
+        await d
+    assert stack.transaction_count == 0
+    (first,) = [parse_datagram(x) for _, x, _ in transport.sent]
+    assert isinstance(first, Response)
+    assert first.status == 407
+    ack = invite.replace(b"INVITE sip:", b"ACK sip:").replace(b"1 INVITE", b"1 ACK")
+    stack.datagram_received(ack, PHONE)
+    clock.advance(32)
+    assert len(transport.sent) == 1, "no Timer G retransmission, nothing for the ACK"
+    stack.datagram_received(invite, PHONE)
+    for d in waiting:
+        await d
+    again = parse_datagram(transport.sent[-1][1])
+    assert isinstance(again, Response)
+    assert (again.status, again.to.tag) == (407, first.to.tag)
+    stack.stop()
+
+
+@ensure
 async def test_endpoint_runs_its_app_or_rings_another_endpoint(
     directory: Directory, router: Router, clock: Clock
 ) -> None:
