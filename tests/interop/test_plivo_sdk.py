@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import plivo
@@ -15,9 +15,22 @@ from tests.serverproc import Server, plivo_client, running_server
 pytestmark = pytest.mark.interop
 
 
-def _client(server: Server, monkeypatch: pytest.MonkeyPatch) -> plivo.RestClient:
-    client: plivo.RestClient = plivo_client(server, monkeypatch)
-    return client
+Connect = Callable[[Server], plivo.RestClient]
+
+
+@pytest.fixture
+def connect(monkeypatch: pytest.MonkeyPatch) -> Iterator[Connect]:
+    """Makes SDK clients for a server; their HTTP sessions are closed after the test."""
+    made: list[plivo.RestClient] = []
+
+    def make(server: Server) -> plivo.RestClient:
+        client: plivo.RestClient = plivo_client(server, monkeypatch)
+        made.append(client)
+        return client
+
+    yield make
+    for client in made:
+        client.__exit__(None, None, None)
 
 
 @pytest.fixture
@@ -26,10 +39,8 @@ def server(tmp_path: Path) -> Iterator[Server]:
         yield s
 
 
-def test_endpoint_and_application_life_cycle(
-    server: Server, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    client = _client(server, monkeypatch)
+def test_endpoint_and_application_life_cycle(server: Server, connect: Connect) -> None:
+    client = connect(server)
 
     app = client.applications.create(
         app_name="support_line",
@@ -95,31 +106,29 @@ def test_endpoint_and_application_life_cycle(
     ],
 )
 def test_bad_endpoint_fields_answer_400_naming_the_field(
-    server: Server, monkeypatch: pytest.MonkeyPatch, kwargs: dict[str, str], field: str
+    server: Server, connect: Connect, kwargs: dict[str, str], field: str
 ) -> None:
-    client = _client(server, monkeypatch)
+    client = connect(server)
     with pytest.raises(plivo.exceptions.ValidationError) as excinfo:
         client.endpoints.create(**kwargs)
     assert str(excinfo.value).startswith(f"{field}: ")
     assert client.endpoints.list().meta.total_count == 0
 
 
-def test_wrong_token_is_refused(server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
-    _client(server, monkeypatch)
+def test_wrong_token_is_refused(server: Server, connect: Connect) -> None:
     auth_id, _ = server.credentials()
-    intruder = plivo.RestClient(auth_id, "W" * 40)
+    intruder = connect(server)
+    intruder.session.auth = (auth_id, "W" * 40)  # the SDK's credentials, a wrong token
     # (A list call would not do: plivo 4.x's ListResponseObject fails on any JSON
     # error body before it looks at the status code.)
     with pytest.raises(plivo.exceptions.AuthenticationError):
         intruder.applications.get("12345678901234567")
 
 
-def test_restart_keeps_endpoints_and_applications(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_restart_keeps_endpoints_and_applications(tmp_path: Path, connect: Connect) -> None:
     data_dir = tmp_path / "var"
     with running_server(data_dir) as first:
-        client = _client(first, monkeypatch)
+        client = connect(first)
         app_id = client.applications.create(
             app_name="ivr", answer_url="http://127.0.0.1:9/a"
         ).app_id
@@ -129,7 +138,7 @@ def test_restart_keeps_endpoints_and_applications(
         credentials = first.credentials()
     with running_server(data_dir) as second:
         assert second.credentials() == credentials
-        client = _client(second, monkeypatch)
+        client = connect(second)
         again = client.endpoints.get(endpoint.endpoint_id)
         assert again.username == endpoint.username
         assert again.application.endswith(f"/Application/{app_id}/")

@@ -69,9 +69,10 @@ def answers() -> Iterator[AnswerServer]:
 
 
 @pytest.fixture
-def client(server: Server, monkeypatch: pytest.MonkeyPatch) -> plivo.RestClient:
+def client(server: Server, monkeypatch: pytest.MonkeyPatch) -> Iterator[plivo.RestClient]:
     sdk: plivo.RestClient = plivo_client(server, monkeypatch)
-    return sdk
+    with sdk:  # closes its HTTP sessions
+        yield sdk
 
 
 def live_ids(client: plivo.RestClient) -> list[str]:
