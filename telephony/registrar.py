@@ -82,19 +82,25 @@ class Registrar:
         once too; only the answer waits for the commit.  (No coroutine: its
         machinery was a tenth of a registration's cost.)
         """
-        if not self.auth.has_credentials(request):
-            try:
-                self._address_of_record(request)
-            except (_RegisterRefusedError, SipParseError) as exc:
-                self._refuse(txn, exc)
-            else:
-                self.auth.challenge(txn)
-            return succeed(None)
         try:
-            d = self._register(request, txn)
+            d = self._handle(request, txn)
         except Exception:
             d = fail()
         return d.addErrback(self._crashed, txn)
+
+    def _handle(self, request: Request, txn: ServerTransactionHandle) -> Deferred[None]:
+        try:
+            to_uri = self._address_of_record(request)
+        except (_RegisterRefusedError, SipParseError) as exc:
+            self._refuse(txn, exc)
+            return succeed(None)
+        if not self.auth.has_credentials(request):
+            self.auth.challenge(txn)
+            return succeed(None)
+        found = self.auth.authenticate(request, txn)
+        if isinstance(found, Deferred):
+            return found.addCallback(self._update, request, txn, to_uri)
+        return self._update(found, request, txn, to_uri)
 
     def _address_of_record(self, request: Request) -> SipURI:
         """The To URI, after checking that the request and it name our domain."""
@@ -121,17 +127,6 @@ class Registrar:
         self.counters["refused"] += 1
         headers = Headers(exc.headers) if isinstance(exc, _RegisterRefusedError) else None
         txn.respond(exc.status_hint, exc.reason, headers)
-
-    def _register(self, request: Request, txn: ServerTransactionHandle) -> Deferred[None]:
-        try:
-            to_uri = self._address_of_record(request)
-        except (_RegisterRefusedError, SipParseError) as exc:
-            self._refuse(txn, exc)
-            return succeed(None)
-        found = self.auth.authenticate(request, txn)
-        if isinstance(found, Deferred):
-            return found.addCallback(self._update, request, txn, to_uri)
-        return self._update(found, request, txn, to_uri)
 
     def _update(
         self,
