@@ -28,7 +28,8 @@ log = Logger()
 
 #: Seconds an idle connection to an application server is kept for reuse: below
 #: the common server keep-alive timeouts (5 s for Node.js and Apache), so that we do
-#: not send a request on a connection the server is closing (a POST is not retried).
+#: not send a request on a connection the server is closing (the fetcher sends such
+#: a request again, but only once: ``xml_dsl.fetcher.CLOSED_CONNECTION_RETRIES``).
 HTTP_IDLE_TIMEOUT = 4
 #: Idle connections kept per application host: enough for the requests in flight
 #: at a couple of hundred calls a second (answer_url, hangup_url, callbacks), so
