@@ -172,8 +172,8 @@ class RTPPort(udp.Port):
             poller.add(self)
 
     def stopReading(self) -> None:
-        """Leave the poller (or the reactor)."""
-        poller = _poller_for(self.reactor)
+        """Leave the poller that watches this port (or the reactor)."""
+        poller = self.poller
         if poller is None:
             super().stopReading()
         else:
