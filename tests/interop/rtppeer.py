@@ -52,7 +52,7 @@ _RTP = struct.Struct("!BBHII")
 _EVENTS = "0123456789*#ABCD"
 
 
-# -- G.711 A-law, written out here so the checks do not lean on the server's codec ---
+# -- arrival times ----------------------------------------------------------------------
 
 
 #: Linux's ``SO_TIMESTAMPNS`` (also the control message's type): the kernel stamps each
@@ -64,15 +64,11 @@ _TIMESPEC = struct.Struct("@qq")
 _ANCILLARY_SPACE = socket.CMSG_SPACE(_TIMESPEC.size)
 
 
-def _ask_arrival_times(sock: socket.socket) -> bool:
-    """Ask the kernel to stamp arrivals; False where it cannot (then ``time.time()``)."""
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
-    except OSError:
-        return False
-    return True
+def _ask_arrival_times(sock: socket.socket) -> None:
+    """Ask the kernel to stamp arrivals (Linux); elsewhere ``time.time()`` is used."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
 
 
 def _arrival_time(ancillary: list[tuple[int, int, bytes]]) -> float | None:
@@ -82,6 +78,9 @@ def _arrival_time(ancillary: list[tuple[int, int, bytes]]) -> float | None:
             seconds, nanoseconds = _TIMESPEC.unpack_from(data)
             return seconds + nanoseconds / 1e9
     return None
+
+
+# -- G.711 A-law, written out here so the checks do not lean on the server's codec ---
 
 
 def _alaw_decode_table() -> npt.NDArray[np.int16]:
