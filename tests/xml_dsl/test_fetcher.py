@@ -304,23 +304,14 @@ class _Closer(Protocol):
         self.buffer += data
         while b"\r\n\r\n" in self.buffer:
             head, _, rest = self.buffer.partition(b"\r\n\r\n")
-            length = 0
-            for line in head.split(b"\r\n")[1:]:
-                name, _, value = line.partition(b":")
-                if name.strip().lower() == b"content-length":
-                    length = int(value)
+            fields = (line.partition(b":") for line in head.split(b"\r\n")[1:])
+            headers = {name.strip().lower(): value.strip() for name, _, value in fields}
+            length = int(headers.get(b"content-length", b"0"))
             if len(rest) < length:
                 return
             self.buffer = rest[length:]
             self.requests += 1
-            nonce = next(
-                (
-                    v.strip()
-                    for n, _, v in (x.partition(b":") for x in head.split(b"\r\n"))
-                    if n.lower() == NONCE_HEADER.lower().encode()
-                ),
-                b"",
-            )
+            nonce = headers.get(NONCE_HEADER.lower().encode(), b"")
             self.server.seen.append((self.number, self.requests, nonce))
             if self.server.answer(self.number, self.requests):
                 self.transport.write(
@@ -350,7 +341,7 @@ class _ClosingServer(Factory):
         return protocol
 
 
-async def _serve_closing(answer: Callable[[int, int], bool]) -> tuple[_ClosingServer, Any]:
+def _serve_closing(answer: Callable[[int, int], bool]) -> tuple[_ClosingServer, Any]:
     factory = _ClosingServer(answer)
     return factory, reactor.listenTCP(0, factory, interface="127.0.0.1")
 
@@ -368,7 +359,7 @@ async def test_a_kept_alive_connection_closed_by_the_app_is_retried_once() -> No
     """The app's server closes a kept-alive connection as the next POST arrives on it
     (an idle timeout racing the reuse): the POST is sent again on a new connection,
     with a new nonce, and the fetch succeeds."""
-    factory, port = await _serve_closing(lambda connection, request: request == 1)
+    factory, port = _serve_closing(lambda connection, request: request == 1)
     pool = HTTPConnectionPool(reactor, persistent=True)  # as the call service's
     f = Fetcher(reactor=reactor, auth_token=TOKEN, agent=application_agent(reactor, pool))
     try:
@@ -387,7 +378,7 @@ async def test_a_kept_alive_connection_closed_by_the_app_is_retried_once() -> No
 
 @pytest_twisted.ensureDeferred
 async def test_a_server_that_always_closes_is_tried_twice_then_fails() -> None:
-    factory, port = await _serve_closing(lambda connection, request: False)
+    factory, port = _serve_closing(lambda connection, request: False)
     try:
         url = f"http://127.0.0.1:{port.getHost().port}/answer"
         with pytest.raises(FetchError, match="connection failed"):
