@@ -56,26 +56,38 @@ def router(directory: Directory, clock: Clock) -> Router:
     return _router(directory, clock)
 
 
+class _Routing:
+    """A stack whose new requests go to the router; their routes are collected."""
+
+    def __init__(self, router: Router, clock: Clock) -> None:
+        self.router = router
+        self.routes: list[Route | None] = []
+        self._waiting: list[Deferred[Any]] = []
+        self.stack, self.transport, _ = make_stack(clock, self._respond)
+
+    def _respond(self, request: Request, txn: Any) -> None:
+        routed = Deferred.fromCoroutine(self.router.route(request, txn))
+        self._waiting.append(routed.addCallback(self.routes.append))
+
+    async def deliver(self, data: bytes, peer: Peer) -> None:
+        """Hand *data* to the stack and wait until the router has decided."""
+        self.stack.datagram_received(data, peer)
+        while self._waiting:
+            await self._waiting.pop(0)
+
+    def responses(self) -> list[Response]:
+        """Every response sent so far."""
+        sent = (parse_datagram(x) for _, x, _ in self.transport.sent)
+        return [m for m in sent if isinstance(m, Response)]
+
+
 async def _route(
     router: Router, data: bytes, peer: Peer, clock: Clock
 ) -> tuple[Route | None, list[Response]]:
-    routes: list[Route | None] = []
-    waiting = []
-
-    def respond(request: Request, txn: object) -> None:
-        waiting.append(
-            Deferred.fromCoroutine(router.route(request, txn)).addCallback(routes.append)
-        )  # type: ignore[arg-type]
-
-    stack, transport, _ = make_stack(clock, respond)
-    stack.datagram_received(data, peer)
-    for d in waiting:
-        await d
-    stack.stop()
-    replies = [
-        m for m in (parse_datagram(x) for _, x, _ in transport.sent) if isinstance(m, Response)
-    ]
-    return routes[0], replies
+    routing = _Routing(router, clock)
+    await routing.deliver(data, peer)
+    routing.stack.stop()
+    return routing.routes[0], routing.responses()
 
 
 def _invite(to: str, from_user: str = "18005550000", auth: str | None = None) -> bytes:
@@ -142,30 +154,20 @@ async def test_an_invite_without_credentials_is_challenged_statelessly(
 ) -> None:
     """One 407, never retransmitted, no transaction left; the ACK is ignored, and the
     INVITE sent again is challenged again with the same To tag (RFC 3261 §8.2.7)."""
-    waiting: list[Deferred[Any]] = []
-    stack, transport, _ = make_stack(
-        clock,
-        lambda request, txn: waiting.append(Deferred.fromCoroutine(router.route(request, txn))),
-    )
+    routing = _Routing(router, clock)
     invite = _invite("18009999999")
-    stack.datagram_received(invite, PHONE)
-    for d in waiting:
-        await d
-    assert stack.transaction_count == 0
-    (first,) = [parse_datagram(x) for _, x, _ in transport.sent]
-    assert isinstance(first, Response)
+    await routing.deliver(invite, PHONE)
+    assert routing.stack.transaction_count == 0
+    (first,) = routing.responses()
     assert first.status == 407
     ack = invite.replace(b"INVITE sip:", b"ACK sip:").replace(b"1 INVITE", b"1 ACK")
-    stack.datagram_received(ack, PHONE)
+    await routing.deliver(ack, PHONE)
     clock.advance(32)
-    assert len(transport.sent) == 1, "no Timer G retransmission, nothing for the ACK"
-    stack.datagram_received(invite, PHONE)
-    for d in waiting:
-        await d
-    again = parse_datagram(transport.sent[-1][1])
-    assert isinstance(again, Response)
+    assert len(routing.transport.sent) == 1, "no Timer G retransmission, nothing for the ACK"
+    await routing.deliver(invite, PHONE)
+    again = routing.responses()[-1]
     assert (again.status, again.to.tag) == (407, first.to.tag)
-    stack.stop()
+    routing.stack.stop()
 
 
 @ensure
