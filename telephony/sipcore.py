@@ -29,8 +29,10 @@ __all__ = ("SUPPORTED_EXTENSIONS", "SipCore")
 
 log = Logger()
 
-#: Option tags we implement (Supported / Require).
-SUPPORTED_EXTENSIONS: tuple[str, ...] = ()
+#: Option tags we implement (Supported / Require): ``timer``, session timers
+#: (RFC 4028), run by every call leg.  A request that requires one of these is
+#: served; one that requires any other tag gets 420 naming the others.
+SUPPORTED_EXTENSIONS: tuple[str, ...] = ("timer",)
 SERVER_HEADER = f"telephony/{__version__}"
 
 #: A handler for INVITE and in-dialog methods, set by the call layer.
