@@ -39,6 +39,7 @@ __all__ = (
     "DigestAuthenticator",
     "Verdict",
     "compute_ha1",
+    "digest_params",
     "parse_authorization",
 )
 
@@ -105,8 +106,10 @@ _REQUIRED = ("username", "realm", "nonce", "uri", "response")
 MAX_AUTHORIZATION_LENGTH = 2048
 
 
-def parse_authorization(value: str) -> Credentials | None:
-    """Parse ``Digest username="…", …``; None when it is not a readable Digest header."""
+def digest_params(value: str) -> dict[str, str] | None:
+    """The auth-params of a ``Digest`` header (credentials or challenge), names
+    lower-cased, values as written (quoted strings still quoted); None when the
+    header is too long, of another scheme, or unreadable."""
     if len(value) > MAX_AUTHORIZATION_LENGTH:
         return None
     scheme, _, rest = value.strip().partition(" ")
@@ -118,8 +121,13 @@ def parse_authorization(value: str) -> Credentials | None:
     # instead of a Python step per parameter.
     if _AUTH_PARAMS.fullmatch(rest) is None:
         return None
-    params = {name.lower(): raw for name, raw in _AUTH_PARAM.findall(rest)}
-    if any(name not in params for name in _REQUIRED):
+    return {name.lower(): raw for name, raw in _AUTH_PARAM.findall(rest)}
+
+
+def parse_authorization(value: str) -> Credentials | None:
+    """Parse ``Digest username="…", …``; None when it is not a readable Digest header."""
+    params = digest_params(value)
+    if params is None or any(name not in params for name in _REQUIRED):
         return None
 
     def optional(name: str) -> str | None:
