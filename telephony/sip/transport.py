@@ -361,15 +361,19 @@ class SipStack:
     ) -> Deferred[Response]:
         """Send *request* in a new client transaction; the Deferred fires with the final
         response (a synthesized 408 on timeout).  Provisional responses, and 2xx
-        retransmissions to an INVITE, go to *on_response*."""
+        retransmissions to an INVITE, go to *on_response*.
+
+        Cancelling the Deferred abandons the transaction: no more retransmissions, and
+        later responses to it are strays (a gateway that never answered, left for the
+        next one)."""
         top = request.top_via
         if not (top.branch or "").startswith(MAGIC_COOKIE):
             raise SipError("send_request: the top Via needs a magic-cookie branch")
         cls = ClientInvite if request.method == "INVITE" else ClientNonInvite
         txn = cls(request, reliable=peer.reliable, timers=self.timers)
         key = client_key(request)
-        d: Deferred[Response] = Deferred()
         entry = _Entry(txn, peer, key)
+        d: Deferred[Response] = Deferred(lambda _: self._forget(entry))
 
         def got(response: Response) -> None:
             if response.status >= 200 and not d.called:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from twisted.internet.defer import CancelledError
 from twisted.internet.task import Clock
+from twisted.python.failure import Failure
 
 from telephony.sip.headers import Headers
 from telephony.sip.message import Request, Response, parse_datagram
@@ -49,6 +51,25 @@ def test_client_invite_retransmits_on_timer_a_and_gives_up_at_b(clock: Clock) ->
     result = d.result
     assert (result.status, result.reason) == (408, "Request Timeout")
     assert stack.transaction_count == 0
+
+
+def test_cancelling_a_client_invite_abandons_it(clock: Clock) -> None:
+    """What failover does to a gateway that never answered: no more retransmissions,
+    nothing kept, and a late answer is a stray."""
+    stack, transport, _ = make_stack(clock)
+    request = _outgoing("INVITE")
+    d = stack.send_request(request, PHONE)
+    _advance_until(clock, 4)
+    d.cancel()
+    failures: list[Failure] = []
+    d.addErrback(failures.append)
+    _advance_until(clock, 40)
+    assert transport.times() == [0.0, 0.5, 1.5, 3.5]
+    assert stack.transaction_count == 0
+    assert clock.getDelayedCalls() == []
+    stack.datagram_received(_reply(request, 200), PHONE)
+    assert [f.check(CancelledError) for f in failures] == [CancelledError]
+    assert len(transport.sent) == 4  # the late 200 matched nothing: not even an ACK
 
 
 def test_client_non_invite_retransmits_capped_at_t2_and_times_out_at_f(clock: Clock) -> None:
