@@ -5,17 +5,26 @@ All sans-IO and counted in 20 ms frames of the shared media tick:
 * :func:`plan_digits` turns ``"ww12W3"`` into start frames.  A digit lasts
   ``digit_ms`` (default 100 ms, never under 40 ms) and is followed by
   ``gap_ms`` (default 100 ms); ``w`` adds 0.5 s and ``W`` 1 s after that gap.
-  Durations are rounded up to whole 20 ms frames, because every packet rides
-  the 20 ms tick.  With the defaults ``"ww12W3"`` starts its digits at frames
-  50, 60 and 120 (1.0 s, 1.2 s, 2.4 s) and ``"1w2W#"`` at 0, 35 and 95.
+  A string may end with ``@<ms>`` (Plivo's and FreeSWITCH's ``123@1000``): every
+  digit of it then lasts that long.  Durations are rounded up to whole 20 ms
+  frames, because every packet rides the 20 ms tick.  With the defaults
+  ``"ww12W3"`` starts its digits at frames 50, 60 and 120 (1.0 s, 1.2 s, 2.4 s)
+  and ``"1w2W#"`` at 0, 35 and 95.
 * :class:`DtmfSender` says which packets to send at each frame: for a digit
   starting at frame ``s`` and lasting ``F`` frames, frame ``s + k`` carries
   duration ``160 * (k + 1)`` for ``k < F``; the last of those has the E bit and is
   sent again at ``s + F`` and ``s + F + 1`` (three end packets, RFC 4733
   §2.5.1.4); all carry the RTP timestamp of frame ``s``; the first has the marker.
+  A digit longer than the 16-bit duration field can count (65,535 units, 8.19 s)
+  is sent in segments (§2.5.1.3): every :data:`SEGMENT_FRAMES` frames a new
+  segment starts, stamped with the timestamp of its first frame, its duration
+  counted afresh; the last packet of each segment but the last carries the whole
+  segment's duration without the E bit, and no segment after the first has the
+  marker, since the event goes on.
 * :class:`DtmfReceiver` turns incoming event packets into each digit exactly
   once, keyed by (SSRC, timestamp), tolerating a lost first packet, repeated
-  end packets and a missing end (the digit ends 150 ms after its last packet).
+  end packets and a missing end (the digit ends 150 ms after its last packet),
+  and joining the segments of a long event into one digit.
 """
 
 from __future__ import annotations
@@ -36,9 +45,11 @@ __all__ = (
     "DIGIT_EVENTS",
     "END_REPEATS",
     "FRAME_MS",
+    "MAX_DIGIT_MS",
     "MIN_DIGIT_MS",
     "MIN_GAP_MS",
     "PAUSES_MS",
+    "SEGMENT_FRAMES",
     "DigitPlan",
     "DtmfEvent",
     "DtmfEventKind",
@@ -50,6 +61,7 @@ __all__ = (
     "normalize_digits",
     "parse_event",
     "plan_digits",
+    "split_tone_length",
 )
 
 #: Packet interval in ms: one frame of the shared media tick.
@@ -60,9 +72,14 @@ UNITS_PER_FRAME = 160
 #: FreeSWITCH 50, some SBCs 35: 40 is two packets, the fewest that carry a rise).
 DEFAULT_DIGIT_MS = 100
 MIN_DIGIT_MS = 40
-#: Longest digit we send, in ms: 65,535 units is 8.19 s, past which RFC 4733
-#: §2.5.1.3 needs segments, which we do not generate.
-MAX_DIGIT_MS = 8000
+#: Longest digit we send, in ms: FreeSWITCH's ceiling on a DTMF tone (192,000
+#: samples), which Plivo's ``123@<ms>`` reaches.  Past 65,535 units (8.19 s) the
+#: event is sent in segments (RFC 4733 §2.5.1.3).
+MAX_DIGIT_MS = 24000
+#: Frames in one segment of a long event: the most whole 20 ms frames whose
+#: duration (409 x 160 = 65,440 units) the 16-bit field can hold.  Segments are
+#: whole frames so that each one's timestamp is a frame's, on the 20 ms grid.
+SEGMENT_FRAMES = 0xFFFF // UNITS_PER_FRAME
 #: Default gap after each digit, in ms; shortest, so the two end retransmissions
 #: (at +20 and +40 ms) finish before the next event starts.
 DEFAULT_GAP_MS = 100
@@ -126,6 +143,22 @@ def parse_event(payload: bytes) -> TelephoneEvent:
     return TelephoneEvent(event, bool(flags & 0x80), flags & 0x3F, duration)
 
 
+def split_tone_length(digits: str) -> tuple[str, int | None]:
+    """Split Plivo's ``"123@1000"`` into the keys and the tone length in ms.
+
+    :returns: ``(keys, ms)``; ``ms`` is ``None`` when there is no ``@``.
+    :raises MediaArgumentError: if what follows the ``@`` is not a whole number.
+    """
+    keys, at, length = digits.partition("@")
+    if not at:
+        return digits, None
+    if not (1 <= len(length) <= 6 and length.isascii() and length.isdigit()):
+        raise MediaArgumentError(
+            f"digits: the tone length after @ must be a whole number of ms, got {length!r}"
+        )
+    return keys, int(length)
+
+
 def normalize_digits(digits: str) -> str:
     """Validate a digit string, upper-casing ``a``-``d``.
 
@@ -185,12 +218,16 @@ def plan_digits(
 ) -> DigitPlan:
     """Lay out a digit string on the 20 ms frame grid.
 
-    :param digits: ``0-9 * # A-D`` and the pauses ``w`` (0.5 s) and ``W`` (1 s).
-    :param digit_ms: each digit's length in ms, 40-8000, rounded up to 20 ms.
+    :param digits: ``0-9 * # A-D`` and the pauses ``w`` (0.5 s) and ``W`` (1 s),
+        optionally followed by ``@<ms>``, which overrides ``digit_ms``.
+    :param digit_ms: each digit's length in ms, 40-24000, rounded up to 20 ms.
     :param gap_ms: the silence after each digit in ms, 40-10000, rounded up to 20 ms.
     :raises MediaArgumentError: for a bad character or an out-of-range length.
     """
+    digits, tone_ms = split_tone_length(digits)
     digits = normalize_digits(digits)
+    if tone_ms is not None:
+        digit_ms = tone_ms
     if not MIN_DIGIT_MS <= digit_ms <= MAX_DIGIT_MS:
         raise MediaArgumentError(
             f"digit_ms: must be {MIN_DIGIT_MS}-{MAX_DIGIT_MS} ms, got {digit_ms}"
@@ -219,7 +256,8 @@ class EventPacket:
 
     :ivar payload: the 4-byte payload.
     :ivar marker: the M bit (first packet of the event).
-    :ivar start_frame: the event's start frame, whose timestamp it carries.
+    :ivar start_frame: the start frame of the event (or of its segment, for a long
+        event), whose timestamp it carries.
     """
 
     payload: bytes
@@ -261,9 +299,12 @@ class DtmfSender:
         if k < 0:
             return None
         end = k >= d.frames - 1
-        duration = UNITS_PER_FRAME * min(k + 1, d.frames)
+        # The segment this frame belongs to; the end repeats belong to the last one.
+        segment = min(k, d.frames - 1) // SEGMENT_FRAMES
+        first = segment * SEGMENT_FRAMES
+        duration = UNITS_PER_FRAME * (min(k, d.frames - 1) - first + 1)
         payload = TelephoneEvent(d.event, end, self.volume, duration).to_bytes()
-        return EventPacket(payload, k == 0, d.start_frame)
+        return EventPacket(payload, k == 0, d.start_frame + first)
 
     def digit_at(self, frame: int) -> str | None:
         """The digit sounding at ``frame`` (for in-band tones), if any."""
@@ -318,6 +359,8 @@ class DtmfReceiver:
         self._active: tuple[int, int] | None = None
         self._active_digit = ""
         self._active_duration = 0
+        #: Units of the active event reported by its earlier segments (long events).
+        self._segments_before = 0
         self._last_seen = 0.0
         self._ended: deque[tuple[int, int]] = deque(maxlen=REMEMBERED_EVENTS)
         #: Packets ignored: malformed, non-DTMF events, duration 0, too quiet.
@@ -341,11 +384,18 @@ class DtmfReceiver:
         if key in self._ended:
             return []  # a retransmitted end packet, or a late packet of an ended event
         out: list[DtmfEvent] = []
-        if self._active != key:
+        previous = self._active
+        if previous is not None and previous != key and self._continues(previous, key, ev):
+            self._ended.append(previous)  # late packets of the old segment are stale
+            self._segments_before += (timestamp - previous[1]) & 0xFFFFFFFF
+            self._active = key
+            self._active_duration = 0
+        elif self._active != key:
             out.extend(self._end_active())
             self._active = key
             self._active_digit = EVENT_DIGITS[ev.event]
             self._active_duration = 0
+            self._segments_before = 0
             out.append(DtmfEvent(DtmfEventKind.BEGIN, self._active_digit, ev.duration, *key))
         self._active_duration = max(self._active_duration, ev.duration)
         self._last_seen = now
@@ -353,12 +403,26 @@ class DtmfReceiver:
             out.extend(self._end_active())
         return out
 
+    def _continues(self, active: tuple[int, int], key: tuple[int, int], ev: TelephoneEvent) -> bool:
+        """Whether ``key`` starts the next segment of the active long event (§2.5.2.3).
+
+        It does when it comes from the same source with the same event, and its
+        timestamp falls within what the active segment already covered (plus one
+        packet interval, for a lost last packet), at most 65,535 units on: a new
+        press of the same key comes after a gap, so beyond that.
+        """
+        if key[0] != active[0] or EVENT_DIGITS[ev.event] != self._active_digit:
+            return False
+        step = (key[1] - active[1]) & 0xFFFFFFFF
+        return 0 < step <= 0xFFFF and step <= self._active_duration + UNITS_PER_FRAME
+
     def _end_active(self) -> list[DtmfEvent]:
         if self._active is None:
             return []
         key, self._active = self._active, None
         self._ended.append(key)
-        return [DtmfEvent(DtmfEventKind.END, self._active_digit, self._active_duration, *key)]
+        total = self._segments_before + self._active_duration
+        return [DtmfEvent(DtmfEventKind.END, self._active_digit, total, *key)]
 
     def next_deadline(self) -> float | None:
         """When :meth:`poll` should next be called, in the ``now`` timebase, or ``None``."""

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from twisted.internet.task import Clock
 
 from media.dtmf import (
+    SEGMENT_FRAMES,
     DigitPlan,
     DtmfEventKind,
     DtmfReceiver,
@@ -14,9 +16,12 @@ from media.dtmf import (
     TelephoneEvent,
     parse_event,
     plan_digits,
+    split_tone_length,
 )
 from media.errors import MediaArgumentError
 from media.inband import InbandDtmfDetector, dtmf_tone, tone
+
+from .helpers import advance_to, make_session
 
 
 def starts(plan: DigitPlan) -> list[tuple[str, float]]:
@@ -53,7 +58,11 @@ def test_plan_trailing_pause_delays_completion() -> None:
     ("kwargs", "message"),
     [
         ({"digits": "12x"}, r"digits: only 0-9 \* # A-D w W, got 'x' at position 2"),
-        ({"digits": "1", "digit_ms": 39}, "digit_ms: must be 40-8000 ms, got 39"),
+        ({"digits": "1", "digit_ms": 39}, "digit_ms: must be 40-24000 ms, got 39"),
+        ({"digits": "1@24001"}, "digit_ms: must be 40-24000 ms, got 24001"),
+        ({"digits": "1@"}, "the tone length after @ must be a whole number of ms, got ''"),
+        ({"digits": "1@1@2"}, "the tone length after @ must be a whole number of ms"),
+        ({"digits": "1@x"}, "the tone length after @ must be a whole number of ms"),
         ({"digits": "1", "gap_ms": 20}, "gap_ms: must be 40-10000 ms, got 20"),
         ({"digits": "1" * 300}, "digits: at most 256 characters"),
     ],
@@ -61,6 +70,21 @@ def test_plan_trailing_pause_delays_completion() -> None:
 def test_plan_rejects_bad_arguments(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(MediaArgumentError, match=message):
         plan_digits(**kwargs)  # type: ignore[arg-type]
+
+
+def test_tone_length_after_at_sets_every_digit() -> None:
+    assert split_tone_length("12w3@1000") == ("12w3", 1000)
+    assert split_tone_length("12") == ("12", None)
+    plan = plan_digits("12w3@1000")
+    # 1000 ms = 50 frames, then the 100 ms gap (5 frames); w adds 25 frames.
+    assert plan.digits == (
+        ScheduledDigit("1", 0, 50),
+        ScheduledDigit("2", 55, 50),
+        ScheduledDigit("3", 135, 50),
+    )
+    assert plan.done_frame == 135 + 50 + 2
+    # The suffix overrides the digit_ms argument; lengths still round up to frames.
+    assert plan_digits("1@50", digit_ms=400).digits == (ScheduledDigit("1", 0, 3),)
 
 
 def test_lowercase_letters_are_accepted() -> None:
@@ -97,6 +121,72 @@ def test_sender_volume_range() -> None:
 def test_event_payload_layout() -> None:
     assert TelephoneEvent(11, True, 10, 800).to_bytes() == bytes.fromhex("0b8a0320")
     assert parse_event(bytes.fromhex("0b8a0320")) == TelephoneEvent(11, True, 10, 800)
+
+
+def test_sender_splits_a_long_event_into_segments() -> None:
+    """9 s is 72,000 units, more than the 16-bit duration field holds (RFC 4733
+    §2.5.1.3): the first segment is 409 frames, the second the remaining 41."""
+    assert SEGMENT_FRAMES == 409
+    sender = DtmfSender(plan_digits("5@9000"))
+    sent = [(f, sender.packet_at(f)) for f in range(460)]
+    packets = [(f, p, parse_event(p.payload)) for f, p in sent if p is not None]
+    assert [f for f, _, _ in packets] == list(range(452))
+    first = packets[:409]
+    second = packets[409:]
+    assert [e.duration for _, _, e in first] == [160 * (k + 1) for k in range(409)]
+    assert first[-1][2].duration == 65440 <= 0xFFFF
+    assert not any(e.end for _, _, e in first), "only the final segment ends the event"
+    assert {p.start_frame for _, p, _ in first} == {0}
+    assert [e.duration for _, _, e in second] == [160 * (k + 1) for k in range(41)] + [6560] * 2
+    assert [e.end for _, _, e in second] == [False] * 40 + [True] * 3
+    # The new segment is stamped with its own first frame: where the last one stopped.
+    assert {p.start_frame for _, p, _ in second} == {409}
+    assert [p.marker for _, p, _ in packets] == [True] + [False] * 451
+    assert sender.done_frame == 452
+
+
+def test_short_events_are_one_segment_up_to_the_limit() -> None:
+    sender = DtmfSender(plan_digits(f"1@{SEGMENT_FRAMES * 20}"))
+    packets = [sender.packet_at(f) for f in range(SEGMENT_FRAMES + 2)]
+    assert all(p is not None and p.start_frame == 0 for p in packets)
+    last = parse_event(packets[-1].payload if packets[-1] else b"")
+    assert (last.end, last.duration) == (True, 65440)
+
+
+def test_receiver_joins_the_segments_of_a_long_event() -> None:
+    sender = DtmfSender(plan_digits("5@9000"))
+    rx = DtmfReceiver()
+    events = []
+    for f in range(sender.done_frame):
+        p = sender.packet_at(f)
+        if p is not None:
+            events += rx.feed(7, 1000 + 160 * p.start_frame, p.payload, 0.02 * f)
+    assert [(e.kind, e.digit) for e in events] == [
+        (DtmfEventKind.BEGIN, "5"),
+        (DtmfEventKind.END, "5"),
+    ]
+    assert events[-1].duration == 72000  # 9 s at 8 kHz
+    # A late packet of the first segment does not start the digit again.
+    assert rx.feed(7, 1000, TelephoneEvent(5, False, 10, 65440).to_bytes(), 10.0) == []
+
+
+def test_receiver_joins_segments_of_65535_units_as_other_senders_cut_them() -> None:
+    rx = DtmfReceiver()
+    ts = 50_000
+    events = rx.feed(1, ts, TelephoneEvent(2, False, 10, 65440).to_bytes(), 0.0)
+    events += rx.feed(1, ts, TelephoneEvent(2, False, 10, 0xFFFF).to_bytes(), 0.02)
+    events += rx.feed(1, ts + 0xFFFF, TelephoneEvent(2, True, 10, 800).to_bytes(), 0.04)
+    assert [(e.kind, e.duration) for e in events] == [
+        (DtmfEventKind.BEGIN, 65440),
+        (DtmfEventKind.END, 0xFFFF + 800),
+    ]
+
+
+def test_receiver_does_not_join_a_new_press_of_the_same_key() -> None:
+    rx = DtmfReceiver()
+    # "1" lost its end packets; 40 ms later "1" again: two digits, not one.
+    events = feed_all(rx, digit_packets(1, 100)[:4] + digit_packets(1, 100 + 640 + 320))
+    assert [e.kind for e in events].count(DtmfEventKind.BEGIN) == 2
 
 
 def feed_all(rx: DtmfReceiver, packets: list[tuple[int, int, TelephoneEvent]], t: float = 0.0):
@@ -239,3 +329,43 @@ def test_inband_detector_survives_g711_round_trip() -> None:
     for codec in Codec:
         det = InbandDtmfDetector()
         assert det.feed(codec.decode(codec.encode(keyed("159#")))) == list("159#")
+
+
+# On the wire, with a Clock ---------------------------------------------------------
+
+
+def test_tone_length_on_the_wire_to_the_millisecond(clock: Clock) -> None:
+    session, transport = make_session(clock)
+    done_at: list[float] = []
+    session.send_digits("12@1000").addCallback(lambda _: done_at.append(clock.seconds()))
+    advance_to(clock, 3.0)
+    events = [(t, p, parse_event(p.payload)) for t, p in transport.packets(101)]
+    assert len(events) == 2 * 52
+    for i, start in enumerate([0.0, 1.1]):  # 1 s tone, then the 100 ms gap
+        digit = events[52 * i : 52 * i + 52]
+        assert [t for t, _, _ in digit] == pytest.approx([start + 0.02 * k for k in range(52)])
+        assert [e.duration for _, _, e in digit] == [160 * (k + 1) for k in range(50)] + [8000] * 2
+        assert [e.end for _, _, e in digit] == [False] * 49 + [True] * 3
+        assert [p.marker for _, p, _ in digit] == [True] + [False] * 51
+        assert len({p.timestamp for _, p, _ in digit}) == 1
+    assert events[52][1].timestamp - events[0][1].timestamp == round(1.1 * 8000)
+    assert done_at == pytest.approx([1.1 + 51 * 0.02])  # with the last end packet
+    session.close()
+
+
+def test_long_tone_segments_on_the_wire(clock: Clock) -> None:
+    session, transport = make_session(clock)
+    session.send_digits("7@9000")
+    advance_to(clock, 9.2)
+    events = [(t, p, parse_event(p.payload)) for t, p in transport.packets(101)]
+    assert [t for t, _, _ in events] == pytest.approx([0.02 * k for k in range(452)])
+    stamps = [p.timestamp for _, p, _ in events]
+    assert set(stamps[:409]) == {stamps[0]}
+    assert set(stamps[409:]) == {(stamps[0] + 409 * 160) & 0xFFFFFFFF}
+    assert events[408][2].duration == 65440
+    assert not events[408][2].end
+    assert events[409][2].duration == 160
+    assert not events[409][1].marker
+    assert [e.end for _, _, e in events[-3:]] == [True] * 3
+    assert {e.duration for _, _, e in events[-3:]} == {6560}
+    session.close()
