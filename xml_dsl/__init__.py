@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 from xml_dsl._answer import run_call
-from xml_dsl._values import Method
+from xml_dsl._values import Method, is_reserved_header
 from xml_dsl.control import (
     Beep,
     ConferenceEvent,
@@ -79,6 +79,7 @@ __all__ = [
     "WaitUntil",
     "XMLError",
     "execute",
+    "is_reserved_header",
     "parse",
     "run_call",
     "sign",

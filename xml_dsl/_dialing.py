@@ -70,6 +70,7 @@ async def run_dial(ex: Execution, verb: Dial) -> DialResult:
         sip_headers=verb.sip_headers,
         report_b_leg_digits=bool(verb.digits_match_b_leg),
         record=ex._record_spec(armed, RecordMode.DIAL) if armed is not None else None,
+        call_type=verb.call_type,
     )
     a_leg = ex.call_uuid
     timers: list[IDelayedCall] = []

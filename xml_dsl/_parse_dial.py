@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from lxml import etree
+from twisted.logger import Logger
 
 from xml_dsl import _values as v
 from xml_dsl._reader import (
     AttrReader,
+    Ignored,
     checked,
     fail,
     line_of,
@@ -15,39 +17,72 @@ from xml_dsl._reader import (
     positive,
     text_only,
 )
-from xml_dsl.verbs import Dial, DialMusic, Method, Number, SendDigitsMode, User
+from xml_dsl.verbs import CallType, Dial, DialMusic, Method, Number, SendDigitsMode, User
 
 __all__ = ["MAX_DIAL_TARGETS", "parse_dial"]
 
 #: Most ``<Number>``/``<User>`` rung at once by one ``<Dial>`` [ours].
 MAX_DIAL_TARGETS = 10
 
+log = Logger(namespace="xml_dsl.parser")
 
-def _nouns(el: etree._Element) -> tuple[Number | User, ...]:
+
+def _nouns(el: etree._Element, ignored: Ignored) -> tuple[Number | User, ...]:
     no_text(el)
     out: list[Number | User] = []
     for child in el:
         tag = local_tag(child)
         if tag == "Number":
-            out.append(_number(child))
+            out.append(_number(child, ignored))
         elif tag == "User":
-            out.append(_user(child))
+            out.append(_user(child, ignored))
         else:
             raise fail(child, f"<{tag}> may not be nested in <Dial> (only <Number> and <User>)")
     return tuple(out)
 
 
-def _number(el: etree._Element) -> Number:
-    r = AttrReader(el)
+def _headers(el: etree._Element, r: AttrReader) -> tuple[tuple[str, str], ...]:
+    """``sipHeaders``, without the names Plivo reserves (dropped, as Plivo drops them)."""
+    pairs = r.get("sipHeaders", v.sip_headers, ())
+    kept = tuple((name, value) for name, value in pairs if not v.is_reserved_header(name))
+    for name, _ in pairs:
+        if v.is_reserved_header(name):
+            log.debug(
+                "line {line}: <{element} sipHeaders>: {header} is a reserved name; dropped",
+                line=line_of(el),
+                element=local_tag(el),
+                header=name,
+            )
+    return kept
+
+
+def _credentials(el: etree._Element, r: AttrReader) -> tuple[str | None, str | None]:
+    """``sipAuthUsername`` and ``sipAuthPassword``: both or neither."""
+    username = r.get("sipAuthUsername", v.sip_auth_username, None)
+    password = r.get("sipAuthPassword", v.sip_auth_password, None, secret=True)
+    if (username is None) != (password is None):
+        missing = "sipAuthPassword" if password is None else "sipAuthUsername"
+        raise fail(
+            el, f"sipAuthUsername and sipAuthPassword must be given together ({missing} is missing)"
+        )
+    return username, password
+
+
+def _number(el: etree._Element, ignored: Ignored) -> Number:
+    r = AttrReader(el, ignored)
+    username, password = _credentials(el, r)
     verb = Number(
         number=checked(el, text_only(el, "a phone number"), _phone),
-        send_digits=r.get("sendDigits", v.digits_to_send, None),
+        send_digits=r.get("sendDigits", v.digits_with_tone, None),
         send_on_preanswer=r.get("sendOnPreanswer", v.boolean, False),
         send_digits_mode=r.get(
             "sendDigitsMode",
             lambda n, s: v.choice(n, s, SendDigitsMode, fold=str.lower),
             SendDigitsMode.RFC2833,
         ),
+        sip_headers=_headers(el, r),
+        sip_auth_username=username,
+        sip_auth_password=password,
         line=line_of(el),
     )
     r.finish()
@@ -72,13 +107,16 @@ def _sip_uri(name: str, raw: str) -> str:
     return raw
 
 
-def _user(el: etree._Element) -> User:
-    r = AttrReader(el)
+def _user(el: etree._Element, ignored: Ignored) -> User:
+    r = AttrReader(el, ignored)
+    username, password = _credentials(el, r)
     verb = User(
         uri=checked(el, text_only(el, "a SIP URI"), _sip_uri),
-        send_digits=r.get("sendDigits", v.digits_to_send, None),
+        send_digits=r.get("sendDigits", v.digits_with_tone, None),
         send_on_preanswer=r.get("sendOnPreanswer", v.boolean, False),
-        sip_headers=r.get("sipHeaders", v.sip_headers, ()),
+        sip_headers=_headers(el, r),
+        sip_auth_username=username,
+        sip_auth_password=password,
         line=line_of(el),
     )
     r.finish()
@@ -97,9 +135,10 @@ def _dial_music(name: str, raw: str) -> DialMusic | str | None:
         raise v.RuleError(f"{name} must be real or a URL") from None
 
 
-def parse_dial(el: etree._Element) -> Dial:
-    r = AttrReader(el)
-    targets = _nouns(el)
+def parse_dial(el: etree._Element, ignored: Ignored) -> Dial:
+    """``<Dial>`` and its ``<Number>``/``<User>`` nouns; skipped attributes go to ``ignored``."""
+    r = AttrReader(el, ignored)
+    targets = _nouns(el, ignored)
     if not targets:
         raise fail(el, "Dial must contain at least one <Number> or <User>")
     if len(targets) > MAX_DIAL_TARGETS:
@@ -122,7 +161,10 @@ def parse_dial(el: etree._Element) -> Dial:
         redirect=r.get("redirect", v.boolean, True),
         digits_match=r.get("digitsMatch", v.digit_patterns, ()),
         digits_match_b_leg=r.get("digitsMatchBLeg", v.digit_patterns, ()),
-        sip_headers=r.get("sipHeaders", v.sip_headers, ()),
+        sip_headers=_headers(el, r),
+        call_type=r.get(
+            "callType", lambda n, s: v.choice(n, s, CallType, fold=str.lower), CallType.VOICE
+        ),
         line=line_of(el),
     )
     r.finish()

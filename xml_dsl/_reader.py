@@ -10,10 +10,14 @@ from lxml import etree
 
 from xml_dsl._values import RuleError, integer
 from xml_dsl.errors import XMLError
+from xml_dsl.verbs import IgnoredAttribute
 
 __all__ = [
+    "HIDDEN",
+    "MAX_IGNORED_VALUE_CHARS",
     "XML_LANG",
     "AttrReader",
+    "Ignored",
     "checked",
     "fail",
     "line_of",
@@ -28,6 +32,20 @@ D = TypeVar("D")
 
 #: The ``xml:lang`` attribute as lxml names it.
 XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
+
+#: Longest value of an ignored attribute kept for the log, in characters [ours]: enough
+#: to recognise it, not enough to fill a log line with a document's worth of text.
+MAX_IGNORED_VALUE_CHARS = 60
+
+#: Name fragments of ignored attributes whose value is never kept (a misspelt
+#: ``sipAuthPassword`` must not reach a log) [ours].
+_SECRET_HINTS = ("pass", "secret", "token", "auth")
+
+#: What an error or a log line shows instead of a secret value.
+HIDDEN = "(hidden)"
+
+#: Where a document's ignored attributes are collected while it is parsed.
+Ignored = list[IgnoredAttribute]
 
 
 def local_tag(el: etree._Element) -> str:
@@ -56,19 +74,38 @@ def fail(
     )
 
 
-class AttrReader:
-    """Reads an element's attributes one by one; :meth:`finish` refuses the rest."""
+def _shown(name: str, raw: str) -> str:
+    if any(hint in name.lower() for hint in _SECRET_HINTS):
+        return HIDDEN
+    if len(raw) > MAX_IGNORED_VALUE_CHARS:
+        return raw[: MAX_IGNORED_VALUE_CHARS - 3] + "..."
+    return raw
 
-    def __init__(self, el: etree._Element) -> None:
+
+class AttrReader:
+    """Reads an element's attributes one by one; :meth:`finish` notes the rest.
+
+    :param el: the element.
+    :param ignored: where :meth:`finish` appends the attributes nobody read.
+    """
+
+    def __init__(self, el: etree._Element, ignored: Ignored) -> None:
         self._el = el
+        self._ignored = ignored
         self._seen: set[str] = set()
 
-    def get(self, name: str, convert: Callable[[str, str], T], default: D) -> T | D:
-        """The converted value of attribute ``name``, or ``default`` when absent."""
+    def get(
+        self, name: str, convert: Callable[[str, str], T], default: D, *, secret: bool = False
+    ) -> T | D:
+        """The converted value of attribute ``name``, or ``default`` when absent.
+
+        :param secret: a password: an error about it names the attribute and the rule
+            but never repeats the value.
+        """
         self._seen.add(name)
         if self._el.get(name) is None:
             return default
-        return self._get(name, convert)
+        return self._get(name, convert, secret=secret)
 
     def require(self, name: str, convert: Callable[[str, str], T]) -> T:
         """Like :meth:`get`, but the attribute must be present."""
@@ -77,23 +114,33 @@ class AttrReader:
             raise fail(self._el, f"attribute {attr_name(name)} is required")
         return self._get(name, convert)
 
-    def _get(self, name: str, convert: Callable[[str, str], T]) -> T:
+    def _get(self, name: str, convert: Callable[[str, str], T], *, secret: bool = False) -> T:
         raw = str(self._el.get(name))
         try:
             return convert(attr_name(name), raw)
         except RuleError as exc:
-            raise fail(self._el, str(exc), attribute=name, value=raw) from None
+            shown = HIDDEN if secret else raw
+            raise fail(self._el, str(exc), attribute=name, value=shown) from None
 
     def finish(self) -> None:
-        """Refuse any attribute that was not read: Plivo does not define it here."""
+        """Note every attribute that was not read, to be logged and ignored.
+
+        Plivo ignores attributes it does not define (a document written for a newer
+        Plivo, or with a typo, still runs), so we do too; the executor logs each one
+        against the call. A value longer than :data:`MAX_IGNORED_VALUE_CHARS` is cut,
+        and the value of a name that looks like a secret is not kept at all.
+        """
         for name in self._el.attrib:
             key = str(name)
             if key not in self._seen:
-                raise fail(
-                    self._el,
-                    f"unknown attribute {attr_name(key)}",
-                    attribute=key,
-                    value=str(self._el.get(key)),
+                shown = attr_name(key)
+                self._ignored.append(
+                    IgnoredAttribute(
+                        line=line_of(self._el),
+                        element=local_tag(self._el),
+                        attribute=shown,
+                        value=_shown(shown, str(self._el.get(key))),
+                    )
                 )
 
 

@@ -14,9 +14,14 @@ from urllib.parse import urlsplit
 
 __all__ = [
     "DTMF_KEYS",
+    "MAX_TONE_MS",
     "MAX_URL_LENGTH",
+    "MIN_TONE_MS",
+    "RESERVED_HEADER_NAMES",
+    "RESERVED_HEADER_PREFIXES",
     "Method",
     "RuleError",
+    "is_reserved_header",
 ]
 
 #: Longest URL we accept in a document, in characters [ours; browsers and most
@@ -152,6 +157,34 @@ def digits_to_send(name: str, raw: str) -> str:
     return text
 
 
+#: Shortest and longest tone in ``sendDigits="123@<ms>"``, in ms.  Plivo documents the
+#: syntax (``123@1000``) but no range; these are the limits of FreeSWITCH, on which
+#: Plivo runs (``switch_core_min_dtmf_duration`` 400 and ``..._max_...`` 192,000
+#: samples at 8 kHz).  FreeSWITCH quietly clamps; we refuse, naming the range.
+MIN_TONE_MS = 50
+MAX_TONE_MS = 24000
+
+_TONE_DIGITS = re.compile(r"\A([0-9*#wW]{1,128})(?:@([0-9]{1,9}))?\Z")
+
+
+def digits_with_tone(name: str, raw: str) -> str:
+    """``sendDigits`` of ``<Number>`` and ``<User>``: keys and pauses as
+    :func:`digits_to_send`, optionally ending with ``@<ms>``, the length of every tone
+    (``123@1000``: each key sounds for one second)."""
+    text = raw.strip()
+    match = _TONE_DIGITS.match(text)
+    if match is None:
+        raise RuleError(
+            f"{name} must be 1 to 128 of 0-9, *, #, w (0.5 s pause), W (1 s pause), "
+            "optionally followed by @ and the tone length in ms"
+        )
+    if match.group(2) is not None and not MIN_TONE_MS <= int(match.group(2)) <= MAX_TONE_MS:
+        raise RuleError(
+            f"{name}: the tone length after @ must be {MIN_TONE_MS} to {MAX_TONE_MS} ms"
+        )
+    return text
+
+
 _PATTERN = re.compile(r"\A[0-9*#]{1,32}\Z")
 
 #: Most comma-separated digit patterns in one ``digitsMatch`` [ours].
@@ -197,6 +230,45 @@ def sip_headers(name: str, raw: str) -> tuple[tuple[str, str], ...]:
     if len(pairs) > MAX_SIP_HEADERS:
         raise RuleError(f"{name} may carry at most {MAX_SIP_HEADERS} headers")
     return tuple(pairs)
+
+
+#: Header names Plivo silently drops from customer ``sipHeaders``: these prefixes, in
+#: any letter case, are its own and its carriers' (Plivo's Dial docs, "Reserved
+#: sipHeaders prefixes").
+RESERVED_HEADER_PREFIXES = ("ph-", "plivo", "fs-", "sipauth", "zt-", "twilio")
+#: Whole header names reserved the same way (compared in any letter case).
+RESERVED_HEADER_NAMES = frozenset({"clientregion"})
+
+
+def is_reserved_header(header: str) -> bool:
+    """Whether a customer SIP header name is Plivo's own, to be dropped silently."""
+    low = header.strip().lower()
+    return low in RESERVED_HEADER_NAMES or low.startswith(RESERVED_HEADER_PREFIXES)
+
+
+_AUTH_USERNAME = re.compile(r"\A[\x21-\x7e]{1,128}\Z")
+
+#: Length of a ``sipAuthPassword``, in characters (Plivo's Dial docs: 8-128).
+SIP_AUTH_PASSWORD_CHARS = (8, 128)
+
+
+def sip_auth_username(name: str, raw: str) -> str:
+    """A SIP digest user name: 1 to 128 visible ASCII characters [ours]."""
+    text = raw.strip()
+    if _AUTH_USERNAME.match(text) is None:
+        raise RuleError(f"{name} must be 1 to 128 visible ASCII characters, without spaces")
+    return text
+
+
+def sip_auth_password(name: str, raw: str) -> str:
+    """A SIP digest password, 8 to 128 characters as Plivo requires.
+
+    The message names the rule only: a password is never repeated in an error.
+    """
+    low, high = SIP_AUTH_PASSWORD_CHARS
+    if not low <= len(raw) <= high or any(ord(c) < 0x20 or ord(c) == 0x7F for c in raw):
+        raise RuleError(f"{name} must be {low} to {high} characters, without control characters")
+    return raw
 
 
 def bounded_text(name: str, raw: str, *, most: int) -> str:

@@ -12,6 +12,7 @@ from attrs import field, frozen
 from attrs.validators import ge, instance_of
 
 from xml_dsl.verbs import (
+    CallType,
     ChannelType,
     FileFormat,
     HangupReason,
@@ -218,8 +219,14 @@ class DialSpec:
     :meth:`~xml_dsl.interfaces.IDialAttempt.end`; they are here for the call layer's
     information (CDRs, session timers). Each target keeps its ``send_digits``
     (``xml_dsl.dtmf.digit_steps`` splits it into keys and pauses), ``send_on_preanswer``
-    and SIP headers. The call layer answers the A leg when a target answers, if it
-    is not answered yet.
+    and SIP headers (already without the names Plivo reserves) and SIP digest
+    credentials (``sip_auth_username``, ``sip_auth_password``). The call layer answers
+    the A leg when a target is bridged, if it is not answered yet.
+
+    With ``confirm_prompts`` or ``confirm_key`` (call screening), a target that
+    answers first hears the prompts and, with a key, must press it within
+    ``confirm_timeout`` seconds of answering; only then is it bridged, the others
+    failing. The caller keeps hearing ringback meanwhile.
 
     :ivar timeout: seconds to ring.
     :ivar time_limit: seconds of bridged conversation.
@@ -231,6 +238,8 @@ class DialSpec:
     :ivar report_b_leg_digits: deliver the B leg's keys as ``DialEventKind.DIGITS``.
     :ivar record: a recording armed by ``<Record startOnDialAnswer>``, to start when
         a target answers; its result comes back in :attr:`DialResult.recording`.
+    :ivar call_type: ``CallType.WHATSAPP`` for a WhatsApp voice call; a call layer that
+        cannot place one ends the attempt as ``DialStatus.FAILED``.
     """
 
     targets: tuple[Number | User, ...]
@@ -246,6 +255,7 @@ class DialSpec:
     sip_headers: tuple[tuple[str, str], ...] = ()
     report_b_leg_digits: bool = False
     record: RecordSpec | None = None
+    call_type: CallType = CallType.VOICE
 
 
 class DialEventKind(Enum):

@@ -223,9 +223,23 @@ class Execution:
         if not self.done.called:
             self.done.callback(outcome)
 
+    def _log_ignored(self, document: Response) -> None:
+        """One warning per attribute the document's parse skipped, against the call."""
+        for item in document.ignored:
+            log.warn(
+                "call {call_uuid}: line {line}: <{element}> has no attribute {attribute} "
+                '(value "{value}") in Plivo XML; ignored',
+                call_uuid=self.call_uuid,
+                line=item.line,
+                element=item.element,
+                attribute=item.attribute,
+                value=item.value,
+            )
+
     async def _run(self, document: Response) -> Outcome:
         current: Response | None = document
         while current is not None:
+            self._log_ignored(current)
             nxt: Response | None = None
             for verb in current.verbs:
                 nxt = await self._verb(verb)
@@ -348,6 +362,7 @@ class Execution:
                 error=str(exc),
             )
             return ()
+        self._log_ignored(doc)
         return tuple(v for v in doc.verbs if isinstance(v, Speak | Play | Wait))
 
     # ---------------------------------------------------------------- simple verbs

@@ -16,6 +16,7 @@ from xml_dsl import _values as v
 from xml_dsl._parse_dial import MAX_DIAL_TARGETS, parse_dial
 from xml_dsl._reader import (
     AttrReader,
+    Ignored,
     fail,
     line_of,
     local_tag,
@@ -112,10 +113,11 @@ def parse(data: bytes) -> Response:
     """Parse and validate one Plivo XML document.
 
     :param data: the raw body, at most :data:`MAX_DOCUMENT_BYTES` bytes.
-    :returns: the document's verbs.
+    :returns: the document's verbs, and in :attr:`Response.ignored` the attributes
+        Plivo XML does not define, skipped as Plivo skips them.
     :raises XMLError: for anything we refuse: too large, not XML, a DOCTYPE, an unknown
-        element or attribute, a value out of Plivo's range. The message names the line,
-        element, attribute and rule.
+        element, a value out of Plivo's range. The message names the line, element,
+        attribute and rule.
     :raises TypeError: if ``data`` is not bytes.
     """
     if not isinstance(data, bytes | bytearray | memoryview):
@@ -150,14 +152,16 @@ def parse(data: bytes) -> Response:
     tag = local_tag(root)
     if tag != "Response":
         raise fail(root, f"the root element must be <Response>, not <{tag}>")
-    AttrReader(root).finish()
-    return Response(verbs=tuple(_children(root, _TOP_LEVEL)))
+    ignored: Ignored = []
+    AttrReader(root, ignored).finish()
+    verbs = tuple(_children(root, _TOP_LEVEL, ignored))
+    return Response(verbs=verbs, ignored=tuple(ignored))
 
 
 # ---------------------------------------------------------------- structure
 
 
-def _children(el: etree._Element, allowed: frozenset[str]) -> list[Any]:
+def _children(el: etree._Element, allowed: frozenset[str], ignored: Ignored) -> list[Any]:
     """Parse ``el``'s child elements, each of which must be in ``allowed``."""
     no_text(el)
     out: list[Any] = []
@@ -170,20 +174,20 @@ def _children(el: etree._Element, allowed: frozenset[str]) -> list[Any]:
             raise fail(child, f"unknown element <{tag}>")
         if tag not in allowed:
             raise fail(child, f"<{tag}> may not be nested in <{parent}>")
-        out.append(_PARSERS[tag](child))
+        out.append(_PARSERS[tag](child, ignored))
     return out
 
 
 # ---------------------------------------------------------------- verbs
 
 
-def _speak(el: etree._Element) -> Speak:
-    r = AttrReader(el)
+def _speak(el: etree._Element, ignored: Ignored) -> Speak:
+    r = AttrReader(el, ignored)
     voice = r.get("voice", _voice, "WOMAN")
     language = r.get("language", v.language, "en-US")
     loop = r.get("loop", lambda n, s: v.integer(n, s, low=0), 1)
     r.finish()
-    text, ssml = speak_content(el, language)
+    text, ssml = speak_content(el, language, ignored)
     return Speak(text, ssml, voice, language, loop, line=line_of(el))
 
 
@@ -196,8 +200,8 @@ def _voice(name: str, raw: str) -> str:
     raise v.RuleError(f"{name} must be WOMAN, MAN or an Amazon Polly voice such as Polly.Joanna")
 
 
-def _play(el: etree._Element) -> Play:
-    r = AttrReader(el)
+def _play(el: etree._Element, ignored: Ignored) -> Play:
+    r = AttrReader(el, ignored)
     loop = r.get("loop", lambda n, s: v.integer(n, s, low=0), 1)
     r.finish()
     raw = text_only(el, "the URL of an audio file")
@@ -208,8 +212,8 @@ def _play(el: etree._Element) -> Play:
     return Play(url, loop, line=line_of(el))
 
 
-def _wait(el: etree._Element) -> Wait:
-    r = AttrReader(el)
+def _wait(el: etree._Element, ignored: Ignored) -> Wait:
+    r = AttrReader(el, ignored)
     wait = Wait(
         length=r.get("length", lambda n, s: v.integer(n, s, low=1), 1),
         silence=r.get("silence", v.boolean, False),
@@ -224,8 +228,8 @@ def _wait(el: etree._Element) -> Wait:
     return wait
 
 
-def _dtmf(el: etree._Element) -> DTMF:
-    r = AttrReader(el)
+def _dtmf(el: etree._Element, ignored: Ignored) -> DTMF:
+    r = AttrReader(el, ignored)
     async_ = r.get("async", v.boolean, True)
     r.finish()
     raw = text_only(el, "the keys to send")
@@ -236,8 +240,8 @@ def _dtmf(el: etree._Element) -> DTMF:
     return DTMF(digits, async_, line=line_of(el))
 
 
-def _redirect(el: etree._Element) -> Redirect:
-    r = AttrReader(el)
+def _redirect(el: etree._Element, ignored: Ignored) -> Redirect:
+    r = AttrReader(el, ignored)
     method = r.get("method", v.method, Method.POST)
     r.finish()
     raw = text_only(el, "a URL")
@@ -248,8 +252,8 @@ def _redirect(el: etree._Element) -> Redirect:
     return Redirect(url, method, line=line_of(el))
 
 
-def _hangup(el: etree._Element) -> Hangup:
-    r = AttrReader(el)
+def _hangup(el: etree._Element, ignored: Ignored) -> Hangup:
+    r = AttrReader(el, ignored)
     hangup = Hangup(
         reason=r.get("reason", lambda n, s: v.choice(n, s, HangupReason, fold=str.lower), None),
         schedule=r.get("schedule", lambda n, s: v.integer(n, s, low=1), None),
@@ -262,12 +266,12 @@ def _hangup(el: etree._Element) -> Hangup:
     return hangup
 
 
-def _prompts(el: etree._Element) -> tuple[Prompt, ...]:
-    return tuple(_children(el, _PROMPTS))
+def _prompts(el: etree._Element, ignored: Ignored) -> tuple[Prompt, ...]:
+    return tuple(_children(el, _PROMPTS, ignored))
 
 
-def _get_digits(el: etree._Element) -> GetDigits:
-    r = AttrReader(el)
+def _get_digits(el: etree._Element, ignored: Ignored) -> GetDigits:
+    r = AttrReader(el, ignored)
     verb = GetDigits(
         action=r.get("action", v.optional_url, None),
         method=r.get("method", v.method, Method.POST),
@@ -281,7 +285,7 @@ def _get_digits(el: etree._Element) -> GetDigits:
         valid_digits=r.get("validDigits", v.key_set, DEFAULT_VALID_DIGITS),
         invalid_digits_sound=r.get("invalidDigitsSound", v.optional_url, None),
         log=r.get("log", v.boolean, True),
-        prompts=_prompts(el),
+        prompts=_prompts(el, ignored),
         line=line_of(el),
     )
     r.finish()
@@ -321,8 +325,8 @@ def _hints(name: str, raw: str) -> tuple[str, ...]:
     return items
 
 
-def _get_input(el: etree._Element) -> GetInput:
-    r = AttrReader(el)
+def _get_input(el: etree._Element, ignored: Ignored) -> GetInput:
+    r = AttrReader(el, ignored)
     action = r.require("action", v.url)
     kinds = r.require("inputType", _input_types)
     language = r.get("language", v.language, "en-US")
@@ -357,7 +361,7 @@ def _get_input(el: etree._Element) -> GetInput:
         log=r.get("log", v.boolean, True),
         redirect=r.get("redirect", v.boolean, True),
         profanity_filter=r.get("profanityFilter", v.boolean, False),
-        prompts=_prompts(el),
+        prompts=_prompts(el, ignored),
         line=line_of(el),
     )
     r.finish()
@@ -379,8 +383,8 @@ def _report_type(name: str, raw: str) -> str | None:
     return text
 
 
-def _record(el: etree._Element) -> Record:
-    r = AttrReader(el)
+def _record(el: etree._Element, ignored: Ignored) -> Record:
+    r = AttrReader(el, ignored)
     verb = Record(
         action=r.get("action", v.optional_url, None),
         method=r.get("method", v.method, Method.POST),
@@ -426,8 +430,8 @@ def _sound(name: str, raw: str) -> str:
         raise v.RuleError(f'{name} must be "", beep:1, beep:2 or a URL') from None
 
 
-def _conference(el: etree._Element) -> Conference:
-    r = AttrReader(el)
+def _conference(el: etree._Element, ignored: Ignored) -> Conference:
+    r = AttrReader(el, ignored)
     room = text_only(el, "the conference room name")
     if len(room) > MAX_ROOM_CHARS:
         raise fail(el, f"the room name must be at most {MAX_ROOM_CHARS} characters")
@@ -470,13 +474,13 @@ def _conference(el: etree._Element) -> Conference:
 # ---------------------------------------------------------------- dial
 
 
-def _pre_answer(el: etree._Element) -> PreAnswer:
-    AttrReader(el).finish()
-    return PreAnswer(verbs=tuple(_children(el, _PRE_ANSWER)), line=line_of(el))
+def _pre_answer(el: etree._Element, ignored: Ignored) -> PreAnswer:
+    AttrReader(el, ignored).finish()
+    return PreAnswer(verbs=tuple(_children(el, _PRE_ANSWER, ignored)), line=line_of(el))
 
 
 #: The parser for each element: an explicit registry, never a name built at run time.
-_PARSERS: dict[str, Callable[[etree._Element], Any]] = {
+_PARSERS: dict[str, Callable[[etree._Element, Ignored], Any]] = {
     "Speak": _speak,
     "Play": _play,
     "Wait": _wait,

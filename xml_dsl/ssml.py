@@ -12,7 +12,7 @@ from collections.abc import Callable
 from lxml import etree
 
 from xml_dsl import _values as v
-from xml_dsl._reader import XML_LANG, AttrReader, fail, local_tag
+from xml_dsl._reader import XML_LANG, AttrReader, Ignored, fail, local_tag
 
 __all__ = ["MAX_SPEAK_CHARS", "MAX_SSML_DEPTH", "SSML_TAGS", "speak_content"]
 
@@ -116,9 +116,9 @@ def _required_text(name: str, raw: str) -> str:
     return _text(name, raw)
 
 
-def _read_attributes(el: etree._Element, tag: str) -> dict[str, str]:
+def _read_attributes(el: etree._Element, tag: str, ignored: Ignored) -> dict[str, str]:
     """Validate one SSML element's attributes; return them (only the known ones)."""
-    r = AttrReader(el)
+    r = AttrReader(el, ignored)
     out: dict[str, str | None] = {}
     if tag == "break":
         out["strength"] = r.get("strength", _one_of(_STRENGTH), None)
@@ -145,7 +145,7 @@ def _read_attributes(el: etree._Element, tag: str) -> dict[str, str]:
     return {k: val for k, val in out.items() if val is not None}
 
 
-def _copy(src: etree._Element, dst: etree._Element, depth: int) -> bool:
+def _copy(src: etree._Element, dst: etree._Element, depth: int, ignored: Ignored) -> bool:
     """Validate ``src``'s children into ``dst``; True if any SSML element was seen."""
     parent = "Speak" if depth == 0 else local_tag(src)
     allowed = _CHILDREN[parent]
@@ -163,15 +163,16 @@ def _copy(src: etree._Element, dst: etree._Element, depth: int) -> bool:
         if tag == "break" and (child.text or "").strip():
             raise fail(child, "<break> may not contain text")
         found = True
-        copy = etree.SubElement(dst, tag, _read_attributes(child, tag))
+        copy = etree.SubElement(dst, tag, _read_attributes(child, tag, ignored))
         copy.text = child.text
         copy.tail = child.tail
-        _copy(child, copy, depth + 1)
+        _copy(child, copy, depth + 1, ignored)
     return found
 
 
-def speak_content(el: etree._Element, language: str) -> tuple[str, str | None]:
-    """Validate a ``<Speak>`` element's content.
+def speak_content(el: etree._Element, language: str, ignored: Ignored) -> tuple[str, str | None]:
+    """Validate a ``<Speak>`` element's content; SSML attributes it does not know are
+    appended to ``ignored`` (and left out of the SSML).
 
     :returns: ``(text, ssml)``: the plain text, and a ``<speak xml:lang=…>`` document
         when the content used SSML tags (``None`` otherwise).
@@ -179,7 +180,7 @@ def speak_content(el: etree._Element, language: str) -> tuple[str, str | None]:
     """
     root = etree.Element("speak", {XML_LANG: language})
     root.text = el.text
-    has_ssml = _copy(el, root, 0)
+    has_ssml = _copy(el, root, 0, ignored)
     text = " ".join("".join(str(t) for t in root.itertext()).split())
     if not text and not has_ssml:
         raise fail(el, "Speak must contain text")

@@ -19,6 +19,7 @@ from xml_dsl._values import Method
 __all__ = [
     "DEFAULT_VALID_DIGITS",
     "DTMF",
+    "CallType",
     "ChannelType",
     "Conference",
     "Dial",
@@ -28,6 +29,7 @@ __all__ = [
     "GetInput",
     "Hangup",
     "HangupReason",
+    "IgnoredAttribute",
     "InputType",
     "Method",
     "Number",
@@ -99,6 +101,13 @@ class SendDigitsMode(Enum):
 
     RFC2833 = "rfc2833"
     INBAND = "inband"
+
+
+class CallType(Enum):
+    """``<Dial callType>``: an ordinary call (Plivo's default) or a WhatsApp voice call."""
+
+    VOICE = "voice"
+    WHATSAPP = "whatsapp"
 
 
 class DialMusic(Enum):
@@ -351,18 +360,31 @@ class Conference:
 # ---------------------------------------------------------------- dial
 
 
+def _paired(instance: Number | User, _attribute: object, password: str | None) -> None:
+    if (instance.sip_auth_username is None) != (password is None):
+        raise ValueError("sip_auth_username and sip_auth_password go together")
+
+
 @frozen
 class Number:
     """A phone number to dial, through the configured gateway.
 
-    :ivar send_digits: keys sent once it answers (``w``/``W`` pause 0.5 s/1 s).
+    :ivar send_digits: keys sent once it answers (``w``/``W`` pause 0.5 s/1 s), with
+        an optional tone length for every key, ``123@1000`` (milliseconds).
     :ivar send_on_preanswer: send them during early media instead.
+    :ivar sip_headers: ``(name, value)`` pairs sent as ``X-PH-<name>`` headers.
+    :ivar sip_auth_username: :ivar sip_auth_password: digest credentials for a
+        destination that challenges the INVITE (401/407); both or neither. The
+        password is left out of ``repr`` and must never be logged.
     """
 
     number: str = field(validator=instance_of(str))
     send_digits: str | None = None
     send_on_preanswer: bool = False
     send_digits_mode: SendDigitsMode = SendDigitsMode.RFC2833
+    sip_headers: tuple[tuple[str, str], ...] = ()
+    sip_auth_username: str | None = None
+    sip_auth_password: str | None = field(default=None, repr=False, validator=_paired)
     line: int | None = _line()
 
 
@@ -370,13 +392,17 @@ class Number:
 class User:
     """A SIP endpoint to dial (``sip:alice@domain``): its most recently registered device.
 
+    :ivar send_digits: as :attr:`Number.send_digits`.
     :ivar sip_headers: ``(name, value)`` pairs sent as ``X-PH-<name>`` headers.
+    :ivar sip_auth_username: :ivar sip_auth_password: as for :class:`Number`.
     """
 
     uri: str = field(validator=instance_of(str))
     send_digits: str | None = None
     send_on_preanswer: bool = False
     sip_headers: tuple[tuple[str, str], ...] = ()
+    sip_auth_username: str | None = None
+    sip_auth_password: str | None = field(default=None, repr=False, validator=_paired)
     line: int | None = _line()
 
 
@@ -393,6 +419,8 @@ class Dial:
         or ``None`` (the default ringback).
     :ivar redirect: continue with the action's document (true) or request the action
         and go on with the next verb (false).
+    :ivar call_type: ``CallType.WHATSAPP`` asks for a WhatsApp voice call, which this
+        server cannot place: such a Dial ends as failed.
     """
 
     targets: tuple[Number | User, ...] = field(validator=lambda _i, _a, v: _non_empty(v, "targets"))
@@ -413,6 +441,7 @@ class Dial:
     digits_match: tuple[str, ...] = ()
     digits_match_b_leg: tuple[str, ...] = ()
     sip_headers: tuple[tuple[str, str], ...] = ()
+    call_type: CallType = CallType.VOICE
     line: int | None = _line()
 
 
@@ -446,10 +475,29 @@ Verb: TypeAlias = (
 
 
 @frozen
+class IgnoredAttribute:
+    """An attribute Plivo XML does not define on its element, skipped as Plivo skips it.
+
+    :ivar value: as written, cut to a few dozen characters, or ``(hidden)`` when the
+        name looks like a secret.
+    """
+
+    line: int | None
+    element: str
+    attribute: str
+    value: str
+
+
+@frozen
 class Response:
-    """A parsed document: its verbs, in order."""
+    """A parsed document: its verbs, in order.
+
+    :ivar ignored: attributes that were skipped, for the executor to log against the
+        call (not compared: two documents with the same verbs are equal).
+    """
 
     verbs: tuple[Verb, ...] = ()
+    ignored: tuple[IgnoredAttribute, ...] = field(default=(), eq=False, kw_only=True)
 
     def __iter__(self) -> Iterator[Verb]:
         return iter(self.verbs)
