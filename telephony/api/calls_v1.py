@@ -8,9 +8,12 @@ details with ``status=live``), transfers a live call (POST) or hangs it up (DELE
 answers 404, never 500.
 
 Limits: at most 10 destinations per request, 10 SIP headers, 64 DTMF keys, 5 URLs
-per Play.  Not supported (a 400 says so): machine detection, transcription, mp3
-recordings, sub-accounts, cursors.  ``mix`` is accepted, but what is played replaces
-the leg's audio while it plays rather than being mixed into it.
+per Play.  As on Plivo, ``hangup_url`` (and ``hangup_method``) default to the
+``answer_url`` (and ``answer_method``); ``send_digits`` may end with ``@<ms>``, the
+length of every tone; SIP header names Plivo reserves are dropped.  Not supported (a
+400 says so): machine detection, transcription, mp3 recordings, sub-accounts, cursors.
+``mix`` is accepted, but what is played replaces the leg's audio while it plays rather
+than being mixed into it.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from telephony.calls.manager import CallManager
 from telephony.calls.originate import OriginateRequest, split_destinations
 from telephony.directory import FieldError, rules
 from telephony.directory.models import ApplicationFields
-from xml_dsl import Method
+from xml_dsl import Method, is_reserved_header
 from xml_dsl.verbs import Number, User
 
 __all__ = ("CallsAPI",)
@@ -45,6 +48,16 @@ MAX_DESTINATIONS = 10
 MAX_SIP_HEADERS = 10
 _CALLER = re.compile(r"\+?[A-Za-z0-9]{1,64}")
 _DIGITS = re.compile(r"[0-9*#A-DwW]{1,64}")
+#: ``send_digits`` of a new call: keys, then optionally ``@`` and the tone length in ms.
+_SEND_DIGITS = re.compile(r"([0-9*#A-DwW]{1,64})(?:@([0-9]{1,9}))?")
+#: Tone lengths ``send_digits`` may ask for, in ms: FreeSWITCH's limits, which Plivo
+#: (on FreeSWITCH) documents no other (the same as ``<Number sendDigits>``).
+MIN_TONE_MS = 50
+MAX_TONE_MS = 24000
+_SEND_DIGITS_RULE = (
+    "1 to 64 of 0-9 * # A-D, with w (0.5 s) and W (1 s) pauses, "
+    f"optionally followed by @ and a tone length of {MIN_TONE_MS} to {MAX_TONE_MS} ms"
+)
 _HEADER_NAME = re.compile(r"[A-Za-z0-9-]{1,32}")
 _HEADER_VALUE = re.compile(r"[\x21-\x7e]{1,128}")
 _SDK_CALLBACK = ("callback_url", "callback_method")
@@ -131,15 +144,17 @@ class CallsAPI:
             raise FieldError("to", f"1 to {MAX_DESTINATIONS} destinations separated by '<'")
         if caller in destinations:
             raise FieldError("to", "must differ from 'from'")
+        answer_url = rules.parse_url("answer_url", req.require("answer_url"))
+        answer_method = rules.parse_method("answer_method", req.params.get("answer_method", "POST"))
         fields = ApplicationFields(
             app_name="api-call",
-            answer_url=rules.parse_url("answer_url", req.require("answer_url")),
-            answer_method=rules.parse_method(
-                "answer_method", req.params.get("answer_method", "POST")
-            ),
-            hangup_url=rules.parse_optional_url("hangup_url", req.params.get("hangup_url")),
+            answer_url=answer_url,
+            answer_method=answer_method,
+            # Plivo: without a hangup_url, the hangup is told to the answer_url.
+            hangup_url=rules.parse_optional_url("hangup_url", req.params.get("hangup_url"))
+            or answer_url,
             hangup_method=rules.parse_method(
-                "hangup_method", req.params.get("hangup_method", "POST")
+                "hangup_method", req.params.get("hangup_method", answer_method)
             ),
             fallback_answer_url=rules.parse_optional_url(
                 "fallback_url", req.params.get("fallback_url")
@@ -148,11 +163,7 @@ class CallsAPI:
                 "fallback_method", req.params.get("fallback_method", "POST")
             ),
         )
-        digits = req.params.get("send_digits")
-        if digits not in (None, "") and not _DIGITS.fullmatch(str(digits)):
-            raise FieldError(
-                "send_digits", "1 to 64 of 0-9 * # A-D, with w (0.5 s) and W (1 s) pauses"
-            )
+        digits = _send_digits(req.params.get("send_digits"))
         caller_name = req.params.get("caller_name")
         if caller_name is not None and not re.fullmatch(
             r"[^\x00-\x1f\x7f\"<>]{0,50}", str(caller_name)
@@ -165,7 +176,7 @@ class CallsAPI:
             ring_url=rules.parse_optional_url("ring_url", req.params.get("ring_url")),
             ring_method=rules.parse_method("ring_method", req.params.get("ring_method", "POST")),
             caller_name=str(caller_name) if caller_name else None,
-            send_digits=str(digits) if digits else None,
+            send_digits=digits,
             send_on_preanswer=rules.parse_bool(
                 "send_on_preanswer", req.params.get("send_on_preanswer", False)
             ),
@@ -463,7 +474,21 @@ class CallsAPI:
         return Reply(204, None)
 
 
+def _send_digits(value: object) -> str | None:
+    """``send_digits``: keys and pauses, optionally ``@<ms>`` (Plivo's ``123@1000``)."""
+    if value in (None, ""):
+        return None
+    text = str(value)
+    match = _SEND_DIGITS.fullmatch(text)
+    if match is None or (
+        match.group(2) is not None and not MIN_TONE_MS <= int(match.group(2)) <= MAX_TONE_MS
+    ):
+        raise FieldError("send_digits", _SEND_DIGITS_RULE)
+    return text
+
+
 def _sip_headers(value: object) -> tuple[tuple[str, str], ...]:
+    """``name=value`` pairs; names Plivo reserves are dropped, as Plivo drops them."""
     if value in (None, ""):
         return ()
     pairs = []
@@ -480,7 +505,10 @@ def _sip_headers(value: object) -> tuple[tuple[str, str], ...]:
         pairs.append((name.strip(), val.strip()))
     if len(pairs) > MAX_SIP_HEADERS:
         raise FieldError("sip_headers", f"at most {MAX_SIP_HEADERS} headers")
-    return tuple(pairs)
+    for name, _ in pairs:
+        if is_reserved_header(name):
+            log.debug("make call: sip_headers {header} is a reserved name; dropped", header=name)
+    return tuple((name, val) for name, val in pairs if not is_reserved_header(name))
 
 
 def _live_json(call: Call) -> dict[str, Any]:
