@@ -37,7 +37,7 @@ from xml_dsl import (
 if TYPE_CHECKING:
     from telephony.calls.call import Call
 
-__all__ = ("CallControl", "DigitTap")
+__all__ = ("CallControl", "DigitTap", "espeak_voice")
 
 log = Logger()
 
@@ -74,7 +74,7 @@ class DigitTap:
         self.on_digit(digit)
 
 
-def _voice(voice: str) -> str:
+def espeak_voice(voice: str) -> str:
     """Plivo's voices for eSpeak NG: MAN, else WOMAN (Polly.* names included)."""
     return "MAN" if voice.upper() == "MAN" else "WOMAN"
 
@@ -131,7 +131,9 @@ class CallControl:
 
     def speak(self, text: str, ssml: str | None, voice: str, language: str) -> Deferred[None]:
         # eSpeak NG speaks the plain text; SSML markup is reduced to its text.
-        return self._run(lambda media: media.speak(text, voice=_voice(voice), language=language))
+        return self._run(
+            lambda media: media.speak(text, voice=espeak_voice(voice), language=language)
+        )
 
     def beep(self) -> Deferred[None]:
         return self._run(lambda media: media.play_tone("beep"))

@@ -10,6 +10,23 @@ passing RFC 4733 events), and the target's ``sendDigits`` go out on the B leg.  
 executor ends the attempt (ring timeout, timeLimit, hangupOnStar, caller hangup)
 through :meth:`DialAttempt.end`; when the bridged B leg hangs up the attempt is over
 and the document goes on.
+
+**Call screening** (``confirmSound``/``confirmKey``): a 2xx does not win at once.  The
+called party hears the confirm prompts; with a ``confirmKey`` they must press it
+(RFC 4733 from the B leg) within ``confirmTimeout`` seconds of answering.  The first
+leg to confirm is bridged and every other leg fails; a wrong key hangs that leg up
+(``Rejected``), silence until the timeout too (``No Answer``), and the other targets
+go on ringing.  Without a key the leg is bridged once the prompts are over (or at
+``confirmTimeout``, should they loop).  The caller hears ringback throughout and is
+answered only when a leg is bridged: the events ``answer`` and ``connected`` are
+reported then, so the executor's ``timeLimit`` counts from the bridge.
+
+The ring ``timeout`` (``DialEnd.NO_ANSWER``) stops the legs that still ring, but a leg
+being screened has answered in time: its screening runs to its own end, bridged if
+confirmed, failed otherwise; no half-bridged call (caller answered, callee gone) can
+come of it.  Any other end (caller gone, ``hangupOnStar``) hangs up screened legs too.
+
+``callType="whatsapp"`` cannot be placed here: such an attempt fails at once.
 """
 
 from __future__ import annotations
@@ -17,13 +34,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from twisted.internet.defer import Deferred
+import attrs
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.task import deferLater
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from media import MediaBridge
+from media import IMediaSession, MediaBridge
 from telephony.calls.causes import Cause
-from telephony.calls.control import DigitTap
+from telephony.calls.control import DigitTap, espeak_voice
 from telephony.calls.leg import Leg, LegEnd, LegState
 from xml_dsl import (
     DialEnd,
@@ -35,7 +56,7 @@ from xml_dsl import (
     IDialAttempt,
     Ringback,
 )
-from xml_dsl.verbs import Number, Play, Speak, User
+from xml_dsl.verbs import CallType, Number, Play, Prompt, Speak, User
 
 if TYPE_CHECKING:
     from telephony.calls.call import Call
@@ -52,6 +73,16 @@ _STATUS_FOR_CAUSE = {
     Cause.NO_ANSWER: DialStatus.NO_ANSWER,
     Cause.ORIGINATOR_CANCEL: DialStatus.NO_ANSWER,
 }
+
+
+@attrs.define
+class _Screening:
+    """A B leg that answered and is being screened: its prompts, key tap and timer."""
+
+    tap: DigitTap | None = None
+    timer: IDelayedCall | None = None
+    prompts: Deferred[None] | None = None
+    prompts_over: bool = False
 
 
 @implementer(IDialAttempt)
@@ -74,11 +105,25 @@ class DialAttempt:
         self._failures: list[Cause] = []
         self._ending: DialEnd | None = None
         self._ringback: Deferred[Any] | None = None
+        self._screening: dict[Leg, _Screening] = {}
+
+    @property
+    def screens(self) -> bool:
+        """Whether answering legs are screened before one is bridged."""
+        return bool(self.spec.confirm_prompts) or self.spec.confirm_key is not None
 
     # -- start ------------------------------------------------------------------------
 
     def start(self) -> None:
         """Place every target's leg."""
+        if self.spec.call_type is CallType.WHATSAPP:
+            log.warn(
+                "call {call_uuid}: Dial callType=whatsapp: this server cannot place WhatsApp "
+                "calls (no WhatsApp Business connection); the Dial fails",
+                call_uuid=self.call.leg.uuid,
+            )
+            self._finish(DialResult(DialStatus.FAILED, hangup_cause=Cause.FAILED.cause_name))
+            return
         for position, target in enumerate(self.spec.targets, 1):
             placed = self._place(target, position, self.spec)
             if isinstance(placed, Cause):
@@ -131,7 +176,10 @@ class DialAttempt:
                 self._bridge_early(leg)
             self._send_digits(leg, early=True)
         elif state is LegState.ANSWERED and self.winner is None:
-            self._answered(leg)
+            if self.screens:
+                self._screen(leg)
+            else:
+                self._answered(leg)
 
     def _bridge_early(self, leg: Leg) -> None:
         a = self.call.leg
@@ -167,7 +215,9 @@ class DialAttempt:
                 )
             )
         self._send_digits(leg, early=False)
-        if self._ending is not None:  # ended while it was answering
+        # Ended while it was answering (caller gone, *): hang the winner up at once.
+        # Not the ring timeout: a screened leg answered in time, and is bridged.
+        if self._ending is not None and self._ending is not DialEnd.NO_ANSWER:
             self.end(self._ending)
 
     def _send_digits(self, leg: Leg, *, early: bool) -> None:
@@ -183,6 +233,7 @@ class DialAttempt:
         )
 
     def _leg_ended(self, end: LegEnd, leg: Leg) -> LegEnd:
+        self._stop_screening(leg)
         position = self.legs.get(leg, 0)
         if leg is self.winner:
             if self.bridge is not None:
@@ -258,6 +309,8 @@ class DialAttempt:
             self.winner.hangup(cause, "Plivo")
             return
         for leg in list(self.legs):
+            if reason is DialEnd.NO_ANSWER and leg in self._screening:
+                continue  # answered in time: its screening ends by itself
             leg.hangup(
                 Cause.NO_ANSWER if reason is DialEnd.NO_ANSWER else Cause.ORIGINATOR_CANCEL, "Plivo"
             )
@@ -268,3 +321,140 @@ class DialAttempt:
         self._stop_ringback()
         if not self.result.called:
             self.result.callback(result)
+
+    # -- call screening ---------------------------------------------------------------------
+
+    def _screen(self, leg: Leg) -> None:
+        """``leg`` answered: play it the confirm prompts and wait for its key."""
+        position = self.legs[leg]
+        media = leg.media
+        if media is None:  # an answer without media cannot be screened
+            self._fail_screening(leg, Cause.MEDIA_FAILURE, "it answered without media")
+            return
+        if self._early is leg and self.bridge is not None:
+            # The caller heard this leg's early media; what it says now is not for them.
+            self.bridge.stop()
+            self.bridge = None
+            self._early = None
+            self._play_ringback_tone()
+        screening = _Screening()
+        self._screening[leg] = screening
+        key = self.spec.confirm_key
+        log.info(
+            "call {call_uuid}: Dial target {position} answered (B leg {b_leg}); screening it: "
+            "{prompts} prompt(s), confirm key {key}, {timeout} s",
+            call_uuid=self.call.leg.uuid,
+            position=position,
+            b_leg=leg.uuid,
+            prompts=len(self.spec.confirm_prompts),
+            key=key or "none",
+            timeout=self.spec.confirm_timeout,
+        )
+        if key is not None:
+            screening.tap = DigitTap(lambda digit: self._screen_key(leg, digit))
+            media.add_listener(screening.tap)
+        clock = leg.clock
+        screening.timer = clock.callLater(self.spec.confirm_timeout, self._screen_timeout, leg)
+        playing = Deferred.fromCoroutine(self._prompt_b_leg(media, self.spec.confirm_prompts))
+        screening.prompts = playing
+        playing.addCallbacks(lambda _: self._prompts_over(leg), self._prompts_stopped)
+
+    async def _prompt_b_leg(self, media: IMediaSession, prompts: tuple[Prompt, ...]) -> None:
+        """Play the confirm prompts to the called party, one after the other."""
+        for prompt in prompts:
+            try:
+                if isinstance(prompt, Play):
+                    await media.play([prompt.url], loop=prompt.loop)
+                elif isinstance(prompt, Speak):
+                    await media.speak(
+                        prompt.text,
+                        voice=espeak_voice(prompt.voice),
+                        language=prompt.language,
+                        loop=prompt.loop,
+                    )
+                else:
+                    await deferLater(self.call.leg.clock, prompt.length, lambda: None)
+            except CancelledError:
+                raise
+            except Exception as exc:  # a prompt that cannot play is skipped, as Plivo does
+                log.info("confirmSound prompt skipped: {error}", error=str(exc))
+
+    def _prompts_stopped(self, failure: Failure) -> None:
+        failure.trap(CancelledError)
+
+    def _prompts_over(self, leg: Leg) -> None:
+        screening = self._screening.get(leg)
+        if screening is None:
+            return
+        screening.prompts = None
+        screening.prompts_over = True
+        if self.spec.confirm_key is None:
+            self._confirmed(leg, "its prompts are over")
+
+    def _screen_key(self, leg: Leg, digit: str) -> None:
+        if leg not in self._screening:
+            return
+        if digit == self.spec.confirm_key:
+            self._confirmed(leg, f"it pressed {digit}")
+        else:
+            self._fail_screening(leg, Cause.REJECTED, f"it pressed {digit}, not the confirm key")
+
+    def _screen_timeout(self, leg: Leg) -> None:
+        screening = self._screening.get(leg)
+        if screening is None:
+            return
+        screening.timer = None
+        if self.spec.confirm_key is None:
+            self._confirmed(leg, f"confirmTimeout ({self.spec.confirm_timeout} s) is over")
+        else:
+            self._fail_screening(
+                leg,
+                Cause.NO_ANSWER,
+                f"no key within confirmTimeout ({self.spec.confirm_timeout} s)",
+            )
+
+    def _confirmed(self, leg: Leg, why: str) -> None:
+        self._stop_screening(leg)
+        if self.winner is not None or leg.state is not LegState.ANSWERED:
+            return
+        log.info(
+            "call {call_uuid}: B leg {b_leg} confirmed ({why}); bridging it",
+            call_uuid=self.call.leg.uuid,
+            b_leg=leg.uuid,
+            why=why,
+        )
+        self._answered(leg)
+
+    def _fail_screening(self, leg: Leg, cause: Cause, why: str) -> None:
+        self._stop_screening(leg)
+        log.info(
+            "call {call_uuid}: B leg {b_leg} not confirmed ({why}); hanging it up",
+            call_uuid=self.call.leg.uuid,
+            b_leg=leg.uuid,
+            why=why,
+        )
+        leg.hangup(cause, "Plivo")
+
+    def _stop_screening(self, leg: Leg) -> None:
+        """Forget ``leg``'s screening: stop its prompts, its key tap and its timer."""
+        screening = self._screening.pop(leg, None)
+        if screening is None:
+            return
+        if screening.timer is not None and screening.timer.active():
+            screening.timer.cancel()
+        media = leg.media
+        if media is not None and screening.tap is not None:
+            media.remove_listener(screening.tap)
+        if screening.prompts is not None:
+            screening.prompts.cancel()
+            if media is not None:
+                media.stop_output()
+
+    def _play_ringback_tone(self) -> None:
+        """Ringback on the caller's own media, once early media from a callee stopped."""
+        a = self.call.leg
+        if a.answered or a.media is None or self._ringback is not None:
+            return
+        ringback = a.media.play_tone("ringback")
+        ringback.addErrback(lambda _: None)
+        self._ringback = ringback

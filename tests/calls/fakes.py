@@ -28,6 +28,9 @@ class FakeSession:
         self.closed = False
         self.digits_sent: list[str] = []
         self.played: list[Sequence[str]] = []
+        #: Every play, speak and tone asked for, with the Deferred a test may fire.
+        self.outputs: list[tuple[str, Any, Deferred[Any]]] = []
+        self.stopped_outputs = 0
         self.listeners: list[IMediaListener] = []
         self.relaying = False
         self._offer: SessionDescription | None = None
@@ -56,17 +59,27 @@ class FakeSession:
         self.negotiated = accept_answer(self._offer, answer)
         return self.negotiated
 
+    def _output(self, kind: str, what: Any) -> Deferred[Any]:
+        d: Deferred[Any] = Deferred()
+        self.outputs.append((kind, what, d))
+        return d
+
     def play(self, sources: Sequence[str], *, loop: int = 1) -> Deferred[Any]:
         self.played.append(sources)
-        return Deferred()
+        return self._output("play", list(sources))
 
     def speak(
         self, text: str, *, voice: str = "WOMAN", language: str = "en-US", loop: int = 1
     ) -> Deferred[Any]:
-        return Deferred()
+        return self._output("speak", text)
 
     def play_tone(self, name: str, duration: float | None = None) -> Deferred[Any]:
-        return Deferred()
+        return self._output("tone", name)
+
+    def press(self, digit: str) -> None:
+        """The far end pressed ``digit`` (an RFC 4733 event, as the session reports it)."""
+        for listener in list(self.listeners):
+            listener.digit_received(self, digit)
 
     def send_digits(self, digits: str, *, digit_ms: int = 100, gap_ms: int = 100) -> Deferred[None]:
         self.digits_sent.append(digits)
@@ -82,7 +95,7 @@ class FakeSession:
         pass
 
     def stop_output(self) -> None:
-        pass
+        self.stopped_outputs += 1
 
     def stop_recording(self) -> None:
         pass
