@@ -454,7 +454,8 @@ def _connect(
 @contextmanager
 def running_phone(directory: Path, name: str, extra_args: Sequence[str] = ()) -> Iterator[Phone]:
     """Start a phone with its own configuration in ``directory/name`` and yield it,
-    connected to ctrl_tcp and answering commands; stopped whatever happens.
+    connected to ctrl_tcp and answering commands; stopped whatever happens, its
+    report printed if the block fails (pytest shows that output with the failure).
 
     The phone has no account yet: :meth:`Phone.register` adds one.
     """
@@ -480,7 +481,12 @@ def running_phone(directory: Path, name: str, extra_args: Sequence[str] = ()) ->
         # Whoever listens there must answer as ctrl_tcp does (another program might
         # have taken the port between free_port() and baresip's bind).
         phone.ok("reginfo", timeout=max(1.0, deadline - time.monotonic()))
-        yield phone
+        try:
+            yield phone
+        except BaseException:
+            # pytest shows what a failed test printed: this phone's side of it.
+            print(phone.report())
+            raise
     finally:
         if phone is not None:
             phone.stop()
