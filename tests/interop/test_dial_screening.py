@@ -26,18 +26,18 @@ import struct
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import attrs
 import pytest
 
-from tests.appserver import AppServer, app_server
-from tests.serverproc import Server, running_server
+from tests.appserver import app_server
+from tests.serverproc import running_server
 from tests.sipp import free_udp_port
 
-from .callpeers import GATEWAY_IP, Api, Sipp, auth, register, start_sipp
+from .callpeers import GATEWAY_IP, Api, Sipp, auth, register
 from .restcalls_helpers import dominant_frequency, rms, wait_until, wav_bytes
 from .rtppeer import RtpPeer, tone
+from .test_calls import Env  # the same module environment: server, apps, API, sipps
 
 pytestmark = pytest.mark.interop
 
@@ -53,26 +53,6 @@ PACKETS = 50
 EVENT_PT = 101
 
 _names = itertools.count(1)
-
-
-@attrs.define
-class Env:
-    server: Server
-    apps: AppServer
-    api: Api
-    gateway_port: int
-    root: Path
-    running: list[Sipp] = attrs.Factory(list)
-
-    def sipp(self, work: Path, name: str, scenario: str, **kwargs: Any) -> Sipp:
-        sipp = start_sipp(work, name, scenario, **kwargs)
-        self.running.append(sipp)
-        return sipp
-
-    def workdir(self, name: str) -> Path:
-        path = self.root / f"{next(_names):02d}-{name}"
-        path.mkdir()
-        return path
 
 
 @pytest.fixture(scope="module")
