@@ -172,6 +172,12 @@ def result_of(d: Dialer) -> Any:
     return d.attempt.result.result
 
 
+def screened_pair(clock: Clock) -> Dialer:
+    """Two numbers rung at once, each screened with the prompt and key 5."""
+    pair = (Number("18001110001"), Number("18001110002"))
+    return Dialer(clock, pair, confirm_prompts=CONFIRM, confirm_key="5")
+
+
 def finish(d: Dialer, clock: Clock) -> None:
     for leg in (d.a, *d.b):
         leg.hangup()
@@ -206,12 +212,7 @@ def test_screened_leg_is_bridged_only_after_the_confirm_key(clock: Clock) -> Non
 
 
 def test_wrong_key_hangs_that_leg_up_and_the_others_keep_ringing(clock: Clock) -> None:
-    d = Dialer(
-        clock,
-        (Number("18001110001"), Number("18001110002")),
-        confirm_prompts=CONFIRM,
-        confirm_key="5",
-    )
+    d = screened_pair(clock)
     one, two = d.b
     d.respond(one, 180)
     d.respond(two, 180)
@@ -300,12 +301,7 @@ def test_without_a_key_the_prompts_play_then_the_leg_is_bridged(clock: Clock) ->
 
 
 def test_ring_timeout_does_not_cut_a_screening_short(clock: Clock) -> None:
-    d = Dialer(
-        clock,
-        (Number("18001110001"), Number("18001110002")),
-        confirm_prompts=CONFIRM,
-        confirm_key="5",
-    )
+    d = screened_pair(clock)
     one, two = d.b
     d.respond(one, 180)
     d.respond(two, 200, with_sdp=True)
