@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from twisted.internet.task import Clock
-from twisted.logger import LogLevel, globalLogPublisher
+from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 
 from tests.xml_dsl.fakes import FakeCall, FakeFetcher
 from xml_dsl import XMLError, execute, parse
@@ -213,6 +213,29 @@ def test_credentials_go_together_in_the_value_class_too() -> None:
 )
 def test_call_type_either_spelling(value: str, expected: CallType) -> None:
     assert dial(f"<Dial callType='{value}'><Number>1</Number></Dial>").call_type is expected
+
+
+def test_call_type_and_credentials_reach_the_call_layer(clock: Clock) -> None:
+    events: list[dict[str, Any]] = []
+    globalLogPublisher.addObserver(events.append)
+    try:
+        call = FakeCall(clock)
+        document = parse(
+            b"<Response><Dial callType='WhatsApp' timeout='5'>"
+            b"<User sipAuthUsername='agent7' sipAuthPassword='s3cret-pw' sipHeaders='A=1'>"
+            b"sip:a@b</User></Dial></Response>"
+        )
+        execute(call, FakeFetcher(), document, clock=clock)
+        clock.advance(5)  # the ring timeout ends the fake attempt; the document goes on
+    finally:
+        globalLogPublisher.removeObserver(events.append)
+    assert events, "the run was logged"
+    assert not any("s3cret-pw" in (formatEvent(e) or "") + repr(e) for e in events)
+    (attempt,) = call.dials
+    assert attempt.spec.call_type is CallType.WHATSAPP
+    (target,) = attempt.spec.targets
+    assert (target.sip_auth_username, target.sip_auth_password) == ("agent7", "s3cret-pw")
+    assert target.sip_headers == (("A", "1"),)
 
 
 def test_call_type_defaults_to_voice_and_refuses_others() -> None:
