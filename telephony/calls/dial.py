@@ -331,12 +331,16 @@ class DialAttempt:
         if media is None:  # an answer without media cannot be screened
             self._fail_screening(leg, Cause.MEDIA_FAILURE, "it answered without media")
             return
+        self.rang = True
+        a = self.call.leg
         if self._early is leg and self.bridge is not None:
             # The caller heard this leg's early media; what it says now is not for them.
             self.bridge.stop()
             self.bridge = None
             self._early = None
             self._play_ringback_tone()
+        elif not a.answered and self.spec.ringback is Ringback.DEFAULT:
+            a.ring()  # a callee that answered without ringing: the caller rings meanwhile
         screening = _Screening()
         self._screening[leg] = screening
         key = self.spec.confirm_key

@@ -251,7 +251,8 @@ def test_confirm_timeout_counts_from_the_answer(clock: Clock) -> None:
     )
     (leg,) = d.b
     clock.advance(3)
-    d.respond(leg, 200, with_sdp=True)  # answered at 3 s
+    d.respond(leg, 200, with_sdp=True)  # answered at 3 s, without ringing first
+    assert d.to_a().count(180) == 1, "the caller hears ringback while the callee is screened"
     media_of(leg).outputs[0][2].callback(None)  # the prompt is over; now the key is awaited
     _run(clock, 12.999)
     assert leg.state is LegState.ANSWERED
