@@ -59,19 +59,12 @@ class A:
     ttl: int = DEFAULT_TTL
 
     def pyzone(self) -> str:
-        return f"A({self.name!r}, {self.address!r}, ttl={self.ttl})"
+        return f"{type(self).__name__}({self.name!r}, {self.address!r}, ttl={self.ttl})"
 
 
 @attrs.frozen
-class AAAA:
+class AAAA(A):
     """An IPv6 address record."""
-
-    name: str
-    address: str
-    ttl: int = DEFAULT_TTL
-
-    def pyzone(self) -> str:
-        return f"AAAA({self.name!r}, {self.address!r}, ttl={self.ttl})"
 
 
 @attrs.frozen

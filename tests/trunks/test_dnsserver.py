@@ -12,7 +12,7 @@ from twisted.internet import reactor
 
 from telephony.sip.transport import Peer
 from telephony.trunks.resolver import LocateError, LocateFailure, SipResolver
-from tests.dnsserver import SRV, A, dns_server
+from tests.dnsserver import AAAA, CNAME, SRV, A, dns_server
 
 pytestmark = pytest.mark.interop
 
@@ -24,14 +24,21 @@ async def test_a_name_is_located_through_twistd_dns(tmp_path: Path) -> None:
         SRV("_sip._udp.carrier.test", 10, 50, 5072, "b.carrier.test", ttl=300),
         A("a.carrier.test", "127.0.0.11", ttl=60),
         A("b.carrier.test", "127.0.0.12", ttl=60),
+        AAAA("b.carrier.test", "::1", ttl=60),
+        CNAME("alias.test", "a.carrier.test"),
         SRV("_sip._udp.closed.test", 0, 0, 0, "."),
     ]
     with dns_server(records, tmp_path) as address:
         host, port = address
         assert host == "127.0.0.1"
-        resolver = SipResolver(clock=reactor, servers=[address], family=socket.AF_INET)
+        resolver = SipResolver(clock=reactor, servers=[address], family=socket.AF_UNSPEC)
         peers = await resolver.locate("carrier.test", None, None)
-        assert peers == (Peer("udp", "127.0.0.12", 5072), Peer("udp", "127.0.0.11", 5070))
+        assert peers == (
+            Peer("udp", "127.0.0.12", 5072),
+            Peer("udp", "::1", 5072),
+            Peer("udp", "127.0.0.11", 5070),
+        )
+        assert await resolver.locate("alias.test", 5060, None) == (Peer("udp", "127.0.0.11", 5060),)
         with pytest.raises(LocateError) as caught:
             await resolver.locate("closed.test", None, None)
         assert caught.value.kind is LocateFailure.NOT_AVAILABLE
