@@ -594,10 +594,12 @@ class Leg:
             if call is not None and call.active():
                 call.cancel()
         self._timer_call = self._retransmit = None
+        self.end_info = LegEnd(cause, source, sip_status)
+        # The owners hear of the end first, so that what runs on the leg is cancelled
+        # (a hangup) rather than failed by its closing media session.
+        self.ended.callback(self.end_info)
         if self.media is not None:
             self.media.close()
-        self.end_info = LegEnd(cause, source, sip_status)
-        self.ended.callback(self.end_info)
 
     def _crashed(self, failure: Failure) -> None:
         log.failure("Leg {uuid} failed", failure, uuid=self.uuid)

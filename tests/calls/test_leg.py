@@ -278,3 +278,25 @@ def test_a_hangup_before_any_answer_still_cancels_once_the_peer_speaks(clock: Cl
     assert [m.method for _, m in h.sent() if isinstance(m, Request)].count("CANCEL") == 1
     _run(clock, 80.0)
     h.stack.stop()
+
+
+def test_owners_hear_of_the_end_before_the_media_closes(clock: Clock) -> None:
+    """What runs on the leg (a Speak) must be cancelled as a hangup, not failed by its
+    closing session: so the leg's ``ended`` fires while the media is still open."""
+    h = Harness(clock)
+    leg = h.invite()
+    leg.answer()
+    session = h.engine.sessions[0]
+    seen: list[bool] = []
+    leg.ended.addCallback(lambda end: seen.append(session.closed))
+    h.stack.datagram_received(
+        request_bytes(
+            "BYE", "z9hG4bKbye", uri="sip:telephony@127.0.0.1:5060", cseq=2, to_tag=leg.local_tag
+        ),
+        PHONE,
+    )
+    assert leg.state is LegState.ENDED
+    assert seen == [False]
+    assert session.closed
+    _run(clock, 80.0)
+    h.stack.stop()
