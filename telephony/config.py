@@ -17,6 +17,8 @@ from typing import Any
 
 import attrs
 
+from telephony.trunks.gateway import Gateway, GatewayError, parse_gateways
+
 __all__ = (
     "DEFAULTS",
     "Config",
@@ -192,10 +194,33 @@ def _parse_rtp_ports(option: str, value: str) -> str:
     return value
 
 
-def _parse_gateways(option: str, value: str) -> str:
-    from telephony.calls.routing import parse_gateways
+def _parse_gateways(option: str, value: str | list[dict[str, Any]]) -> tuple[Gateway, ...]:
+    try:
+        return parse_gateways(value)
+    except GatewayError as exc:
+        raise ConfigError(str(exc).replace("gateway", option, 1)) from None
 
-    return _checked_with(option, value, parse_gateways)
+
+def _parse_dns_servers(option: str, value: str) -> tuple[HostPort, ...]:
+    """``ADDRESS[:PORT], ...``: IP addresses (IPv6 as ``[ADDR]:PORT``), port 53 when
+    not given; "" for the system's servers."""
+    servers = []
+    for item in str(value).split(","):
+        item = item.strip()
+        if not item:
+            continue
+        try:
+            servers.append(HostPort(str(ipaddress.ip_address(item.strip("[]"))), 53))
+            continue
+        except ValueError:
+            pass
+        server = parse_host_port(option, item)
+        try:
+            ipaddress.ip_address(server.host)
+        except ValueError:
+            raise ConfigError(f"{option}: DNS servers must be IP addresses, got {item!r}") from None
+        servers.append(server)
+    return tuple(servers)
 
 
 def _parse_media_address(option: str, value: str) -> str:
@@ -250,8 +275,10 @@ class Config:
     :ivar t1, t2, t4: SIP timers, seconds (RFC 3261 §17).
     :ivar throttle_exempt: networks never throttled or banned (comma-separated).
     :ivar rtp_ports: ``LOW-HIGH`` UDP ports for RTP (even) and RTCP (odd).
-    :ivar gateways: comma-separated ``sip:HOST[:PORT]`` trunks: calls to numbers go to
-        the first; INVITEs from any of them are trusted (by source IP, and port if given).
+    :ivar gateways: the carrier trunks, in the order calls to numbers try them; INVITEs
+        from any of their addresses are trusted (by source IP, and port if given).
+    :ivar dns_servers: DNS servers for gateway host names; empty: the system's
+        (``/etc/resolv.conf``).
     :ivar min_se: shortest session-timer interval accepted, seconds (RFC 4028 says 90).
     :ivar media_address: the address put in SDP when it differs from the SIP address.
     :ivar digest_algorithms: digest challenges offered, in order.  MD5 only by default,
@@ -280,7 +307,8 @@ class Config:
     throttle_exempt: str = "127.0.0.0/8, ::1"
     digest_algorithms: tuple[str, ...] = ("MD5",)
     rtp_ports: str = "16384-32767"
-    gateways: str = ""
+    gateways: tuple[Gateway, ...] = ()
+    dns_servers: tuple[HostPort, ...] = ()
     min_se: int = 90
     media_address: str = ""
     log_level: str = "info"
@@ -307,7 +335,8 @@ DEFAULTS: Mapping[str, Any] = {
     "throttle-exempt": _DEFAULT.throttle_exempt,
     "digest-algorithms": ",".join(_DEFAULT.digest_algorithms),
     "rtp-ports": _DEFAULT.rtp_ports,
-    "gateway": _DEFAULT.gateways,
+    "gateway": "",
+    "dns-servers": "",
     "min-se": str(_DEFAULT.min_se),
     "media-address": _DEFAULT.media_address,
     "log-level": _DEFAULT.log_level,
@@ -336,6 +365,7 @@ _FIELDS: Mapping[str, tuple[str, _Parser]] = {
     "digest-algorithms": ("digest_algorithms", lambda o, v: _parse_algorithms(o, v)),
     "rtp-ports": ("rtp_ports", lambda o, v: _parse_rtp_ports(o, v)),
     "gateway": ("gateways", lambda o, v: _parse_gateways(o, v)),
+    "dns-servers": ("dns_servers", lambda o, v: _parse_dns_servers(o, v)),
     "min-se": ("min_se", lambda o, v: _parse_int(o, v, 2, 86400)),
     "media-address": ("media_address", lambda o, v: _parse_media_address(o, v)),
     "log-level": ("log_level", _parse_log_level),
@@ -346,7 +376,8 @@ def load_toml(path: Path) -> dict[str, Any]:
     """Read a TOML configuration file whose keys are the long option names.
 
     Keys may use ``-`` or ``_``.  Unknown keys and non-string values are refused, so a
-    typo in the file is reported instead of silently ignored.
+    typo in the file is reported instead of silently ignored; the one exception is
+    ``gateway``, which may also be an array of tables (``[[gateway]]``).
 
     :raises ConfigError: the file is unreadable, not TOML, or has an unknown key.
     """
@@ -363,6 +394,9 @@ def load_toml(path: Path) -> dict[str, Any]:
         if name not in _FIELDS:
             known = ", ".join(sorted(_FIELDS))
             raise ConfigError(f"config: unknown key {key!r} in {path} (known: {known})")
+        if name == "gateway" and isinstance(value, list):
+            values[name] = value  # [[gateway]] tables, checked by the gateway parser
+            continue
         if not isinstance(value, str):
             raise ConfigError(f"{name}: must be a string in {path}, got {type(value).__name__}")
         values[name] = value

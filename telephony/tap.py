@@ -8,6 +8,8 @@ stop in reverse: store, SIP, HTTP, manhole.
 
 from __future__ import annotations
 
+import ipaddress
+import socket
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -33,6 +35,8 @@ from telephony.directory.database import Database, SchemaError, open_sqlite
 from telephony.directory.service import DIRECT_DIAL
 from telephony.runtime import GCTuning, filter_log_level
 from telephony.sipservice import SIPService
+from telephony.trunks.resolver import SipResolver
+from telephony.trunks.service import TrunksService
 
 __all__ = ("Options", "makeService")
 
@@ -87,7 +91,14 @@ class Options(usage.Options):
             "gateway",
             None,
             None,
-            "SIP trunks for numbers, comma-separated sip:HOST[:PORT] (IP addresses) [none]",
+            "SIP trunks for numbers, tried in order: comma-separated "
+            "sip:[USER:PASSWORD@]HOST[:PORT][;register][;prefix=...] [none]",
+        ],
+        [
+            "dns-servers",
+            None,
+            None,
+            "DNS servers for gateway host names, ADDRESS[:PORT],... [/etc/resolv.conf]",
         ],
         ["min-se", None, None, f"Shortest session-timer interval, seconds [{DEFAULTS['min-se']}]"],
         ["media-address", None, None, "Address advertised in SDP [the SIP address]"],
@@ -207,9 +218,18 @@ def makeService(options: Options) -> service.MultiService:
 
     sip = SIPService(config, directory, database, reactor)
     sip.setServiceParent(root)
+    trunks = _trunks(config, sip, reactor)
+    trunks.setServiceParent(root)
     # Recording URLs need the site's address, known once HTTP listens (late-bound).
     calls = CallsService(
-        config, sip, directory, database, reactor, credentials.auth_token, lambda: http.base_url
+        config,
+        sip,
+        directory,
+        database,
+        reactor,
+        credentials.auth_token,
+        lambda: http.base_url,
+        trunks,
     )
     calls.setServiceParent(root)
 
@@ -222,7 +242,7 @@ def makeService(options: Options) -> service.MultiService:
         routes=routes,
         clock=reactor,
         started_at=reactor.seconds(),
-        status_sections=(("SIP", sip.status), ("Calls", calls.status)),
+        status_sections=(("SIP", sip.status), ("Trunks", trunks.status), ("Calls", calls.status)),
         live_calls=calls.manager.live,
         recordings_dir=config.data_dir / "recordings",
     )
@@ -231,9 +251,31 @@ def makeService(options: Options) -> service.MultiService:
     http.setServiceParent(root)
 
     if config.manhole is not None:
-        _add_manhole(root, config, directory, database, sip, calls)
+        _add_manhole(root, config, directory, database, sip, calls, trunks)
     GCTuning().setServiceParent(root)
     return root
+
+
+def _trunks(config: Config, sip: SIPService, reactor: Any) -> TrunksService:
+    """The gateways' service, with a resolver for their host names (RFC 3263)."""
+    listen = config.sip_listen
+    host = f"[{listen.host}]" if ":" in listen.host else listen.host
+    try:
+        version: int = ipaddress.ip_address(listen.host).version
+    except ValueError:
+        version = 0  # listening on a name: addresses of either family
+    family = {4: socket.AF_INET, 6: socket.AF_INET6}.get(version, socket.AF_UNSPEC)
+    resolver = SipResolver(
+        clock=reactor, servers=[(s.host, s.port) for s in config.dns_servers], family=family
+    )
+    return TrunksService(
+        gateways=config.gateways,
+        stack=sip.stack,
+        guard=sip.guard,
+        clock=reactor,
+        locator=resolver,
+        contact_host=f"{host}:{listen.port}",
+    )
 
 
 def _add_manhole(
@@ -243,6 +285,7 @@ def _add_manhole(
     database: Database,
     sip: SIPService,
     calls: CallsService,
+    trunks: TrunksService,
 ) -> None:
     from telephony.manhole import load_or_create_host_key, manhole_service
 
@@ -255,6 +298,7 @@ def _add_manhole(
         "registrar": sip.registrar,
         "location": sip.location,
         "calls": calls.manager,
+        "trunks": trunks,
         "media": calls.media,
     }
     manhole = manhole_service(

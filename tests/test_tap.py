@@ -106,7 +106,7 @@ def test_make_service_tree(tmp_path: Path) -> None:
 
     assert vars(globalLogBeginner).pop("beginLoggingTo", None) is not None
     assert isinstance(root, MultiService)
-    assert [s.name for s in root] == ["store", "sip", "calls", "http", "manhole", "gc"]
+    assert [s.name for s in root] == ["store", "sip", "trunks", "calls", "http", "manhole", "gc"]
     assert all(IService.providedBy(s) for s in root)
     stored = tmp_path / "var" / CREDENTIALS_FILE
     assert stored.stat().st_mode & 0o777 == 0o600

@@ -33,6 +33,11 @@ class Cause(enum.Enum):
     TIME_LIMIT = ("Time Limit Reached", None, 480)
     API_HANGUP = ("API Request", None, 480)
     INTERNAL_ERROR = ("Internal Error", None, 500)
+    #: A gateway (or a dialed SIP URI) refused our digest credentials, or challenged
+    #: and we have none: Plivo's name and code for it.
+    SIP_AUTH_FAILED = ("sip_auth_failed", 4240, 503)
+    #: A gateway challenged us and then did not answer the authenticated INVITE.
+    SIP_AUTH_TIMEOUT = ("sip_auth_timeout", 4250, 408)
 
     @property
     def cause_name(self) -> str:

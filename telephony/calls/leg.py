@@ -25,6 +25,15 @@ from twisted.python.failure import Failure
 
 from media import Direction, IMediaSession, MediaEngine, SDPError, SessionDescription, parse_sdp
 from telephony.calls.causes import Cause, cause_for_status
+from telephony.calls.hops import FixedPlan, Hop, HopPlan, SipCredentials
+from telephony.calls.uac import (
+    AUTH_HEADERS,
+    InviteTemplate,
+    OutgoingInvite,
+    UacFailure,
+    build_invite,
+    send_authenticated,
+)
 from telephony.sip.dialog import Dialog
 from telephony.sip.errors import SipError
 from telephony.sip.headers import Headers
@@ -33,10 +42,9 @@ from telephony.sip.session_timer import (
     SessionTimer,
     TooSmallError,
     negotiate_as_uas,
-    offer_as_uac,
     result_as_uac,
 )
-from telephony.sip.transport import Peer, ServerTransactionHandle, SipStack, new_branch, new_tag
+from telephony.sip.transport import Peer, ServerTransactionHandle, SipStack, new_tag
 from telephony.sip.uri import NameAddr, SipURI
 
 __all__ = ("Leg", "LegEnd", "LegState", "SipContext")
@@ -129,6 +137,10 @@ class Leg:
         self._cancel_pending = False
         self._provisional_seen = False
         self.local_tag = ""
+        self._template: InviteTemplate | None = None
+        self._plan: HopPlan | None = None
+        self._hop: Hop | None = None
+        self._uac: OutgoingInvite | None = None
 
     def __repr__(self) -> str:
         return f"<Leg {self.role} {self.uuid} {self.state.value}>"
@@ -177,29 +189,34 @@ class Leg:
         from_: NameAddr,
         to: NameAddr,
         extra_headers: Headers | None = None,
+        credentials: SipCredentials | None = None,
+        plan: HopPlan | None = None,
     ) -> Leg:
-        """A leg we place (a Dial target, an API call); call :meth:`start` to send it."""
-        tag = new_tag()
-        headers = Headers()
-        headers.add(
-            "Via", f"SIP/2.0/{peer.transport.upper()} {ctx.via_host};branch={new_branch()};rport"
+        """A leg we place (a Dial target, an API call); call :meth:`start` to send it.
+
+        Without a *plan* the INVITE goes to *peer* alone (answering a challenge with
+        *credentials*); with one, it goes to the plan's hops in turn (gateways, with
+        failover), and *peer*, *request_uri*, *from_* and *to* only name the call
+        until the first hop is known.
+        """
+        first = Hop(peer, request_uri, from_, to, credentials)
+        template = InviteTemplate(
+            call_id=f"{secrets.token_hex(12)}@{ctx.domain}",
+            from_tag=new_tag(),
+            via_host=ctx.via_host,
+            contact=ctx.contact,
+            session_expires=ctx.session_expires,
+            min_se=ctx.min_se,
+            extra=Headers(list(extra_headers or ())),
         )
-        headers.add("Max-Forwards", "70")
-        headers.add("From", str(from_.with_param("tag", tag)))
-        headers.add("To", str(to))
-        headers.add("Call-ID", f"{secrets.token_hex(12)}@{ctx.domain}")
-        headers.add("CSeq", "1 INVITE")
-        headers.add("Contact", f"<{ctx.contact}>")
-        headers.add("Allow", "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO")
-        for name, value in offer_as_uac(interval=ctx.session_expires, min_se=ctx.min_se):
-            headers.add(name, value)
-        for name, value in extra_headers or ():
-            headers.add(name, value)
-        invite = Request("INVITE", request_uri, headers)
+        invite = build_invite(template, first, 1, Headers())
         leg = cls(
             uuid=uuid, role="uac", ctx=ctx, media=media, clock=clock, peer=peer, invite=invite
         )
-        leg.local_tag = tag
+        leg.local_tag = template.from_tag
+        leg._template = template
+        leg._plan = plan or FixedPlan(first)
+        leg._hop = first
         return leg
 
     # -- events ---------------------------------------------------------------------
@@ -362,13 +379,39 @@ class Leg:
     # -- UAC ------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Send the INVITE with our SDP offer (UAC)."""
+        """Send the INVITE with our SDP offer (UAC), to the plan's hops in turn."""
+        if self._template is None or self._plan is None or self.state is LegState.ENDED:
+            return
         offer = self.ensure_media().create_offer()
-        self.invite.body = offer.to_bytes()
-        self.invite.headers.add("Content-Type", SDP)
-        d = self.ctx.stack.send_request(self.invite, self.peer, on_response=self._uac_response)
-        d.addCallback(self._uac_response)
-        d.addErrback(self._crashed)
+        self._template = attrs.evolve(self._template, body=offer.to_bytes())
+        self._uac = OutgoingInvite(
+            stack=self.ctx.stack,
+            clock=self.clock,
+            plan=self._plan,
+            template=self._template,
+            on_sent=self._invite_sent,
+            on_response=self._uac_response,
+            on_failed=self._uac_failed,
+            uuid=self.uuid,
+        )
+        self._uac.start()
+
+    def _invite_sent(self, invite: Request, peer: Peer, hop: Hop) -> None:
+        """A new INVITE went out (a first try, an authenticated resend, a failover)."""
+        self.invite = invite
+        self.peer = peer
+        self._hop = hop
+        self._provisional_seen = False
+
+    def _uac_failed(self, failure: UacFailure) -> None:
+        """Every hop failed, or our credentials were refused."""
+        log.info(
+            "Outgoing leg {uuid} failed: {cause} ({reason})",
+            uuid=self.uuid,
+            cause=failure.effective_cause.cause_name,
+            reason=failure.reason,
+        )
+        self._end(failure.effective_cause, "Callee", failure.status)
 
     def _uac_response(self, response: Response) -> None:
         status = response.status
@@ -423,15 +466,32 @@ class Leg:
             return False
         return True
 
+    def _ack(self, dialog: Dialog) -> Request:
+        """The ACK of our INVITE's 2xx, with the INVITE's credentials (§13.2.2.4)."""
+        ack = dialog.ack(self.invite.cseq.number)
+        for name in AUTH_HEADERS:
+            for value in self.invite.headers.get_all(name):
+                ack.headers.add(name, value)
+        return ack
+
     def _send_ack(self, response: Response) -> None:
         dialog = self.dialog or Dialog.as_uac(self.invite, response, self.ctx.via_host)
-        ack = dialog.ack(self.invite.cseq.number)
-        self.ctx.stack.send_stateless(ack, self.peer)
+        self.ctx.stack.send_stateless(self._ack(dialog), self.peer)
 
     def _ack_and_bye(self, response: Response) -> None:
         dialog = Dialog.as_uac(self.invite, response, self.ctx.via_host)
-        self.ctx.stack.send_stateless(dialog.ack(self.invite.cseq.number), self.peer)
-        self.ctx.stack.send_request(dialog.request("BYE"), self.peer).addErrback(self._crashed)
+        self.ctx.stack.send_stateless(self._ack(dialog), self.peer)
+        self._request_in(dialog, "BYE").addErrback(self._crashed)
+
+    def _request_in(self, dialog: Dialog, method: str, **kwargs: Any) -> Deferred[Response]:
+        """Send an in-dialog request, answering a challenge with the hop's credentials."""
+        credentials = self._hop.credentials if self._hop is not None else None
+        return send_authenticated(
+            self.ctx.stack,
+            self.peer,
+            lambda auth: dialog.request(method, extra=auth or None, **kwargs),
+            credentials,
+        )
 
     def cancel(self) -> None:
         """Stop ringing (UAC): CANCEL once a provisional response came (§9.1)."""
@@ -472,8 +532,7 @@ class Leg:
 
     def _send_bye(self, cause: Cause, source: str) -> None:
         if self.dialog is not None and self.state is not LegState.ENDED:
-            bye = self.dialog.request("BYE")
-            self.ctx.stack.send_request(bye, self.peer).addErrback(self._crashed)
+            self._request_in(self.dialog, "BYE").addErrback(self._crashed)
         self._end(cause, source)
 
     def handle_request(self, request: Request, txn: ServerTransactionHandle) -> None:
@@ -560,15 +619,25 @@ class Leg:
         extra = Headers([("Supported", "timer")])
         if timer is not None:
             extra.add("Session-Expires", f"{timer.interval};refresher={timer.refresher}")
-        invite = self.dialog.request(
-            "INVITE", body=self.media.create_offer().to_bytes(), content_type=SDP, extra=extra
-        )
+        body = self.media.create_offer().to_bytes()
+        credentials = self._hop.credentials if self._hop is not None else None
+        dialog = self.dialog
+        sent: list[Request] = []
+
+        def build(auth: Headers) -> Request:
+            headers = Headers([*extra, *auth])
+            sent.append(dialog.request("INVITE", body=body, content_type=SDP, extra=headers))
+            return sent[-1]
 
         def answered(response: Response) -> None:
             if self.state is not LegState.ANSWERED or self.dialog is None:
                 return
             if 200 <= response.status < 300:
-                self.ctx.stack.send_stateless(self.dialog.ack(invite.cseq.number), self.peer)
+                ack = self.dialog.ack(sent[-1].cseq.number)
+                for name in AUTH_HEADERS:
+                    for value in sent[-1].headers.get_all(name):
+                        ack.headers.add(name, value)
+                self.ctx.stack.send_stateless(ack, self.peer)
                 if response.body and self.media is not None:
                     with contextlib.suppress(SDPError):
                         self.media.accept_answer(parse_sdp(response.body))
@@ -578,9 +647,9 @@ class Leg:
             else:
                 self._restart_session_timer()  # 491 glare and the like: try again later
 
-        self.ctx.stack.send_request(invite, self.peer).addCallback(answered).addErrback(
-            self._crashed
-        )
+        send_authenticated(self.ctx.stack, self.peer, build, credentials).addCallback(
+            answered
+        ).addErrback(self._crashed)
 
     # -- the end ----------------------------------------------------------------------
 
@@ -593,6 +662,8 @@ class Leg:
         for call in (self._timer_call, self._retransmit):
             if call is not None and call.active():
                 call.cancel()
+        if self._uac is not None:
+            self._uac.stop()
         self._timer_call = self._retransmit = None
         self.end_info = LegEnd(cause, source, sip_status)
         # The owners hear of the end first, so that what runs on the leg is cancelled

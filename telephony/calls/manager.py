@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import attrs
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
@@ -23,16 +24,10 @@ from telephony.calls.call import Call
 from telephony.calls.causes import Cause
 from telephony.calls.cdr import CdrStore
 from telephony.calls.dial import PlaceLeg
+from telephony.calls.hops import HopPlan, SipCredentials
 from telephony.calls.leg import Leg, LegEnd, LegState, SipContext
 from telephony.calls.originate import Originator
-from telephony.calls.routing import (
-    APP_PREFIX,
-    Gateway,
-    Route,
-    RouteKind,
-    Router,
-    normalize_number,
-)
+from telephony.calls.routing import APP_PREFIX, Route, RouteKind, Router, normalize_number
 from telephony.location import LocationService
 from telephony.randompool import uuid4
 from telephony.sip.errors import SipError
@@ -41,12 +36,39 @@ from telephony.sip.message import Request
 from telephony.sip.transaction import server_key
 from telephony.sip.transport import Peer, ServerTransactionHandle
 from telephony.sip.uri import NameAddr, SipURI, parse_name_addr, parse_uri
+from telephony.trunks.gateway import Gateway
+from telephony.trunks.plan import GatewayPlan, Locator, UriPlan
 from xml_dsl import DialSpec, IFetcher
 from xml_dsl.verbs import Number, User
 
-__all__ = ("CallManager",)
+__all__ = ("CallManager", "Destination")
 
 log = Logger()
+
+
+@attrs.frozen
+class Destination:
+    """Where an outgoing leg goes.
+
+    :ivar request_uri, peer: the first (or only) hop, naming the call until it is sent.
+    :ivar called: Plivo's ``To`` for the leg.
+    :ivar to: the To header (None: the Request-URI).
+    :ivar plan: the hops to try in turn; None: *peer* alone.
+    """
+
+    request_uri: SipURI
+    peer: Peer
+    called: str
+    to: NameAddr | None = None
+    credentials: SipCredentials | None = None
+    plan: HopPlan | None = None
+
+
+def _credentials(target: Number | User) -> SipCredentials | None:
+    """The target's own digest credentials (``sipAuthUsername``/``sipAuthPassword``)."""
+    if target.sip_auth_username is None or target.sip_auth_password is None:
+        return None
+    return SipCredentials(target.sip_auth_username, target.sip_auth_password)
 
 
 class CallManager:
@@ -63,6 +85,7 @@ class CallManager:
         fetcher: IFetcher,
         cdrs: CdrStore,
         gateways: Sequence[Gateway],
+        locator: Locator,
         recordings_dir: Path,
         site_url: Callable[[], str | None],
         own_address: Peer,
@@ -76,6 +99,7 @@ class CallManager:
         self.fetcher = fetcher
         self.cdrs = cdrs
         self.gateways = tuple(gateways)
+        self.locator = locator
         self.recordings_dir = recordings_dir
         self.site_url = site_url
         self.ring_timeout = ring_timeout
@@ -208,23 +232,15 @@ class CallManager:
         """Places the B legs of *call*'s dials."""
 
         def place(target: Number | User, position: int, spec: DialSpec) -> Leg | Cause:
-            where = self.resolve(target)
+            caller_id = call.caller_id_for(spec)
+            where = self.resolve(target, caller_id, spec.caller_name)
             if isinstance(where, Cause):
                 return where
-            request_uri, peer, called = where
-            caller_id = call.caller_id_for(spec)
             extra = Headers()
-            for name, value in (*spec.sip_headers, *getattr(target, "sip_headers", ())):
+            for name, value in (*spec.sip_headers, *target.sip_headers):
                 extra.add(f"X-PH-{name}", value)
             try:
-                leg = self.place_leg(
-                    request_uri=request_uri,
-                    peer=peer,
-                    caller_id=caller_id,
-                    caller_name=spec.caller_name,
-                    to=NameAddr(request_uri if isinstance(target, Number) else parse_uri(called)),
-                    extra=extra,
-                )
+                leg = self.place_leg(where, caller_id, spec.caller_name, extra)
             except PortsExhaustedError:
                 return Cause.FAILED
             b_call = Call(
@@ -232,7 +248,7 @@ class CallManager:
                 leg=leg,
                 direction="outbound",
                 caller=caller_id,
-                called=called,
+                called=where.called,
                 caller_name=spec.caller_name or "",
                 parent=call,
             )
@@ -244,15 +260,12 @@ class CallManager:
 
     def place_leg(
         self,
-        *,
-        request_uri: SipURI,
-        peer: Peer,
+        where: Destination,
         caller_id: str,
         caller_name: str | None,
-        to: NameAddr,
         extra: Headers | None = None,
     ) -> Leg:
-        """A new outgoing leg (not yet started), tracked by its dialog tag."""
+        """A new outgoing leg to *where* (not yet started), tracked by its dialog tag."""
         self.counters["outbound"] += 1
         from_uri = SipURI("sip", caller_id or "anonymous", self.ctx.domain)
         leg = Leg.outgoing(
@@ -260,30 +273,40 @@ class CallManager:
             ctx=self.ctx,
             media=self.media,
             clock=self.clock,
-            peer=peer,
-            request_uri=request_uri,
+            peer=where.peer,
+            request_uri=where.request_uri,
             from_=NameAddr(from_uri, caller_name or None),
-            to=to,
+            to=where.to or NameAddr(where.request_uri),
             extra_headers=extra,
+            credentials=where.credentials,
+            plan=where.plan,
         )
         self._track(leg)
         return leg
 
-    def resolve(self, target: Number | User) -> tuple[SipURI, Peer, str] | Cause:
-        """Where a Dial target is: Request-URI, next hop, and Plivo's ``To`` for it."""
+    def resolve(
+        self, target: Number | User, caller_id: str = "", caller_name: str | None = None
+    ) -> Destination | Cause:
+        """Where a Dial (or API) target goes: a number through the gateways, an
+        endpoint at its latest registered device, any other SIP URI at its host."""
+        credentials = _credentials(target)
         if isinstance(target, Number):
             digits = normalize_number(target.number)
             if not self.gateways:
                 log.warn("Dial to {number}: no --gateway configured", number=digits)
                 return Cause.FAILED
-            gateway = self.gateways[0]
-            uri = SipURI(
-                "sip",
-                digits,
-                gateway.host if ":" not in gateway.host else f"[{gateway.host}]",
-                gateway.port,
+            plan = GatewayPlan(
+                gateways=self.gateways,
+                locator=self.locator,
+                digits=digits,
+                caller_id=caller_id,
+                caller_name=caller_name,
+                our_domain=self.ctx.domain,
+                credentials=credentials,
             )
-            return uri, gateway.peer, digits
+            first = self.gateways[0]
+            peer = Peer(first.transport, first.host, first.port or 5060)
+            return Destination(plan.first_request_uri(), peer, digits, plan=plan)
         try:
             parsed = parse_uri(target.uri.strip())
         except SipError:
@@ -292,7 +315,7 @@ class CallManager:
             return Cause.NOT_FOUND
         uri = parsed
         if self.is_own_application(uri):
-            return uri, self.own_address, str(uri)
+            return Destination(uri, self.own_address, str(uri), to=NameAddr(uri))
         if uri.host_unbracketed in (self.ctx.domain.strip("[]").lower(),):
             binding = self.location.latest(uri.user_unescaped or "")
             if binding is None:
@@ -301,36 +324,34 @@ class CallManager:
             if not isinstance(contact, SipURI):
                 return Cause.NOT_FOUND
             peer = Peer(binding.transport, binding.source_host, binding.source_port)
-            return contact, peer, str(uri)
-        port = uri.port or 5060
-        if not self._can_send_to(uri.host_unbracketed):
+            return Destination(contact, peer, str(uri), to=NameAddr(uri), credentials=credentials)
+        if not self._reachable(uri.host_unbracketed):
             log.warn(
-                "Call to {uri}: {host} is not an IP address of our SIP socket's family "
-                "(host names are not resolved)",
+                "Call to {uri}: {host} is an IP address our SIP socket's family cannot reach",
                 uri=str(uri),
                 host=uri.host_unbracketed,
             )
             return Cause.FAILED
-        return (
-            uri,
-            Peer(
-                uri.transport if uri.transport in ("udp", "tcp") else "udp",
-                uri.host_unbracketed,
-                port,
-            ),
-            str(uri),
+        transport = uri.transport if uri.transport in ("udp", "tcp") else "udp"
+        peer = Peer(transport, uri.host_unbracketed, uri.port or 5060)
+        from_uri = SipURI("sip", caller_id or "anonymous", self.ctx.domain)
+        uri_plan = UriPlan(
+            uri=uri,
+            locator=self.locator,
+            from_=NameAddr(from_uri, caller_name or None),
+            to=NameAddr(uri),
+            credentials=credentials,
         )
+        return Destination(uri, peer, str(uri), to=NameAddr(uri), plan=uri_plan)
 
-    def _can_send_to(self, host: str) -> bool:
-        """Whether our SIP socket can send to *host*: an IP literal of its family."""
+    def _reachable(self, host: str) -> bool:
+        """False for an IP literal of the other family than our SIP socket's (a host
+        name is located later, in our family)."""
         try:
             address = ipaddress.ip_address(host)
-        except ValueError:
-            return False
-        try:
             own = ipaddress.ip_address(self.own_address.host)
         except ValueError:
-            return True  # we listen on a name: let the socket decide
+            return True
         return address.version == own.version
 
     def is_own_application(self, uri: SipURI) -> bool:

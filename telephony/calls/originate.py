@@ -30,7 +30,6 @@ from telephony.directory import Application
 from telephony.directory.models import ApplicationFields
 from telephony.randompool import uuid4
 from telephony.sip.headers import Headers
-from telephony.sip.uri import NameAddr
 from xml_dsl import Method
 from xml_dsl.verbs import Number, User
 
@@ -81,23 +80,16 @@ class Originator:
         target: Number | User = (
             User(uri=request.to) if request.to.startswith(("sip:", "sips:")) else Number(request.to)
         )
-        where = manager.resolve(target)
+        where = manager.resolve(target, request.from_, request.caller_name)
         if isinstance(where, Cause):
             return where
-        request_uri, peer, called = where
+        called = where.called
         extra = Headers()
         for name, value in request.sip_headers:
             extra.add(f"X-PH-{name}", value)
-        if manager.is_own_application(request_uri):
+        if manager.is_own_application(where.request_uri):
             extra.add(INTERNAL_HEADER, manager.internal_token)
-        leg = manager.place_leg(
-            request_uri=request_uri,
-            peer=peer,
-            caller_id=request.from_,
-            caller_name=request.caller_name,
-            to=NameAddr(request_uri),
-            extra=extra,
-        )
+        leg = manager.place_leg(where, request.from_, request.caller_name, extra)
         request_uuid = uuid4()
         app = Application("", request.application, None, "")
         call = Call(

@@ -3,8 +3,10 @@
 In order:
 
 1. **From a configured gateway** (its source IP, and port when the gateway names
-   one): to an application's SIP URI (``app-ID``) → that application; to a number we
-   own → the number's application (else the default number application); to an
+   one; a gateway given by name at the addresses it was last located at): to an
+   application's SIP URI (``app-ID``) → that application; to a number we own (the
+   Request-URI user, else the To user, where providers we register with name the
+   DID) → the number's application (else the default number application); to an
    endpoint's SIP URI → ring that endpoint; anything else → 404.
 2. **From anyone else** the INVITE must authenticate as an endpoint (407, digest, the
    REGISTER rules); its From user must be that endpoint.  To an application's SIP URI
@@ -21,7 +23,6 @@ from __future__ import annotations
 import enum
 import hmac
 import re
-from collections.abc import Sequence
 
 import attrs
 from twisted.internet.defer import Deferred
@@ -29,12 +30,13 @@ from twisted.logger import Logger
 
 from telephony.auth import RequestAuthenticator
 from telephony.directory import Application, Directory, Endpoint
-from telephony.sip.errors import SipParseError
 from telephony.sip.message import Request
 from telephony.sip.transport import Peer, ServerTransactionHandle
-from telephony.sip.uri import SipURI, parse_uri
+from telephony.sip.uri import SipURI
+from telephony.trunks.gateway import Gateway
+from telephony.trunks.trust import TrustedGateways
 
-__all__ = ("Gateway", "Route", "RouteKind", "Router", "normalize_number", "parse_gateways")
+__all__ = ("Route", "RouteKind", "Router", "normalize_number")
 
 log = Logger()
 
@@ -45,62 +47,6 @@ _VISUAL = re.compile(r"[\s().\-]")
 def normalize_number(text: str) -> str:
     """Dialed digits as E.164 digits: separators and a leading ``+`` dropped."""
     return _VISUAL.sub("", text).lstrip("+")
-
-
-@attrs.frozen
-class Gateway:
-    """A SIP trunk: calls to numbers go there; INVITEs from it are trusted.
-
-    :ivar port: None matches any source port (and sends to 5060).
-    """
-
-    host: str
-    port: int | None = None
-    transport: str = "udp"
-
-    @property
-    def peer(self) -> Peer:
-        """Where to send INVITEs for numbers."""
-        return Peer(self.transport, self.host, self.port or 5060)
-
-    def matches(self, peer: Peer) -> bool:
-        """Whether a request from *peer* comes from this gateway."""
-        return peer.host == self.host and (self.port is None or peer.port == self.port)
-
-    def __str__(self) -> str:
-        port = f":{self.port}" if self.port else ""
-        return f"sip:{self.host}{port};transport={self.transport}"
-
-
-def parse_gateways(text: str) -> tuple[Gateway, ...]:
-    """``sip:127.0.0.2:5060, sip:10.0.0.1;transport=tcp`` → gateways.
-
-    Hosts must be IP addresses: a gateway is recognised by the source address of its
-    packets, which a name would have to be resolved into first.
-
-    :raises ValueError: naming the bad entry.
-    """
-    import ipaddress
-
-    gateways = []
-    for item in text.split(","):
-        item = item.strip()
-        if not item:
-            continue
-        try:
-            uri = parse_uri(item)
-        except SipParseError:
-            raise ValueError(f"not a SIP URI: {item!r}") from None
-        if not isinstance(uri, SipURI) or uri.user:
-            raise ValueError(f"expected sip:HOST[:PORT], got {item!r}")
-        host = uri.host_unbracketed
-        try:
-            ipaddress.ip_address(host)
-        except ValueError:
-            raise ValueError(f"the gateway host must be an IP address: {item!r}") from None
-        transport = uri.transport if uri.transport in ("udp", "tcp") else "udp"
-        gateways.append(Gateway(host, uri.port, transport))
-    return tuple(gateways)
 
 
 class RouteKind(enum.Enum):
@@ -140,12 +86,12 @@ class Router:
         *,
         directory: Directory,
         auth: RequestAuthenticator,
-        gateways: Sequence[Gateway],
+        gateways: TrustedGateways,
         domain: str,
     ) -> None:
         self.directory = directory
         self.auth = auth
-        self.gateways = tuple(gateways)
+        self.gateways = gateways
         self.domain = domain
         self._internal: tuple[Peer, str] | None = None
 
@@ -172,7 +118,7 @@ class Router:
 
     def gateway_for(self, peer: Peer) -> Gateway | None:
         """The gateway *peer* is, if any."""
-        return next((g for g in self.gateways if g.matches(peer)), None)
+        return self.gateways.match(peer)
 
     async def route(self, invite: Request, txn: ServerTransactionHandle) -> Route | None:
         """The route of *invite*; None when it was answered with a challenge."""
@@ -184,7 +130,8 @@ class Router:
         caller_name = from_.display or ""
         from_user = from_.uri.user_unescaped if isinstance(from_.uri, SipURI) else None
         if self.gateway_for(txn.peer) is not None or self._is_internal(invite, txn.peer):
-            return await self._from_gateway(invite, user, from_user or "", caller_name)
+            to_user = invite.to.uri.user_unescaped if isinstance(invite.to.uri, SipURI) else None
+            return await self._from_gateway(invite, user, from_user or "", caller_name, to_user)
         endpoint = await self.auth.check(invite, txn, proxy=True)
         if endpoint is None:
             return None
@@ -214,7 +161,7 @@ class Router:
         return _reject(invite, 403, "Forbidden (no application for this endpoint)")
 
     async def _from_gateway(
-        self, invite: Request, user: str, caller: str, caller_name: str
+        self, invite: Request, user: str, caller: str, caller_name: str, to_user: str | None = None
     ) -> Route:
         base = Route(
             RouteKind.APPLICATION,
@@ -226,6 +173,13 @@ class Router:
             return await self._app_uri(invite, user, base)
         digits = normalize_number(user)
         number = await self.directory.find_number(digits) if digits.isdigit() else None
+        if number is None and to_user and to_user != user:
+            # A provider we register with sends calls to the contact we registered
+            # (its Request-URI user is our trunk account) and names the DID in To.
+            to_digits = normalize_number(to_user)
+            number = await self.directory.find_number(to_digits) if to_digits.isdigit() else None
+            if number is not None:
+                digits = to_digits
         if number is not None:
             app = await self.directory.find_application(number.app_id) if number.app_id else None
             if app is None:

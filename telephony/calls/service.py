@@ -13,12 +13,13 @@ from media import MediaConfig, MediaEngine, PortRange
 from telephony.calls.cdr import CdrStore
 from telephony.calls.leg import SipContext
 from telephony.calls.manager import CallManager
-from telephony.calls.routing import Router, parse_gateways
+from telephony.calls.routing import Router
 from telephony.config import Config
 from telephony.directory import Directory
 from telephony.directory.database import Database
 from telephony.sip.transport import Peer
 from telephony.sipservice import SIPService
+from telephony.trunks.service import TrunksService
 from xml_dsl import Fetcher
 from xml_dsl.fetcher import application_agent
 
@@ -56,6 +57,7 @@ class CallsService(service.Service):
         reactor: Any,
         auth_token: str,
         site_url: Callable[[], str | None],
+        trunks: TrunksService,
     ) -> None:
         self.setName("calls")
         listen = config.sip_listen
@@ -82,7 +84,6 @@ class CallsService(service.Service):
             auth_token=auth_token,
             agent=application_agent(reactor, self.http_pool),
         )
-        gateways = parse_gateways(config.gateways)
         ctx = SipContext(
             stack=sip.stack,
             via_host=f"{host}:{listen.port}",
@@ -90,7 +91,9 @@ class CallsService(service.Service):
             domain=config.domain,
             min_se=config.min_se,
         )
-        router = Router(directory=directory, auth=sip.auth, gateways=gateways, domain=config.domain)
+        router = Router(
+            directory=directory, auth=sip.auth, gateways=trunks.trusted, domain=config.domain
+        )
         self.manager = CallManager(
             ctx=ctx,
             media=self.media,
@@ -99,7 +102,8 @@ class CallsService(service.Service):
             location=sip.location,
             fetcher=self.fetcher,
             cdrs=self.cdrs,
-            gateways=gateways,
+            gateways=trunks.gateways,
+            locator=trunks.locator,
             recordings_dir=config.data_dir / "recordings",
             site_url=site_url,
             own_address=Peer("udp", listen.host, listen.port),

@@ -63,10 +63,23 @@ class SourceGuard:
     max_tracked: int = 100_000
     _sources: OrderedDict[str, _Source] = attrs.field(factory=OrderedDict, repr=False)
     _exempt_cache: dict[str, bool] = attrs.field(factory=dict, repr=False)
+    #: Addresses exempt because they are a gateway's, by gateway (see :meth:`trust`).
+    _trusted: dict[str, frozenset[str]] = attrs.field(factory=dict, repr=False)
+
+    def trust(self, key: str, hosts: Iterable[str]) -> None:
+        """Exempt *hosts* as *key*'s addresses (a gateway's, replacing those it had): a
+        carrier sending more than the flood limit must not be banned.  Any ban on
+        them is lifted."""
+        self._trusted[key] = frozenset(hosts)
+        self._exempt_cache.clear()
+        self.unban(self._trusted[key])
 
     def _is_exempt(self, host: str) -> bool:
         cached = self._exempt_cache.get(host)
         if cached is None:
+            if any(host in hosts for hosts in self._trusted.values()):
+                self._exempt_cache[host] = True
+                return True
             try:
                 address = ipaddress.ip_address(host)
             except ValueError:

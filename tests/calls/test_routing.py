@@ -10,20 +10,15 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 
 from telephony.auth import CredentialCache, RequestAuthenticator
-from telephony.calls.routing import (
-    Gateway,
-    Route,
-    RouteKind,
-    Router,
-    normalize_number,
-    parse_gateways,
-)
+from telephony.calls.routing import Route, RouteKind, Router, normalize_number
 from telephony.directory import Directory
 from telephony.directory.models import ApplicationFields
 from telephony.sip.digest import DigestAuthenticator
 from telephony.sip.guard import SourceGuard
 from telephony.sip.message import Request, Response, parse_datagram
 from telephony.sip.transport import Peer
+from telephony.trunks.gateway import parse_gateways
+from telephony.trunks.trust import TrustedGateways
 from tests.sip.helpers import make_stack, request_bytes
 from tests.sip.test_registrar import digest_response
 
@@ -46,7 +41,7 @@ def _router(directory: Directory, clock: Clock) -> Router:
     return Router(
         directory=directory,
         auth=auth,
-        gateways=parse_gateways("sip:127.0.0.2:5070"),
+        gateways=TrustedGateways(parse_gateways("sip:127.0.0.2:5070")),
         domain="example.test",
     )
 
@@ -103,17 +98,8 @@ def _invite(to: str, from_user: str = "18005550000", auth: str | None = None) ->
     )
 
 
-def test_helpers() -> None:
+def test_normalize_number() -> None:
     assert normalize_number("+1 (800) 123-1234") == "18001231234"
-    assert parse_gateways("sip:127.0.0.2:5070, sip:10.0.0.1;transport=tcp") == (
-        Gateway("127.0.0.2", 5070),
-        Gateway("10.0.0.1", None, "tcp"),
-    )
-    with pytest.raises(ValueError, match="must be an IP address"):
-        parse_gateways("sip:gw.example.com")
-    assert Gateway("127.0.0.2", 5070).matches(GATEWAY)
-    assert not Gateway("127.0.0.2", 5070).matches(Peer("udp", "127.0.0.2", 5071))
-    assert Gateway("127.0.0.2").matches(Peer("udp", "127.0.0.2", 9))
 
 
 @ensure
@@ -263,3 +249,44 @@ async def test_called_user_lookups_go_through_the_credentials_cache(
     route, _ = await _route(router, _invite(bob.username), GATEWAY, clock)
     assert route is not None
     assert (route.kind, route.endpoint) == (RouteKind.ENDPOINT, bob.username)
+
+
+@ensure
+async def test_a_registered_trunk_names_the_did_in_to(
+    directory: Directory, router: Router, clock: Clock
+) -> None:
+    """A provider we register with sends the call to our registered contact
+    (``sip:ACCOUNT@us``) and names the dialed DID in To."""
+    app = await directory.create_application(_app("did"))
+    await directory.add_numbers(["14155550100"], "trunk", "US", app_id=app.app_id)
+    data = _invite("acme").replace(b"To: <sip:alice@example.test>", b"To: <sip:+14155550100@x>")
+    route, _ = await _route(router, data, GATEWAY, clock)
+    assert route is not None
+    assert (route.kind, route.application, route.called) == (
+        RouteKind.APPLICATION,
+        app,
+        "14155550100",
+    )
+    # The To fallback is for gateways only: a phone still authenticates first.
+    route, replies = await _route(router, data, PHONE, clock)
+    assert route is None
+    assert [r.status for r in replies] == [407]
+
+
+@ensure
+async def test_a_gateway_given_by_name_is_trusted_where_it_was_located(
+    directory: Directory, clock: Clock
+) -> None:
+    app = await directory.create_application(_app("named"))
+    await directory.add_numbers(["18001230000"], "trunk", "US", app_id=app.app_id)
+    [named] = parse_gateways("sip:sip.carrier.test")
+    trusted = TrustedGateways([named])
+    router = _router(directory, clock)
+    router.gateways = trusted
+    route, replies = await _route(router, _invite("18001230000"), GATEWAY, clock)
+    assert route is None, "not located yet: an unknown source must authenticate"
+    assert [r.status for r in replies] == [407]
+    trusted.located(named, [Peer("udp", "127.0.0.2", 5060), Peer("udp", "127.0.0.3", 5060)])
+    route, _ = await _route(router, _invite("18001230000"), GATEWAY, clock)
+    assert route is not None
+    assert (route.kind, route.application) == (RouteKind.APPLICATION, app)
