@@ -25,6 +25,7 @@ import wave
 from collections.abc import Callable, Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import attrs
@@ -48,6 +49,24 @@ def wait_until(predicate: Callable[[], object], timeout: float, what: str) -> No
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(0.05)
+
+
+def cdr(client: Any, call_uuid: str, timeout: float = 5.0) -> Any:
+    """The finished call's record through the plivo SDK *client* (it is written just
+    after the leg ends, so it is waited for)."""
+    import plivo
+
+    found: list[Any] = []
+
+    def written() -> bool:
+        try:
+            found.append(client.calls.get(call_uuid))
+        except plivo.exceptions.ResourceNotFoundError:
+            return False
+        return True
+
+    wait_until(written, timeout, f"the CDR of {call_uuid}")
+    return found[-1]
 
 
 def wav_bytes(samples: npt.NDArray[np.int16]) -> bytes:
