@@ -72,6 +72,8 @@ _STATUS_FOR_CAUSE = {
     Cause.BUSY: DialStatus.BUSY,
     Cause.NO_ANSWER: DialStatus.NO_ANSWER,
     Cause.ORIGINATOR_CANCEL: DialStatus.NO_ANSWER,
+    # Plivo: a provider that never answered the authenticated INVITE is a timeout.
+    Cause.SIP_AUTH_TIMEOUT: DialStatus.TIMEOUT,
 }
 
 

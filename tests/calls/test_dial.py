@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import attrs
+import pytest
 from twisted.internet.task import Clock
 
 from media import parse_sdp
@@ -126,6 +127,23 @@ def test_all_busy_is_busy(clock: Clock) -> None:
     result = d.attempt.result.result
     assert (result.status, result.hangup_cause) == (DialStatus.BUSY, "Busy Line")
     assert not d.a.answered
+    _run(clock, 80)
+    d.h.stack.stop()
+
+
+@pytest.mark.parametrize(
+    ("cause", "status"),
+    [(Cause.SIP_AUTH_FAILED, DialStatus.FAILED), (Cause.SIP_AUTH_TIMEOUT, DialStatus.TIMEOUT)],
+)
+def test_gateway_authentication_failures_report_plivos_dial_status(
+    clock: Clock, cause: Cause, status: DialStatus
+) -> None:
+    d = Dialer(clock, (Number("18001110001"),))
+    [leg] = d.b
+    leg._end(cause, "Callee", 407)  # what the leg's UAC reports (tests/calls/test_uac.py)
+    result = d.attempt.result.result
+    assert (result.status, result.hangup_cause) == (status, cause.cause_name)
+    d.a.hangup()
     _run(clock, 80)
     d.h.stack.stop()
 
