@@ -107,6 +107,8 @@ class DialAttempt:
         self._failures: list[Cause] = []
         self._ending: DialEnd | None = None
         self._ringback: Deferred[Any] | None = None
+        #: B legs whose sendDigits went out already (on early media or at the answer).
+        self._digits_sent: set[Leg] = set()
         self._screening: dict[Leg, _Screening] = {}
 
     @property
@@ -226,9 +228,9 @@ class DialAttempt:
         target = self.spec.targets[self.legs[leg] - 1]
         if not target.send_digits or target.send_on_preanswer != early or leg.media is None:
             return
-        if getattr(leg, "_digits_sent", False):
+        if leg in self._digits_sent:
             return
-        leg._digits_sent = True  # type: ignore[attr-defined]
+        self._digits_sent.add(leg)
         d = leg.media.send_digits(target.send_digits)
         d.addErrback(
             lambda f: log.info("sendDigits on {uuid}: {e}", uuid=leg.uuid, e=f.getErrorMessage())

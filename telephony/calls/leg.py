@@ -91,6 +91,23 @@ class SipContext:
     session_expires: int = 1800
 
 
+@attrs.define
+class _Outgoing:
+    """An outgoing leg's INVITE.
+
+    :ivar template, first: how the first INVITE is built and where it goes; dropped
+        once it is sent (the leg's ``invite`` then names the call).
+    :ivar plan: the hops, until the INVITE starts (then the ``uac`` has it).
+    :ivar credentials: the answered hop's, for in-dialog requests (BYE, re-INVITE).
+    """
+
+    template: InviteTemplate | None
+    first: Hop | None
+    plan: HopPlan | None
+    credentials: SipCredentials | None
+    uac: OutgoingInvite | None = None
+
+
 class Leg:
     """A SIP dialog plus its media session.  Use :meth:`incoming` or :meth:`outgoing`.
 
@@ -107,7 +124,7 @@ class Leg:
         media: MediaEngine,
         clock: IReactorTime,
         peer: Peer,
-        invite: Request,
+        invite: Request | None,
     ) -> None:
         self.uuid = uuid
         self.role = role
@@ -115,7 +132,7 @@ class Leg:
         self.media_engine = media
         self.clock = clock
         self.peer = peer
-        self.invite = invite
+        self._invite = invite
         self.state = LegState.NEW
         self.dialog: Dialog | None = None
         self.media: IMediaSession | None = None
@@ -137,10 +154,9 @@ class Leg:
         self._cancel_pending = False
         self._provisional_seen = False
         self.local_tag = ""
-        self._template: InviteTemplate | None = None
-        self._plan: HopPlan | None = None
-        self._hop: Hop | None = None
-        self._uac: OutgoingInvite | None = None
+        #: An outgoing leg's INVITE: how it is built and where it goes (one
+        #: attribute: CPython shares the key table of instances with at most 30).
+        self._out: _Outgoing | None = None
 
     def __repr__(self) -> str:
         return f"<Leg {self.role} {self.uuid} {self.state.value}>"
@@ -207,17 +223,27 @@ class Leg:
             contact=ctx.contact,
             session_expires=ctx.session_expires,
             min_se=ctx.min_se,
-            extra=Headers(list(extra_headers or ())),
+            extra=tuple(extra_headers or ()),
         )
-        invite = build_invite(template, first, 1, Headers())
-        leg = cls(
-            uuid=uuid, role="uac", ctx=ctx, media=media, clock=clock, peer=peer, invite=invite
-        )
+        leg = cls(uuid=uuid, role="uac", ctx=ctx, media=media, clock=clock, peer=peer, invite=None)
         leg.local_tag = template.from_tag
-        leg._template = template
-        leg._plan = plan or FixedPlan(first)
-        leg._hop = first
+        leg._out = _Outgoing(template, first, plan or FixedPlan(first), credentials)
         return leg
+
+    @property
+    def invite(self) -> Request:
+        """The INVITE: the caller's (UAS); ours as last sent (UAC), or before the first
+        is sent, the one the first hop would get (built only if asked for)."""
+        if self._invite is None:
+            out = self._out
+            if out is None or out.template is None or out.first is None:
+                raise SipError("an outgoing leg without its first hop", 500)
+            self._invite = build_invite(out.template, out.first, 1)
+        return self._invite
+
+    @invite.setter
+    def invite(self, request: Request) -> None:
+        self._invite = request
 
     # -- events ---------------------------------------------------------------------
 
@@ -380,27 +406,33 @@ class Leg:
 
     def start(self) -> None:
         """Send the INVITE with our SDP offer (UAC), to the plan's hops in turn."""
-        if self._template is None or self._plan is None or self.state is LegState.ENDED:
+        out = self._out
+        if out is None or out.template is None or out.plan is None:
+            return
+        if self.state is LegState.ENDED:
             return
         offer = self.ensure_media().create_offer()
-        self._template = attrs.evolve(self._template, body=offer.to_bytes())
-        self._uac = OutgoingInvite(
+        plan, out.plan = out.plan, None
+        out.uac = OutgoingInvite(
             stack=self.ctx.stack,
             clock=self.clock,
-            plan=self._plan,
-            template=self._template,
+            plan=plan,
+            template=out.template,
+            body=offer.to_bytes(),
             on_sent=self._invite_sent,
             on_response=self._uac_response,
             on_failed=self._uac_failed,
             uuid=self.uuid,
         )
-        self._uac.start()
+        out.uac.start()
 
     def _invite_sent(self, invite: Request, peer: Peer, hop: Hop) -> None:
         """A new INVITE went out (a first try, an authenticated resend, a failover)."""
         self.invite = invite
         self.peer = peer
-        self._hop = hop
+        if self._out is not None:
+            self._out.credentials = hop.credentials
+            self._out.template = self._out.first = None  # the INVITE now names the call
         self._provisional_seen = False
 
     def _uac_failed(self, failure: UacFailure) -> None:
@@ -469,9 +501,10 @@ class Leg:
     def _ack(self, dialog: Dialog) -> Request:
         """The ACK of our INVITE's 2xx, with the INVITE's credentials (§13.2.2.4)."""
         ack = dialog.ack(self.invite.cseq.number)
-        for name in AUTH_HEADERS:
-            for value in self.invite.headers.get_all(name):
-                ack.headers.add(name, value)
+        if self._out is not None and self._out.credentials is not None:
+            for name in AUTH_HEADERS:
+                for value in self.invite.headers.get_all(name):
+                    ack.headers.add(name, value)
         return ack
 
     def _send_ack(self, response: Response) -> None:
@@ -485,12 +518,11 @@ class Leg:
 
     def _request_in(self, dialog: Dialog, method: str, **kwargs: Any) -> Deferred[Response]:
         """Send an in-dialog request, answering a challenge with the hop's credentials."""
-        credentials = self._hop.credentials if self._hop is not None else None
         return send_authenticated(
             self.ctx.stack,
             self.peer,
             lambda auth: dialog.request(method, extra=auth or None, **kwargs),
-            credentials,
+            self._out.credentials if self._out is not None else None,
         )
 
     def cancel(self) -> None:
@@ -620,7 +652,7 @@ class Leg:
         if timer is not None:
             extra.add("Session-Expires", f"{timer.interval};refresher={timer.refresher}")
         body = self.media.create_offer().to_bytes()
-        credentials = self._hop.credentials if self._hop is not None else None
+        credentials = self._out.credentials if self._out is not None else None
         dialog = self.dialog
         sent: list[Request] = []
 
@@ -662,8 +694,11 @@ class Leg:
         for call in (self._timer_call, self._retransmit):
             if call is not None and call.active():
                 call.cancel()
-        if self._uac is not None:
-            self._uac.stop()
+        out = self._out
+        if out is not None:
+            if out.uac is not None:
+                out.uac.stop()
+            out.uac = out.plan = out.template = out.first = None
         self._timer_call = self._retransmit = None
         self.end_info = LegEnd(cause, source, sip_status)
         # The owners hear of the end first, so that what runs on the leg is cancelled

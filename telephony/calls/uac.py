@@ -19,8 +19,7 @@ When the plan runs out, the leg is told the last failure.
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import attrs
 from twisted.internet.defer import CancelledError, Deferred
@@ -66,11 +65,16 @@ class InviteTemplate:
     contact: str
     session_expires: int
     min_se: int
-    body: bytes = b""
-    extra: Headers = attrs.field(factory=Headers)
+    extra: tuple[tuple[str, str], ...] = ()
 
 
-def build_invite(template: InviteTemplate, hop: Hop, cseq: int, auth: Headers) -> Request:
+def build_invite(
+    template: InviteTemplate,
+    hop: Hop,
+    cseq: int,
+    auth: Iterable[tuple[str, str]] = (),
+    body: bytes = b"",
+) -> Request:
     """The INVITE for *hop*: a new branch, the template's dialog identifiers, *cseq*."""
     peer = hop.peer
     headers = Headers()
@@ -91,9 +95,9 @@ def build_invite(template: InviteTemplate, hop: Hop, cseq: int, auth: Headers) -
         headers.add(name, value)
     for name, value in auth:
         headers.add(name, value)
-    if template.body:
+    if body:
         headers.add("Content-Type", "application/sdp")
-    return Request("INVITE", hop.request_uri, headers, template.body)
+    return Request("INVITE", hop.request_uri, headers, body)
 
 
 @attrs.frozen
@@ -131,6 +135,30 @@ class OutgoingInvite:
     :param on_failed: the INVITE failed for good (auth refused, every hop failed).
     """
 
+    __slots__ = (
+        "_authenticated",
+        "_client",
+        "_finding",
+        "_heard",
+        "_in_flight",
+        "_last",
+        "_stopped",
+        "_timer",
+        "body",
+        "clock",
+        "cseq",
+        "hop",
+        "hops_tried",
+        "on_failed",
+        "on_response",
+        "on_sent",
+        "plan",
+        "request",
+        "stack",
+        "template",
+        "uuid",
+    )
+
     def __init__(
         self,
         *,
@@ -138,6 +166,7 @@ class OutgoingInvite:
         clock: IReactorTime,
         plan: HopPlan,
         template: InviteTemplate,
+        body: bytes,
         on_sent: Callable[[Request, Peer, Hop], None],
         on_response: Callable[[Response], None],
         on_failed: Callable[[UacFailure], None],
@@ -145,8 +174,10 @@ class OutgoingInvite:
     ) -> None:
         self.stack = stack
         self.clock = clock
-        self.plan = plan
-        self.template = template
+        #: Both dropped once the INVITE is settled (see :meth:`_settled`).
+        self.plan: HopPlan | None = plan
+        self.template: InviteTemplate | None = template
+        self.body = body
         self.on_sent = on_sent
         self.on_response = on_response
         self.on_failed = on_failed
@@ -155,7 +186,6 @@ class OutgoingInvite:
         self.hop: Hop | None = None
         self.request: Request | None = None
         self.hops_tried = 0
-        self._attempt = 0
         self._client: DigestClient | None = None
         self._authenticated = False
         self._heard = False
@@ -179,11 +209,21 @@ class OutgoingInvite:
         if self._finding is not None:
             finding, self._finding = self._finding, None
             finding.cancel()
+        self._settled()
+
+    def _settled(self) -> None:
+        """Nothing more will be sent: drop what only sending needed.  The INVITE's
+        client transaction keeps this object for 32 s after a 2xx (RFC 6026's
+        Accepted state, to pass on 2xx retransmissions); it need not keep the plan,
+        the template and the credentials for that long."""
+        self.plan = None
+        self.template = None
+        self._client = None
 
     # -- hops ---------------------------------------------------------------------------
 
     def _next_hop(self) -> None:
-        if self._stopped:
+        if self._stopped or self.plan is None:
             return
         finding = self.plan.next_hop()
         self._finding = finding
@@ -198,9 +238,9 @@ class OutgoingInvite:
             return
         self.hop = hop
         self.hops_tried += 1
-        self._client = _digest_client(hop.credentials)
+        self._client = None  # made when the hop challenges
         self._authenticated = False
-        self._send(Headers())
+        self._send(())
 
     def _plan_failed(self, failure: Failure) -> None:
         self._finding = None
@@ -211,55 +251,49 @@ class OutgoingInvite:
         self._give_up()
 
     def _give_up(self) -> None:
-        failure = self._last
+        failure, unreached = self._last, self.plan.describe_failure() if self.plan else ""
         if failure is None:
-            why = self.plan.describe_failure() or "no destination"
-            failure = UacFailure(503, Cause.FAILED, why)
-        elif self.plan.describe_failure():
-            failure = attrs.evolve(
-                failure, reason=f"{failure.reason}; {self.plan.describe_failure()}"
-            )
+            failure = UacFailure(503, Cause.FAILED, unreached or "no destination")
+        elif unreached:
+            failure = attrs.evolve(failure, reason=f"{failure.reason}; {unreached}")
+        self._settled()
         self.on_failed(failure)
 
     # -- one INVITE ---------------------------------------------------------------------
 
-    def _send(self, auth: Headers) -> None:
-        hop = self.hop
-        if hop is None:
+    def _send(self, auth: Iterable[tuple[str, str]]) -> None:
+        hop, template = self.hop, self.template
+        if hop is None or template is None:
             return
         self.cseq += 1
-        self._attempt += 1
-        attempt = self._attempt
-        request = build_invite(self.template, hop, self.cseq, auth)
+        request = build_invite(template, hop, self.cseq, auth, self.body)
         self.request = request
         self._heard = False
         self.on_sent(request, hop.peer, hop)
-        d = self.stack.send_request(
-            request, hop.peer, on_response=functools.partial(self._provisional, attempt)
-        )
+        # Responses to an earlier INVITE of this leg (an earlier CSeq) are ignored.
+        d = self.stack.send_request(request, hop.peer, on_response=self._provisional)
         self._in_flight = d
-        d.addCallbacks(
-            functools.partial(self._final, attempt), functools.partial(self._error, attempt)
-        )
+        d.addCallbacks(self._final, self._error)
         self._cancel_timer()
         if hop.response_timeout is not None and not self._stopped:
-            self._timer = self.clock.callLater(hop.response_timeout, self._silent, attempt)
+            self._timer = self.clock.callLater(hop.response_timeout, self._silent, self.cseq)
 
-    def _provisional(self, attempt: int, response: Response) -> None:
-        if attempt != self._attempt:
+    def _provisional(self, response: Response) -> None:
+        if response.cseq.number != self.cseq:
             return
         self._heard = True
         self._cancel_timer()
         self.on_response(response)
 
-    def _final(self, attempt: int, response: Response) -> None:
-        if attempt != self._attempt:
+    def _final(self, response: Response) -> None:
+        if response.cseq.number != self.cseq:
             return
         self._in_flight = None
         self._heard = True
         self._cancel_timer()
         status = response.status
         if self._stopped or status < 300:
+            self._settled()
             self.on_response(response)
         elif status in (401, 407):
             self._challenged(response)
@@ -267,18 +301,19 @@ class OutgoingInvite:
             cause = Cause.SIP_AUTH_TIMEOUT if self._authenticated and status == 408 else None
             self._failed_here(UacFailure(status, cause, f"{status} {response.reason}"))
         else:
+            self._settled()
             self.on_response(response)
 
-    def _error(self, attempt: int, failure: Failure) -> None:
-        if failure.check(CancelledError) or attempt != self._attempt:
+    def _error(self, failure: Failure) -> None:
+        if failure.check(CancelledError):  # an INVITE abandoned for the next hop
             return
         log.failure("Outgoing leg {uuid}: INVITE failed", failure, uuid=self.uuid)
         self._failed_here(UacFailure(503, Cause.FAILED, "could not send the INVITE"))
 
-    def _silent(self, attempt: int) -> None:
+    def _silent(self, cseq: int) -> None:
         """The hop said nothing within its response timeout: abandon it, try the next."""
         self._timer = None
-        if attempt != self._attempt or self._heard or self._stopped:
+        if cseq != self.cseq or self._heard or self._stopped:
             return
         hop = self.hop
         if self._in_flight is not None:
@@ -302,9 +337,12 @@ class OutgoingInvite:
         self._next_hop()
 
     def _challenged(self, response: Response) -> None:
-        request, client, hop = self.request, self._client, self.hop
-        if request is None or client is None or hop is None:
+        request, hop = self.request, self.hop
+        if request is None or hop is None:
             return
+        if self._client is None:
+            self._client = _digest_client(hop.credentials)
+        client = self._client
         answer = client.answer(response, method="INVITE", uri=str(request.uri), body=request.body)
         if isinstance(answer, AuthRefused):
             log.warn(
@@ -316,6 +354,7 @@ class OutgoingInvite:
                 status=response.status,
                 why=str(answer),
             )
+            self._settled()
             self.on_failed(UacFailure(response.status, Cause.SIP_AUTH_FAILED, str(answer)))
             return
         self._authenticated = True
@@ -336,12 +375,12 @@ def send_authenticated(
     """Send an in-dialog request (BYE, re-INVITE) built by *build*, answering one
     401/407 with *credentials*: carriers may challenge these too.  Fires with the
     final response (the challenge itself when it cannot be answered)."""
-    client = _digest_client(credentials)
     first = build(Headers())
 
     def answered(response: Response) -> Response | Deferred[Response]:
         if response.status not in (401, 407) or credentials is None:
             return response
+        client = _digest_client(credentials)
         answer = client.answer(response, method=first.method, uri=str(first.uri), body=first.body)
         if isinstance(answer, AuthRefused):
             if answer.reason is not RefusalReason.NO_CREDENTIALS:
