@@ -75,7 +75,7 @@ class SIPService(service.Service):
             self.core, clock=reactor, timers=TimerValues(config.t1, config.t2, config.t4)
         )
         self.udp = UDPTransport(self.stack)
-        self.tcp = StreamTransportFactory(self.stack)
+        self.tcp = StreamTransportFactory(self.stack, reactor=reactor)
         self.stack.transports["udp"] = self.udp
         self.stack.transports["tcp"] = self.tcp
         directory.subscribe(self.location.forget)

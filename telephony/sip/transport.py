@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 import attrs
-from twisted.internet import protocol
+from twisted.internet import endpoints, protocol
 from twisted.internet.defer import Deferred
 from twisted.internet.error import InvalidAddressError
 from twisted.internet.interfaces import IAddress, IReactorTime
@@ -573,6 +573,11 @@ UDP_SOCKET_BUFFER = 4 * 1024 * 1024
 UDP_BURST = 64
 #: Most peer addresses remembered as valid (then the set starts again).
 MAX_CHECKED_ADDRESSES = 65_536
+#: Seconds a TCP connection we open to a peer (a gateway) may take to be made.
+CONNECT_TIMEOUT = 5.0
+#: Messages held for one peer while our connection to it is being made [ours]: a
+#: request and its retransmissions, and a few more; past that they are dropped.
+MAX_WAITING_MESSAGES = 64
 
 
 @implementer(ITransport)
@@ -695,10 +700,15 @@ class StreamTransportFactory(protocol.ServerFactory):
     registered from (found by its address, RFC 5626 style), while it stays open.
     """
 
-    def __init__(self, stack: SipStack, max_connections: int = 10_000) -> None:
+    def __init__(self, stack: SipStack, max_connections: int = 10_000, reactor: Any = None) -> None:
         self.stack = stack
         self.max_connections = max_connections
+        #: Makes connections to peers we have none with (a TCP gateway); None: we
+        #: only answer on the connections peers open.
+        self.reactor = reactor
         self.connections: dict[tuple[str, int], StreamProtocol] = {}
+        #: Messages waiting for a connection being made, by peer address.
+        self._connecting: dict[tuple[str, int], list[bytes]] = {}
         self._ids = itertools.count()
 
     def buildProtocol(self, addr: IAddress) -> StreamProtocol | None:  # type: ignore[override]
@@ -725,10 +735,45 @@ class StreamTransportFactory(protocol.ServerFactory):
             else self.connections.get((peer.host, peer.port))
         )
         if proto is None or not proto.connected:
+            self._connect(peer, data)
+            return
+        proto.write(data)
+
+    def _connect(self, peer: Peer, data: bytes) -> None:
+        """Open a connection to *peer* (RFC 3261 §18.1.1) and send *data* on it; later
+        messages for it wait until it is made (at most :data:`MAX_WAITING_MESSAGES`)."""
+        key = (peer.host, peer.port)
+        waiting = self._connecting.get(key)
+        if waiting is not None:
+            if len(waiting) < MAX_WAITING_MESSAGES:
+                waiting.append(data)
+            return
+        if self.reactor is None or len(self.connections) >= self.max_connections:
             log.warn(
                 "No open TCP connection to {host}:{port}; message dropped",
                 host=peer.host,
                 port=peer.port,
             )
             return
-        proto.write(data)
+        self._connecting[key] = [data]
+        ipv6 = ":" in peer.host
+        endpoint_class = endpoints.TCP6ClientEndpoint if ipv6 else endpoints.TCP4ClientEndpoint
+        endpoint = endpoint_class(self.reactor, peer.host, peer.port, timeout=CONNECT_TIMEOUT)
+        d = endpoints.connectProtocol(endpoint, StreamProtocol(self))
+        d.addCallbacks(
+            self._connected, self._not_connected, callbackArgs=(key,), errbackArgs=(key,)
+        )
+
+    def _connected(self, proto: StreamProtocol, key: tuple[str, int]) -> None:
+        for data in self._connecting.pop(key, []):
+            proto.write(data)
+
+    def _not_connected(self, failure: Any, key: tuple[str, int]) -> None:
+        dropped = self._connecting.pop(key, [])
+        log.warn(
+            "Cannot connect to {host}:{port} over TCP ({why}); {n} message(s) dropped",
+            host=key[0],
+            port=key[1],
+            why=failure.getErrorMessage(),
+            n=len(dropped),
+        )

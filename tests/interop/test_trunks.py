@@ -16,6 +16,7 @@ sends them to its gateways, each a sipp on its own loopback address:
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -193,6 +194,46 @@ def test_the_next_gateway_takes_the_call(
     else:
         assert first.value("CALLED") == CALLEE
         assert invited - posted < 1.0
+    assert record.call_status == "completed"
+
+
+# -- a gateway over TCP -------------------------------------------------------------------------
+
+TCP_IP = "127.0.0.8"
+
+
+def _free_tcp_port(host: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def test_a_tcp_gateway_gets_a_connection_we_open(
+    tmp_path: Path, answers: AnswerServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    port = _free_tcp_port(TCP_IP)
+    carrier = start_sipp(
+        tmp_path,
+        "carrier-tcp",
+        "carrier_answers",
+        local_ip=TCP_IP,
+        port=port,
+        keys={"rtp_port": 9},
+        extra=["-t", "t1"],
+        timeout=20,
+    )
+    answer_url = answers.xml("/tcp/answer", SHORT_CALL)
+    gateway = f"sip:{TCP_IP}:{port};transport=tcp"
+    with (
+        running_server(tmp_path / "var", ["--gateway", gateway]) as server,
+        _client(server, monkeypatch) as client,
+    ):
+        client.calls.create(from_=CALLER, to_=CALLEE, answer_url=answer_url)
+        carrier.ok()  # INVITE, 200, ACK, BYE and its 200: all on our connection
+        fetched = answers.wait_fetched("/tcp/answer")
+        [answered] = [f for f in fetched if "HangupCause" not in f.params]
+        record = cdr(client, answered.params["CallUUID"])
+    assert carrier.value("CALLED") == CALLEE
     assert record.call_status == "completed"
 
 
