@@ -3,7 +3,9 @@
 The setup issue 14 compared against: Kamailio 5.6 (Debian ``kamailio`` and
 ``kamailio-sqlite-modules``) with ``bench/kamailio/registrar.cfg``: one UDP worker,
 digest against a SQLite ``subscriber`` table (auth_db, plain passwords, HA1
-computed per check), bindings in memory (usrloc ``db_mode`` 0), stateless replies.
+computed per check), bindings in memory (usrloc ``db_mode`` 0) or, *durable*,
+written through to SQLite (``db_mode`` 1: what our server does, a commit per
+binding), stateless replies.
 It listens on 127.0.0.1 only and gets the same users as our server, so that the
 same sipp scenario and injection files drive both.
 
@@ -76,6 +78,7 @@ class Kamailio:
         port: int,
         domain: str = "127.0.0.1",
         cpus: set[int] | None = None,
+        durable: bool = False,
     ) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         self.sip_port = port
@@ -85,6 +88,7 @@ class Kamailio:
         with connection:
             connection.executescript((SCHEMA_DIR / "standard-create.sql").read_text())
             connection.executescript((SCHEMA_DIR / "auth_db-create.sql").read_text())
+            connection.executescript((SCHEMA_DIR / "usrloc-create.sql").read_text())
             connection.executemany(
                 "INSERT INTO subscriber (username, domain, password) VALUES (?, ?, ?)",
                 [(user, domain, password) for user, password in users],
@@ -107,6 +111,7 @@ class Kamailio:
                 str(PKG_MB),
                 "-A",
                 f'DBURL="sqlite://{self.database}"',
+                *(["-A", "USRLOC_DB"] if durable else []),
             ],
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -320,11 +320,17 @@ def rate_phase(args: argparse.Namespace, workdir: Path) -> list[dict[str, Any]]:
                 free_udp_port(),
                 REALM,
                 args.server_cpus,
+                durable=args.kamailio_durable,
             )
             kam = Registrar("kamailio", kamailio.sip_port)
             kam.kamailio = kamailio
             targets.append(kam)
-            print(f"Kamailio on 127.0.0.1:{kamailio.sip_port} with the same users")
+            durable = (
+                "bindings written through to SQLite"
+                if args.kamailio_durable
+                else ("bindings in memory")
+            )
+            print(f"Kamailio on 127.0.0.1:{kamailio.sip_port} with the same users, {durable}")
         header = (
             f"{'who':>9} {'rate/s':>7} {'sipp':>4} {'calls':>7} {'ok/s':>7} {'srv/s':>7} "
             f"{'failed':>6} {'retrans':>7} {'p50ms':>6} {'p90ms':>6} {'p99ms':>6} {'maxms':>6} "
@@ -540,6 +546,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--kamailio",
         action="store_true",
         help="run Kamailio (bench/kamailio/registrar.cfg) at each rate too, and compare",
+    )
+    parser.add_argument(
+        "--kamailio-durable",
+        action="store_true",
+        help="Kamailio writes every binding through to SQLite (usrloc db_mode 1), as we commit",
     )
     parser.add_argument(
         "--server-gc",
