@@ -49,10 +49,12 @@ def _global_reactor_imports(source: str) -> list[int]:
     lines = []
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.ImportFrom) and node.module == "twisted.internet":
-            if any(alias.name == "reactor" for alias in node.names):
+            names = {alias.name for alias in node.names}
+            if "reactor" in names:
                 lines.append(node.lineno)
         elif isinstance(node, ast.Import):
-            if any(alias.name == "twisted.internet.reactor" for alias in node.names):
+            names = {alias.name for alias in node.names}
+            if "twisted.internet.reactor" in names:
                 lines.append(node.lineno)
     return lines
 

@@ -11,7 +11,6 @@ import itertools
 import os
 import re
 import uuid
-from collections.abc import Iterator
 
 import pytest
 
@@ -36,10 +35,10 @@ class CountingUrandom:
 
 
 @pytest.fixture
-def urandom(monkeypatch: pytest.MonkeyPatch) -> Iterator[CountingUrandom]:
+def urandom(monkeypatch: pytest.MonkeyPatch) -> CountingUrandom:
     fake = CountingUrandom()
     monkeypatch.setattr(randompool.os, "urandom", fake)
-    yield fake
+    return fake
 
 
 def test_slices_are_consecutive_and_never_overlap(urandom: CountingUrandom) -> None:
