@@ -71,7 +71,8 @@ class SipCore:
     def handle_request(self, request: Request, txn: ServerTransactionHandle) -> None:
         if not self.guard.allow(txn.peer.host, self.clock.seconds()):
             self.counters["dropped"] += 1
-            return  # silence: a banned source learns nothing
+            txn.drop()  # silence: a banned source learns nothing, and leaves nothing
+            return
         user_agent = request.headers.get("User-Agent") or ""
         if self.blocked is not None and self.blocked.search(user_agent):
             self.counters["blocked_user_agent"] += 1

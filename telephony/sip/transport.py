@@ -183,6 +183,16 @@ class ServerTransactionHandle:
         """Send a response built by the TU through the transaction."""
         self._stack._respond(self._txn, response, self.peer, self._key)
 
+    def drop(self) -> None:
+        """Forget the request without answering it (a source the guard dropped).
+
+        A server transaction waits for its TU's answer with no timer (RFC 3261
+        Figures 7 and 8), so one the TU never answers would stay for good: a flood
+        from a banned address grew the stack by one transaction per request.  A
+        retransmission of the request is then a new request (and dropped again).
+        """
+        self._stack._drop(self._txn, self._key or server_key(self.request))
+
 
 #: A response as sent: the message, its bytes, where they went.
 _Sent = tuple[Response, bytes, Peer]
@@ -352,6 +362,11 @@ class SipStack:
                     self._answered.add(entry.key, response.to_bytes(), peer)
                 return
         self._run(entry, actions)
+
+    def _drop(self, txn: Transaction, key: tuple[str, ...]) -> None:
+        entry = self._server.get(key)
+        if entry is not None and entry.txn is txn:
+            self._forget(entry)
 
     def send_request(
         self,
