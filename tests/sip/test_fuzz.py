@@ -436,6 +436,8 @@ def test_tcp_stack_survives_mutated_streams_and_still_answers(
         assert isinstance(answer, Response)
         assert (answer.status, answer.call_id) == (200, "after-fuzz")
     finally:
+        for open_proto in list(factory.connections.values()):
+            open_proto.connectionLost()  # their read deadlines go with them
         stack.stop()
         globalLogPublisher.removeObserver(failures)
     assert failures.events == []
