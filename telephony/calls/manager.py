@@ -25,6 +25,7 @@ from telephony.calls.causes import Cause
 from telephony.calls.cdr import CdrStore
 from telephony.calls.dial import PlaceLeg
 from telephony.calls.hops import HopPlan, SipCredentials
+from telephony.calls.journal import CallJournal
 from telephony.calls.leg import Leg, LegEnd, LegState, SipContext
 from telephony.calls.originate import Originator
 from telephony.calls.routing import APP_PREFIX, Route, RouteKind, Router, normalize_number
@@ -90,6 +91,7 @@ class CallManager:
         site_url: Callable[[], str | None],
         own_address: Peer,
         ring_timeout: int = 60,
+        journal: CallJournal | None = None,
     ) -> None:
         self.ctx = ctx
         self.media = media
@@ -103,6 +105,8 @@ class CallManager:
         self.recordings_dir = recordings_dir
         self.site_url = site_url
         self.ring_timeout = ring_timeout
+        #: Where calls are journaled while they are up (None: not journaled).
+        self.journal = journal
         self.calls: dict[str, Call] = {}
         self.legs: dict[str, Leg] = {}
         self._pending: dict[tuple[str, ...], Leg] = {}
