@@ -67,6 +67,13 @@ class Server:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def kill(self) -> None:
+        """``kill -9``: no shutdown code runs, as in a crash or an OOM kill."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=15)
+        self.log_file.close()
+
     def stop(self) -> int:
         """SIGTERM, then wait for a clean exit; returns the exit code."""
         if self.process.poll() is None:
