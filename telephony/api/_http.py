@@ -144,7 +144,9 @@ def _decode_params(request: server.Request) -> dict[str, object]:
     """Query parameters for GET; the JSON or form body otherwise."""
     if getattr(request, "body_too_large", False):
         raise HTTPError(413, f"body: larger than {MAX_BODY_BYTES} bytes")
-    content_type = (request.getHeader("content-type") or "").split(";")[0].strip().lower()
+    # As bytes: a header that is not UTF-8 (any byte may come) must not raise here.
+    raw_type = request.getHeader(b"content-type") or b""
+    content_type = raw_type.decode("latin-1").split(";")[0].strip().lower()
     method = request.method.decode("ascii", "replace")
     if method != "GET" and content_type == "application/json":
         raw = request.content.read() if request.content is not None else b""

@@ -31,3 +31,25 @@ async def test_json_nested_past_the_parser_recursion_limit_is_a_400(api: Api) ->
     deep = b'{"app_name": ' + b"[" * 200_000 + b"]" * 200_000 + b"}"
     code, body = await api.call("POST", "/Application/", raw=deep)
     assert (code, body["error"]) == (400, "body: nested too deeply")
+
+
+@ensure
+async def test_a_content_type_that_is_not_utf8_is_read_not_a_500(api: Api) -> None:
+    """Found by fuzzing (tools/fuzz.py rest): reading Content-Type as text raised
+    UnicodeDecodeError for a byte like 0xff, and the API answered 500."""
+    body = b'{"app_name": "x", "answer_url": "http://127.0.0.1/a"}'
+    code, reply = await api.call(
+        "POST",
+        "/Application/",
+        raw=body,
+        headers={b"Content-Type": b"application/json\xff"},  # type: ignore[dict-item]
+    )
+    assert code == 400, reply  # not JSON by its type: read as a form, which lacks fields
+    assert reply["error"]
+    code, _ = await api.call(
+        "POST",
+        "/Application/",
+        raw=body,
+        headers={b"Content-Type": b"application/json; x=\xff"},  # type: ignore[dict-item]
+    )
+    assert code == 201
