@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest_twisted
+from twisted.internet.defer import Deferred
 
 from tests.api.conftest import Api
 
@@ -53,3 +54,35 @@ async def test_a_content_type_that_is_not_utf8_is_read_not_a_500(api: Api) -> No
         headers={b"Content-Type": b"application/json; x=\xff"},  # type: ignore[dict-item]
     )
     assert code == 201
+
+
+@ensure
+async def test_a_request_target_that_is_not_ascii_is_a_400_not_a_500(api: Api) -> None:
+    """Found by fuzzing: Twisted's "method not allowed" page decodes the target as
+    ASCII; a raw 0xa2 in the path of a POST to a page without POST raised, and the
+    server logged a traceback and answered 500."""
+    from twisted.internet import reactor
+    from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+    from twisted.internet.protocol import Protocol
+
+    class Raw(Protocol):
+        def __init__(self) -> None:
+            self.received = b""
+            self.done: Deferred[bytes] = Deferred()
+
+        def dataReceived(self, data: bytes) -> None:
+            self.received += data
+
+        def connectionLost(self, reason: object = None) -> None:
+            self.done.callback(self.received)
+
+    port = int(api.root.rsplit(":", 1)[1])
+    for target in (b"/docs/\xa2", b"/v1/Account/\xa2/Number/"):
+        raw = Raw()
+        await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port), raw)
+        raw.transport.write(  # type: ignore[union-attr]
+            b"POST " + target + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+            b"Content-Length: 0\r\n\r\n"
+        )
+        answer = await raw.done
+        assert answer.startswith(b"HTTP/1.1 400 "), answer[:200]
