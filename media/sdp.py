@@ -308,7 +308,8 @@ def parse_sdp(body: bytes | str) -> SessionDescription:
     """Parse an SDP body.
 
     Unknown line types and attributes are kept or skipped, never rejected
-    (RFC 4566 §5: a parser must ignore attributes it does not understand).
+    (RFC 4566 §5: a parser must ignore attributes it does not understand); so are
+    the attributes of media other than audio, which are never answered.
 
     :param body: the body, CRLF or LF line ends, UTF-8.
     :raises SDPError: naming the line type and rule, for a missing or
@@ -361,6 +362,11 @@ def parse_sdp(body: bytes | str) -> SessionDescription:
             if current is None:
                 if attr in _DIRECTION_NAMES:
                     direction = Direction(attr)
+            elif current.media != "audio":
+                # Only audio is ever answered: another stream's attributes are kept as
+                # they are, not checked (RFC 4475's valid INVITEs carry a video
+                # ``a=rtpmap:31 LPC`` without a clock rate; refusing it refused them).
+                current.attributes.append((attr, attr_value if sep else None))
             else:
                 _media_attribute(current, attr, attr_value if sep else None)
     if current is not None:
