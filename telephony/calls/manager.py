@@ -65,6 +65,27 @@ class Destination:
     plan: HopPlan | None = None
 
 
+#: The only body we read and write in INVITEs and their answers.
+SDP = "application/sdp"
+_ACCEPTING_SDP = frozenset((SDP, "application/*", "*/*"))
+
+
+def _unacceptable_content(invite: Request) -> tuple[int, str, Headers] | None:
+    """415 for a body that is not SDP (RFC 3261 §8.2.3: with an Accept naming what we
+    read), 406 when the caller's Accept excludes SDP, which our answer carries (§21.4.7;
+    RFC 4475 §3.3.6 invut and §3.3.15 sdp01); None when the INVITE can be answered."""
+    accept = Headers([("Accept", SDP)])
+    if invite.body:
+        content_type = invite.headers.get("Content-Type") or ""
+        if content_type.split(";")[0].strip().lower() != SDP:
+            return 415, "Unsupported Media Type", accept
+    if "Accept" in invite.headers:
+        types = {v.split(";")[0].strip().lower() for v in invite.headers.values("Accept")}
+        if not types & _ACCEPTING_SDP:
+            return 406, "Not Acceptable", accept
+    return None
+
+
 def _credentials(target: Number | User) -> SipCredentials | None:
     """The target's own digest credentials (``sipAuthUsername``/``sipAuthPassword``)."""
     if target.sip_auth_username is None or target.sip_auth_password is None:
@@ -165,6 +186,11 @@ class CallManager:
         if route.kind is RouteKind.REJECT:
             self.counters["rejected"] += 1
             txn.respond(route.status, route.reason)
+            return
+        refusal = _unacceptable_content(invite)
+        if refusal is not None:
+            self.counters["rejected"] += 1
+            txn.respond(*refusal)
             return
         call_uuid = uuid4()
         try:
