@@ -179,7 +179,12 @@ class CallManager:
     # -- new calls -----------------------------------------------------------------------
 
     async def _new_invite(self, invite: Request, txn: ServerTransactionHandle) -> None:
-        txn.respond(100)  # the application's answer may take longer than 200 ms (§17.2.1)
+        # The application's answer may take longer than 200 ms: 100 Trying (§17.2.1).
+        # Not before a stateless challenge: a phone that got a 100 stops resending its
+        # INVITE (§17.1.1.2), and a lost 407, which nothing resends, hung the call until
+        # the phone's Timer B (found through a lossy network, issue 16).
+        if not self.router.challenges_at_once(invite, txn.peer):
+            txn.respond(100)
         route = await self.router.route(invite, txn)
         if route is None:
             return  # challenged
