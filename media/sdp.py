@@ -201,7 +201,8 @@ def _address_type(address: str) -> str:
 
 
 def _int(text: str, field: str, low: int, high: int) -> int:
-    if not text.isdigit() or len(text) > 20:
+    # isascii: str.isdigit() is true of '²', which int() refuses (found by fuzzing).
+    if not (text.isascii() and text.isdigit()) or len(text) > 20:
         raise SDPError(f"{field} must be a number {low}-{high}, got {text[:40]!r}")
     value = int(text)
     if not low <= value <= high:
@@ -409,7 +410,7 @@ class Negotiated:
 
 def _audio_formats(m: MediaDescription, supported: Sequence[Codec]) -> tuple[Codec, int] | None:
     for fmt in m.formats:
-        if not fmt.isdigit() or int(fmt) > 127:
+        if not (fmt.isascii() and fmt.isdigit()) or int(fmt) > 127:
             continue
         rtpmap = m.rtpmap(int(fmt))
         if rtpmap is None or rtpmap.clock_rate != 8000 or rtpmap.channels != 1:
@@ -552,7 +553,7 @@ def accept_answer(offer: SessionDescription, answer: SessionDescription) -> Nego
     m = answer.media[0]
     if m.media != "audio" or m.port == 0:
         raise SDPError("m=audio: the peer refused the audio stream (port 0)", status_hint=488)
-    offered = [Codec.for_payload_type(int(f)) for f in ours.formats if f.isdigit()]
+    offered = [Codec.for_payload_type(int(f)) for f in ours.formats if f.isascii() and f.isdigit()]
     choice = _audio_formats(m, [c for c in offered if c is not None])
     if choice is None:
         raise SDPError("m=audio: the answer picked no codec from our offer", status_hint=488)

@@ -278,7 +278,7 @@ class Registrar:
         if raw is None:
             raw = header_expires
         value = self.policy.default_expires
-        if raw is not None and raw.strip().isdigit():
+        if raw is not None and raw.strip().isascii() and raw.strip().isdigit():
             value = min(int(raw.strip()), 2**32 - 1)
         if 0 < value < self.policy.min_expires:
             raise _RegisterRefusedError(

@@ -92,7 +92,8 @@ class SipCore:
             txn.respond(416, f"Unsupported URI Scheme ({request.uri.scheme})")
             return
         max_forwards = (request.headers.get("Max-Forwards") or "70").strip()
-        if not max_forwards.isdigit():
+        # isascii: str.isdigit() is true of '²', which int() refuses (found by fuzzing).
+        if not (max_forwards.isascii() and max_forwards.isdigit()):
             txn.respond(400, "Bad Max-Forwards")
             return
         if int(max_forwards) == 0 and request.method != "OPTIONS":

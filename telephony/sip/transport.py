@@ -478,7 +478,7 @@ class SipStack:
         via = response.top_via
         host = via.param("received") or via.host.strip("[]")
         rport = via.param("rport")
-        port = int(rport) if rport and rport.isdigit() else (via.port or 5060)
+        port = int(rport) if rport and rport.isascii() and rport.isdigit() else (via.port or 5060)
         if (
             host == request_peer.host
             and port == request_peer.port
