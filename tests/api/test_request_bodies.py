@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest_twisted
 from twisted.internet.defer import Deferred
+from twisted.internet.protocol import Protocol
 
 from tests.api.conftest import Api
 
@@ -56,6 +57,20 @@ async def test_a_content_type_that_is_not_utf8_is_read_not_a_500(api: Api) -> No
     assert code == 201
 
 
+class _Raw(Protocol):
+    """Bytes to the site as a client writes them; what comes back until it closes."""
+
+    def __init__(self) -> None:
+        self.received = b""
+        self.done: Deferred[bytes] = Deferred()
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received += data
+
+    def connectionLost(self, reason: object = None) -> None:
+        self.done.callback(self.received)
+
+
 @ensure
 async def test_a_request_target_that_is_not_ascii_is_a_400_not_a_500(api: Api) -> None:
     """Found by fuzzing: Twisted's "method not allowed" page decodes the target as
@@ -63,22 +78,10 @@ async def test_a_request_target_that_is_not_ascii_is_a_400_not_a_500(api: Api) -
     server logged a traceback and answered 500."""
     from twisted.internet import reactor
     from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
-    from twisted.internet.protocol import Protocol
-
-    class Raw(Protocol):
-        def __init__(self) -> None:
-            self.received = b""
-            self.done: Deferred[bytes] = Deferred()
-
-        def dataReceived(self, data: bytes) -> None:
-            self.received += data
-
-        def connectionLost(self, reason: object = None) -> None:
-            self.done.callback(self.received)
 
     port = int(api.root.rsplit(":", 1)[1])
     for target in (b"/docs/\xa2", b"/v1/Account/\xa2/Number/"):
-        raw = Raw()
+        raw = _Raw()
         await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port), raw)
         raw.transport.write(  # type: ignore[union-attr]
             b"POST " + target + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
@@ -86,3 +89,22 @@ async def test_a_request_target_that_is_not_ascii_is_a_400_not_a_500(api: Api) -
         )
         answer = await raw.done
         assert answer.startswith(b"HTTP/1.1 400 "), answer[:200]
+
+
+@ensure
+async def test_a_content_type_with_a_control_character_is_a_400(api: Api) -> None:
+    """Found by fuzzing: Twisted's form parsing raised ValueError for a form feed in a
+    POST's Content-Type, outside any handler: logged as unhandled, connection dropped."""
+    from twisted.internet import reactor
+    from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+
+    body = b'{"app_name": "x"}'
+    raw = _Raw()
+    port = int(api.root.rsplit(":", 1)[1])
+    await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port), raw)
+    raw.transport.write(  # type: ignore[union-attr]
+        b"POST /v1/Account/x/Application/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+        b"Content-Type: application/js\x0con\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+    )
+    answer = await raw.done
+    assert answer.startswith(b"HTTP/1.1 400 "), answer[:200]
