@@ -115,6 +115,7 @@ def main() -> int:
     parser.add_argument("target", nargs="?", help="a target name (see --list)")
     parser.add_argument("--all", action="store_true", help="every target, one after the other")
     parser.add_argument("--list", action="store_true", help="list the targets")
+    parser.add_argument("--only", help="with --all: these targets, comma-separated")
     parser.add_argument("--runs", type=int, default=100_000, help="inputs per target")
     parser.add_argument("--max-time", type=float, default=600, help="seconds per target, at most")
     parser.add_argument(
@@ -145,7 +146,8 @@ def main() -> int:
     from tests.fuzz.targets import TARGETS
 
     rows = []
-    for name in TARGETS:
+    names = args.only.split(",") if args.only else list(TARGETS)
+    for name in names:
         _wait_for_quiet(args.wait_load)
         row = run_target(name, args)
         rows.append(row)
