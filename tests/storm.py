@@ -38,13 +38,15 @@ class Login:
 class StormResult:
     """What the storm saw.
 
-    :ivar acknowledged: username → the Contact URI a 200 confirmed.
+    :ivar acknowledged: username → the Contact URI a 200 confirmed (the last one).
+    :ivar confirmed: logins that got a 200 (several may be one endpoint's devices).
     :ivar failed: username → the status of a final non-200 answer.
     :ivar unanswered: usernames whose login never got a final answer.
     :ivar seconds: wall time from the first send to the end.
     """
 
     acknowledged: dict[str, str]
+    confirmed: int
     failed: dict[str, int]
     unanswered: list[str]
     sent: int
@@ -91,6 +93,7 @@ def register_storm(
     queue = list(logins)
     queue.reverse()
     sent = 0
+    confirmed = 0
     start = time.monotonic()
     last_answer = start
     try:
@@ -116,14 +119,15 @@ def register_storm(
             while ready:
                 data = sock.recv(65535)
                 last_answer = time.monotonic()
-                _answer(data, pending, acknowledged, failed, sock, server, uri, local, expires)
-                if on_acknowledged is not None and data.startswith(b"SIP/2.0 200"):
-                    on_acknowledged(len(acknowledged))
+                if _answer(data, pending, acknowledged, failed, sock, server, uri, local, expires):
+                    confirmed += 1
+                    if on_acknowledged is not None:
+                        on_acknowledged(len(acknowledged))
                 ready, _, _ = select.select([sock], [], [], 0)
     finally:
         sock.close()
     unanswered = [s.login.username for s in pending.values()] + [q.username for q in queue]
-    return StormResult(acknowledged, failed, unanswered, sent, time.monotonic() - start)
+    return StormResult(acknowledged, confirmed, failed, unanswered, sent, time.monotonic() - start)
 
 
 def _register(
@@ -153,11 +157,12 @@ def _answer(
     uri: str,
     local: tuple[str, int],
     expires: int,
-) -> None:
+) -> bool:
+    """Handle one answer; True when it confirmed a login (a 200 listing its contact)."""
     response = parse_response(data)
     state = pending.get(response.get("Call-ID") or "")
     if state is None or response.status < 200:
-        return
+        return False
     username = state.login.username
     if response.status == 401 and state.cseq == 1:
         auth = digest_authorization(
@@ -169,9 +174,10 @@ def _answer(
         )
         state.cseq = 2
         sock.sendto(_register(uri, state, local, expires, auth), server)
-        return
+        return False
     del pending[state.call_id]
     if response.status == 200 and any(state.contact in c for c in response.values("Contact")):
         acknowledged[username] = state.contact
-    else:
-        failed[username] = response.status
+        return True
+    failed[username] = response.status
+    return False
