@@ -242,7 +242,10 @@ class SipStack:
         try:
             message = parse_datagram(data)
         except SipParseError as exc:
-            self._malformed(exc, peer)
+            try:
+                self._malformed(exc, peer)
+            except Exception:
+                log.failure("Unexpected error refusing a message from {peer}", peer=peer)
             return
         self.message_received(message, peer)
 
@@ -539,6 +542,8 @@ def _stamp_via(request: Request, peer: Peer) -> None:
     first = request.headers.get("Via") or ""
     if "," in first:  # several Via values on the top line: rewrite the first one
         values = split_commas(first)
+        if not values:  # "Via: ," with the top Via on a later line (found by fuzzing)
+            raise SipParseError("Bad Via header: an empty value")
         values[0] = str(stamped)
         text = ", ".join(values)
     elif _appends_only(via, first):
