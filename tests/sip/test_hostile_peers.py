@@ -193,7 +193,7 @@ def test_an_empty_first_via_line_raises_nothing(clock: Clock) -> None:
     """Found by fuzzing (tools/fuzz.py sip-server): a first Via line holding only ","
     with the top Via on the next line made the Via stamping of the 400 raise
     IndexError out of datagram_received, to the reactor."""
-    _, stack, transport = _core(clock)
+    _, stack, _ = _core(clock)
     data = b"REGISTEV ip:example.test SIP/6.0\r\nVia:,\r\nVia: SIP/2.0/UDP 192.0.2"
     stack.datagram_received(data, OTHER)  # must not raise
     assert stack.counters["malformed"] == 1
