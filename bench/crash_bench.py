@@ -25,6 +25,7 @@ bounded.  From the repository root, in the project's virtualenv::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sqlite3
@@ -137,7 +138,7 @@ def calls_phase(options: argparse.Namespace, work: Path) -> dict[str, Any]:
                     rows=[(phone, NUMBER, auth(phone, PASSWORD))] * calls,
                     keys={"rtp_port": 9, "header1": "X-A: 1", "header2": "X-B: 2"},
                     calls=calls, timeout=int(WAIT),
-                    extra=["-r", str(options.call_rate)]
+                    extra=["-r", str(options.call_rate), "-l", str(calls)]
                     + (["-set", "hold", "300"] if scenario == "phone_hangs_up" else []),
                 )  # fmt: skip
                 peers += [gateway, caller]
@@ -163,7 +164,8 @@ def calls_phase(options: argparse.Namespace, work: Path) -> dict[str, Any]:
         told_before = len(apps.seen("/hangup"))
         again, seconds = _restart(data, args)
         try:
-            time.sleep(2)
+            with contextlib.suppress(AssertionError):  # counted below, whatever came
+                apps.wait_for("/hangup", told_before + options.calls, timeout=30)
             rest = RestClient(again)
             causes: dict[str, int] = {}
             offset = 0
@@ -175,6 +177,7 @@ def calls_phase(options: argparse.Namespace, work: Path) -> dict[str, Any]:
                 if not page["objects"] or offset >= page["meta"]["total_count"]:
                     break
             figures["recovered_on_status_page"] = status_figure(again, "Calls recovered at start")
+            figures["hangup_url_failures_logged"] = again.log().count("callback")
         finally:
             again.stop()
         figures["cdrs_after_restart_by_cause"] = causes

@@ -12,7 +12,12 @@ from twisted.web.client import HTTPConnectionPool, _HTTP11ClientFactory
 
 from media import MediaConfig, MediaEngine, PortRange
 from telephony.calls.cdr import CdrStore
-from telephony.calls.journal import HEARTBEAT_INTERVAL, CallJournal, Recovered
+from telephony.calls.journal import (
+    HEARTBEAT_INTERVAL,
+    CallJournal,
+    Recovered,
+    tell_applications,
+)
 from telephony.calls.leg import SipContext
 from telephony.calls.manager import CallManager
 from telephony.calls.routing import Router
@@ -146,9 +151,9 @@ class CallsService(service.Service):
                 caller=record.from_number,
                 called=record.to_number,
             )
-            if not call.hangup_url:
-                continue
-            self.fetcher.notify(call.hangup_url, Method(call.hangup_method), call.hangup_params())
+        tell_applications(
+            calls, lambda url, method, params: self.fetcher.notify(url, Method(method), params)
+        )
 
     def _beat(self) -> None:
         self.journal.heartbeat(self._reactor.seconds()).addErrback(

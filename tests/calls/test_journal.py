@@ -7,7 +7,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest_twisted
-from twisted.internet.defer import gatherResults
+from twisted.internet.defer import Deferred, gatherResults
 
 from telephony.calls.causes import Cause
 from telephony.calls.cdr import CallRecord, CdrStore, plivo_time
@@ -162,3 +162,29 @@ async def test_recovery_never_replaces_a_written_cdr(database: Database) -> None
     await journal.started(_live("both"))  # cannot happen in order; recovery must cope
     await journal.recover()
     assert await CdrStore(database).get("both") == _record("both")
+
+
+def test_recovered_calls_are_told_a_few_at_a_time() -> None:
+    """A restart with hundreds of recovered calls must not send all their hangup_url
+    requests at once (bench/crash_bench.py: 100 at once lost 44 of them)."""
+    from telephony.calls.journal import RECOVERY_CALLBACKS_AT_ONCE, Recovered, tell_applications
+
+    in_flight: list[Deferred[None]] = []
+    most = 0
+
+    def notify(url: str, method: str, params: object) -> Deferred[None]:
+        nonlocal most
+        d: Deferred[None] = Deferred()
+        in_flight.append(d)
+        most = max(most, sum(not x.called for x in in_flight))
+        return d
+
+    calls = [Recovered(_record(f"c{i}"), "http://127.0.0.1:9/h", "POST") for i in range(50)]
+    calls.append(Recovered(_record("silent"), None, "POST"))  # no hangup_url: not told
+    done = tell_applications(calls, notify)
+    while not done.called:
+        waiting = [d for d in in_flight if not d.called]
+        assert waiting, "stalled"
+        waiting[0].callback(None)
+    assert len(in_flight) == 50
+    assert most == RECOVERY_CALLBACKS_AT_ONCE
