@@ -47,7 +47,10 @@ from tests.rawsip import UDPClient, request  # noqa: E402
 from tests.serverproc import Server, start_server  # noqa: E402
 from tests.storm import Login, register_storm  # noqa: E402
 
-HOSTILE = ("--throttle-exempt", "::1/128", "--digest-algorithms", "MD5")
+#: Loopback is not exempt from throttling, but for 127.0.3.0/24: the honest phones
+#: of the answer_url phase (50 calls at once from one address would be a flood).
+HOSTILE = ("--throttle-exempt", "::1/128, 127.0.3.0/24", "--digest-algorithms", "MD5")
+PHONES = "127.0.3.1"
 PASSWORD = "hostile-bench-1"  # noqa: S105 - throw-away endpoints of the bench
 #: MESSAGE_READ_TIMEOUT of telephony.sip.transport, plus a margin, seconds.
 READ_TIMEOUT_WAIT = 23.0
@@ -65,13 +68,15 @@ def slow_tcp(options: argparse.Namespace, server: Server) -> dict[str, Any]:
     refused = 0
     started = time.monotonic()
     per_host = options.slow // 8
+    peak_open, with_them = 0, before
     for k in range(8):
         opened, lost = slow_connections(target, per_host, 15_000, host=f"127.0.1.{k + 1}")
         held += opened
         refused += lost
+        open_now = status_figure(server, "TCP connections")
+        if open_now > peak_open:
+            peak_open, with_them = open_now, rss_kib(server.process.pid)
     huge, huge_refused = slow_connections(target, options.huge, 64_000, host="127.0.2.1")
-    with_them = rss_kib(server.process.pid)
-    open_now = status_figure(server, "TCP connections")
     opening = time.monotonic() - started
     time.sleep(READ_TIMEOUT_WAIT)  # after the last one opened
     timeouts = status_figure(server, "TCP read timeouts")
@@ -87,14 +92,14 @@ def slow_tcp(options: argparse.Namespace, server: Server) -> dict[str, Any]:
         "huge heads asked": options.huge,
         "huge heads still open after sending": len(huge),
         "huge refused or closed": huge_refused,
-        "open on the status page": open_now,
+        "most open at once (status page)": peak_open,
         "seconds to open them": round(opening, 1),
-        "rss MiB before / with them / after the read timeout": [
+        "rss MiB before / with the most open / after the read timeout": [
             _mib(before),
             _mib(with_them),
             _mib(after),
         ],
-        "KiB per held connection": round((with_them - before) / max(1, len(held)), 1),
+        "KiB per open connection": round((with_them - before) / max(1, peak_open), 1),
         "closed by the read timeout": timeouts,
         "left open after it": left,
         "probe": attrs.asdict(figures),
@@ -182,6 +187,7 @@ def hostile_apps(options: argparse.Namespace, server: Server, work: Path) -> dic
                     name,
                     "phone_refused",
                     remote=("127.0.0.1", server.sip_port),
+                    local_ip=PHONES,
                     rows=[(user, "1000", auth(user, PASSWORD))] * options.calls,
                     keys={"rtp_port": 9, "header1": "X-A: 1", "header2": "X-B: 2"},
                     calls=options.calls,
