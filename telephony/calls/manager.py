@@ -23,6 +23,7 @@ from media import MediaEngine, PortsExhaustedError
 from telephony.calls.call import Call
 from telephony.calls.causes import Cause
 from telephony.calls.cdr import CdrStore
+from telephony.calls.conference import Conferences
 from telephony.calls.dial import PlaceLeg
 from telephony.calls.hops import HopPlan, SipCredentials
 from telephony.calls.leg import Leg, LegEnd, LegState, SipContext
@@ -113,6 +114,13 @@ class CallManager:
         self.internal_token = secrets.token_hex(16)
         router.trust_internal(own_address, self.internal_token)
         self.originator = Originator(self)
+        #: The live conference rooms (``<Conference>``, REST ``/Conference/``).
+        self.conferences = Conferences(
+            media=media,
+            clock=clock,
+            recordings_dir=recordings_dir,
+            recording_url=self.recording_url,
+        )
 
     # -- SIP core hooks ----------------------------------------------------------------
 

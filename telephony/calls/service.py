@@ -112,6 +112,7 @@ class CallsService(service.Service):
         sip.core.acks = self.manager.handle_ack
 
     def stopService(self) -> Any:
+        self.manager.conferences.close_all()
         for call in list(self.manager.calls.values()):
             call.leg.hangup()
         self.media.close_all()
@@ -126,4 +127,5 @@ class CallsService(service.Service):
             "Outbound legs": self.manager.counters["outbound"],
             "Refused INVITEs": self.manager.counters["rejected"],
             "Media sessions": self.media.ports.in_use,
+            "Live conferences": len(self.manager.conferences.rooms),
         }

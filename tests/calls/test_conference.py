@@ -1,0 +1,450 @@
+"""Conference rooms on a Clock: Plivo's start, end, wait, limit, key and record rules.
+
+The members' media are real RTP sessions on a fake transport and the mixer is the
+real one, so what a member hears is checked on the packets it was sent; the calls
+are stand-ins with just what a room reads of a call.
+"""
+
+from __future__ import annotations
+
+import itertools
+import wave
+from pathlib import Path
+from typing import Any
+
+import attrs
+import numpy as np
+import pytest
+from twisted.internet.defer import CancelledError, Deferred, succeed
+from twisted.internet.task import Clock
+
+from media import Mixer
+from media.g711 import Codec
+from media.session import RTPSession
+from media.ticker import SharedTicker
+from telephony.calls import conference as conference_module
+from telephony.calls.conference import Conferences, Room
+from telephony.calls.conference_sounds import BEEP_HZ, BEEP_OFF_MS, BEEP_ON_MS, beeps
+from tests.media.helpers import REMOTE, StampedTransport, advance_to, make_session, rtp
+from tests.tones import tone, tones_heard
+from xml_dsl import (
+    Beep,
+    ConferenceEvent,
+    ConferenceEventKind,
+    ConferenceExit,
+    ConferenceResult,
+    ConferenceSpec,
+    RecordMode,
+    RecordSpec,
+)
+from xml_dsl.verbs import Play, Speak, Wait
+
+MUSIC_URL = "http://127.0.0.1:9/music.wav"
+MUSIC_HZ = 300.0
+#: The wait music: 100 ms of a 300 Hz tone then 100 ms of silence, looped.
+MUSIC = np.concatenate([tone(MUSIC_HZ, 800, 5000), np.zeros(800, np.int16)])
+SPEECH = tone(2000.0, 1600, 3000)
+
+
+class Loader:
+    def __init__(self) -> None:
+        self.loads: list[str] = []
+
+    def load(self, source: str) -> Deferred[np.ndarray]:
+        self.loads.append(source)
+        return succeed(MUSIC)
+
+
+class Speaker:
+    def synthesize(self, text: str, *, voice: str, language: str) -> Deferred[np.ndarray]:
+        return succeed(SPEECH)
+
+
+class Engine:
+    """Makes real mixers on the test's tick, with canned audio to play."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.ticker = SharedTicker(clock=clock)
+        self.loader = Loader()
+
+    def create_mixer(self, *, name: str = "") -> Mixer:
+        return Mixer(ticker=self.ticker, clock=self.clock, loader=self.loader,  # type: ignore[arg-type]
+                     speaker=Speaker(), name=name)  # type: ignore[arg-type]  # fmt: skip
+
+
+@attrs.define
+class FakeLeg:
+    media: RTPSession | None
+
+
+@attrs.define(eq=False)
+class FakeCall:
+    """What a room reads of a call."""
+
+    uuid: str
+    caller: str
+    called: str
+    leg: FakeLeg
+    transport: StampedTransport
+    hz: float
+    caller_name: str = ""
+    direction: str = "inbound"
+    sent: int = 0
+    events: list[ConferenceEvent] = attrs.Factory(list)
+
+    @property
+    def media(self) -> RTPSession:
+        assert self.leg.media is not None
+        return self.leg.media
+
+    def say(self) -> None:
+        samples = tone(self.hz, 160, offset=160 * self.sent)
+        packet = rtp(0, self.sent, 160 * self.sent, Codec.PCMU.encode(samples), ssrc=int(self.hz))
+        self.media.datagramReceived(packet, REMOTE)
+        self.sent += 1
+
+    def audio(self, since: float, until: float = 1e9) -> np.ndarray:
+        payloads = [p.payload for t, p in self.transport.packets() if since <= t < until]
+        return Codec.PCMU.decode(b"".join(payloads)) if payloads else np.zeros(0, np.int16)
+
+
+@attrs.define
+class World:
+    clock: Clock
+    engine: Engine
+    conferences: Conferences
+    calls: list[FakeCall] = attrs.Factory(list)
+    _names: Any = attrs.Factory(lambda: itertools.count(1))
+
+    def call(self, hz: float = 500.0) -> FakeCall:
+        n = next(self._names)
+        session, transport = make_session(self.clock, ticker=self.engine.ticker)
+        call = FakeCall(f"call-{n}", f"100{n}", "conf", FakeLeg(session), transport, hz)
+        self.calls.append(call)
+        return call
+
+    def join(self, call: FakeCall, room: str = "r1", **fields: Any) -> Deferred[ConferenceResult]:
+        spec = ConferenceSpec(room=room, **fields)
+        return self.conferences.join(call, spec, call.events.append)  # type: ignore[arg-type]
+
+    def room(self, name: str = "r1") -> Room:
+        return self.conferences.rooms[name]
+
+    def talk(self, seconds: float, *calls: FakeCall) -> None:
+        end = self.clock.seconds() + seconds
+        while self.clock.seconds() < end - 1e-9:
+            for call in calls:
+                call.say()
+            advance_to(self.clock, self.clock.seconds() + 0.020)
+
+    def close(self) -> None:
+        self.conferences.close_all()
+        for call in self.calls:
+            call.media.close()
+
+
+@pytest.fixture
+def world(clock: Clock, tmp_path: Path) -> Any:
+    engine = Engine(clock)
+    conferences = Conferences(
+        media=engine,
+        clock=clock,
+        recordings_dir=tmp_path / "recordings",
+        recording_url=lambda p: f"http://127.0.0.1:8088/recordings/{p.name}",
+    )
+    w = World(clock, engine, conferences)
+    yield w
+    w.close()
+
+
+def kinds(call: FakeCall) -> list[str]:
+    return [e.kind.value for e in call.events]
+
+
+def test_members_enter_hear_each_other_and_the_room_describes_them(world: World) -> None:
+    a, b = world.call(500.0), world.call(800.0)
+    da, db = world.join(a), world.join(b)
+    room = world.room()
+    assert [m.member_id for m in room.members.values()] == ["1", "2"]
+    assert kinds(a) == ["enter"]
+    assert a.events[0].conference_uuid == room.uuid
+    assert a.events[0].member_id == "1"
+    world.talk(0.1, a, b)
+    since = world.clock.seconds()
+    world.talk(0.5, a, b)
+    assert tones_heard(a.audio(since), [500.0, 800.0]) == {800.0}
+    assert tones_heard(b.audio(since), [500.0, 800.0]) == {500.0}
+    described = room.describe()
+    assert described["conference_name"] == "r1"
+    assert described["conference_member_count"] == "2"
+    assert described["conference_run_time"] == "0"
+    assert [m["call_uuid"] for m in described["members"]] == ["call-1", "call-2"]
+    assert described["members"][0] == {
+        "muted": False, "member_id": "1", "deaf": False, "from": "1001", "to": "conf",
+        "caller_name": "", "direction": "inbound", "call_uuid": "call-1", "join_time": "0",
+    }  # fmt: skip
+    assert not da.called
+    assert not db.called
+
+
+def test_a_full_room_refuses_without_events(world: World) -> None:
+    a, b, c = world.call(), world.call(), world.call()
+    world.join(a, max_members=2)
+    world.join(b, max_members=2)
+    refused = world.join(c, max_members=2)
+    result = refused.result  # type: ignore[attr-defined]
+    assert result.exit is ConferenceExit.FULL
+    assert c.events == []
+    assert len(world.room().members) == 2
+    assert not c.media.counters.dropped_relay  # never mixed
+
+
+def test_members_wait_held_with_looping_music_until_the_moderator_enters(world: World) -> None:
+    a, b, mod = world.call(500.0), world.call(800.0), world.call(1300.0)
+    wait = (Play(MUSIC_URL, loop=1),)
+    world.join(a, start_on_enter=False, wait_prompts=wait)
+    world.join(b, start_on_enter=False, wait_prompts=wait)
+    room = world.room()
+    assert not room.started
+    assert all(m.mix.held for m in room.members.values())
+    world.talk(1.0, a, b)
+    # a hears neither b nor a room, only the music from the first tick on, looped
+    # sample for sample.
+    heard = a.audio(0.0)
+    assert tones_heard(heard, [500.0, 800.0, MUSIC_HZ]) == {MUSIC_HZ}
+    clip = Codec.PCMU.decode(Codec.PCMU.encode(MUSIC))
+    assert len(heard) == 51 * 160  # 0 to 1.0 s, both ends
+    assert np.array_equal(heard[: 5 * len(clip)], np.tile(clip, 5))
+    world.join(mod, start_on_enter=True)
+    assert room.started
+    assert not any(m.mix.held for m in room.members.values())
+    assert "wait" not in room.members["1"].mix.outputs
+    world.talk(0.1, a, b, mod)
+    since = world.clock.seconds()
+    world.talk(0.5, a, b, mod)
+    assert tones_heard(a.audio(since), [500.0, 800.0, 1300.0, MUSIC_HZ]) == {800.0, 1300.0}
+    assert world.engine.loader.loads == [MUSIC_URL, MUSIC_URL]
+
+
+def test_wait_music_plays_to_a_member_alone_and_stops_when_someone_enters(world: World) -> None:
+    a, b = world.call(500.0), world.call(800.0)
+    world.join(a, wait_prompts=(Wait(length=1), Play(MUSIC_URL)))
+    world.talk(1.4, a)
+    heard = a.audio(0.0)
+    assert set(heard[:8000]) == {0}  # the Wait: a second of silence, then the Play
+    clip = Codec.PCMU.decode(Codec.PCMU.encode(MUSIC))
+    assert np.array_equal(heard[8000 : 8000 + len(clip)], clip)
+    world.join(b)
+    assert "wait" not in world.room().members["1"].mix.outputs
+    since = world.clock.seconds()
+    world.talk(0.5, a, b)
+    assert tones_heard(a.audio(since), [800.0, MUSIC_HZ]) == {800.0}
+
+
+def test_end_conference_on_exit_ends_it_for_everyone(world: World) -> None:
+    host, a, b = world.call(), world.call(), world.call()
+    d_host = world.join(host, end_on_exit=True)
+    da, db = world.join(a), world.join(b)
+    room = world.room()
+    d_host.cancel()  # the host hangs up
+    failures: list[Any] = []
+    d_host.addErrback(failures.append)
+    assert failures[0].check(CancelledError)
+    for d in (da, db):
+        result = d.result  # type: ignore[attr-defined]
+        assert result.exit is ConferenceExit.ENDED
+        assert result.conference_uuid == room.uuid
+    assert kinds(host) == ["enter", "exit"]
+    assert kinds(a) == ["enter", "exit"]
+    assert world.conferences.rooms == {}
+    assert not a.media._relaying  # back to its own frames: the document goes on
+
+
+def test_stay_alone_false_ends_the_room_when_one_is_left(world: World) -> None:
+    a, b, c = world.call(), world.call(), world.call()
+    da = world.join(a, stay_alone=False)
+    db, dc = world.join(b), world.join(c)
+    db.cancel()
+    db.addErrback(lambda _: None)
+    assert "r1" in world.conferences.rooms  # two are left
+    dc.cancel()
+    dc.addErrback(lambda _: None)
+    assert da.result.exit is ConferenceExit.ENDED  # type: ignore[attr-defined]
+    assert world.conferences.rooms == {}
+
+
+def test_a_member_alone_stays_by_default(world: World) -> None:
+    a, b = world.call(), world.call()
+    da = world.join(a)
+    db = world.join(b)
+    db.cancel()
+    db.addErrback(lambda _: None)
+    assert not da.called
+    assert list(world.room().members) == ["1"]
+
+
+def test_time_limit_ends_the_room_exactly_and_the_earliest_deadline_wins(world: World) -> None:
+    clock = world.clock
+    a, b = world.call(), world.call()
+    da = world.join(a, time_limit=30)
+    advance_to(clock, 10.0, step=1.0)
+    db = world.join(b, time_limit=5)  # ends at 15 s, before a's 30 s
+    advance_to(clock, 14.99, step=1.0)
+    assert not da.called
+    advance_to(clock, 15.0, step=1.0)
+    assert da.result.exit is ConferenceExit.TIME_LIMIT  # type: ignore[attr-defined]
+    assert db.result.exit is ConferenceExit.TIME_LIMIT  # type: ignore[attr-defined]
+    c = world.call()
+    dc = world.join(c, time_limit=100)  # a later, longer limit does not move an earlier one
+    room = world.room()
+    d = world.call()
+    world.join(d, time_limit=200)
+    advance_to(clock, 114.99, step=1.0)
+    assert not dc.called
+    advance_to(clock, 115.0, step=1.0)
+    assert dc.result.exit is ConferenceExit.TIME_LIMIT  # type: ignore[attr-defined]
+    assert room.ended
+
+
+def test_hangup_on_star_digits_and_relayed_dtmf(world: World) -> None:
+    a, b = world.call(), world.call()
+    da = world.join(a, hangup_on_star=True, report_digits=True)
+    world.join(b)
+    member = world.room().members["1"]
+    assert member.tap is not None
+    member.tap.digit_received(a.media, "5")
+    assert kinds(a) == ["enter", "digits"]
+    assert a.events[1].digits == "5"
+    b_events = len(b.transport.packets(101))
+    advance_to(world.clock, world.clock.seconds() + 0.3)
+    assert len(b.transport.packets(101)) > b_events  # relayed to b as RFC 4733
+    member.tap.digit_received(a.media, "*")
+    assert da.result.exit is ConferenceExit.HANGUP_ON_STAR  # type: ignore[attr-defined]
+    assert kinds(a) == ["enter", "digits", "exit"]
+
+
+def test_no_relay_without_relay_dtmf(world: World) -> None:
+    a, b = world.call(), world.call()
+    world.join(a, relay_dtmf=False, report_digits=True)
+    world.join(b)
+    before = len(b.transport.packets(101))
+    world.room().members["1"].tap.digit_received(a.media, "5")  # type: ignore[union-attr]
+    advance_to(world.clock, world.clock.seconds() + 0.3)
+    assert len(b.transport.packets(101)) == before
+
+
+def test_enter_and_exit_beeps_play_to_the_room(world: World) -> None:
+    a, b = world.call(500.0), world.call(800.0)
+    world.join(a, exit_sound=Beep.TWO)
+    since = world.clock.seconds()
+    world.join(b, enter_sound=Beep.ONE)
+    world.talk(BEEP_ON_MS / 1000)
+    heard = a.audio(since + 0.001)
+    assert tones_heard(heard, [BEEP_HZ]) == {BEEP_HZ}
+    clip = Codec.PCMU.decode(Codec.PCMU.encode(beeps(1)))
+    assert np.array_equal(heard[:160], clip[:160])  # the beep starts with the next tick
+    assert len(beeps(2)) == 2 * (BEEP_ON_MS + BEEP_OFF_MS) * 8
+    world.talk(0.5)
+    db_events = len(b.events)
+    room = world.room()
+    room.leave(room.members["1"], ConferenceExit.KICKED)
+    assert len(b.events) == db_events  # b's document hears nothing of a's exit
+    since = world.clock.seconds()
+    world.talk(1.0)
+    assert tones_heard(b.audio(since + 0.001), [BEEP_HZ]) == {BEEP_HZ}
+
+
+def test_a_spoken_enter_sound_is_rendered_and_played(world: World) -> None:
+    a, b = world.call(), world.call()
+    world.join(a)
+    since = world.clock.seconds()
+    world.join(b, enter_sound=(Speak("welcome"),))
+    world.talk(0.2)
+    assert tones_heard(a.audio(since + 0.001), [2000.0]) == {2000.0}
+
+
+def test_recording_runs_until_the_room_ends_and_reports(world: World, tmp_path: Path) -> None:
+    a, b = world.call(500.0), world.call(800.0)
+    da = world.join(a)
+    db = world.join(b)
+    room = world.room()
+    assert room.recording is None
+    c = world.call(1300.0)
+    dc = world.join(c, record=RecordSpec(RecordMode.SESSION))
+    recording = room.recording
+    assert recording is not None
+    world.talk(0.1, a, b, c)
+    world.talk(1.0, a, b, c)
+    db.cancel()
+    db.addErrback(lambda _: None)
+    room.leave(room.members["3"], ConferenceExit.KICKED)
+    left = dc.result  # type: ignore[attr-defined]
+    assert left.recording.url == recording.url  # the action gets its URL at once
+    assert left.recording.recording_id == recording.recording_id
+    room.end()
+    assert da.result.exit is ConferenceExit.ENDED  # type: ignore[attr-defined]
+    (record_event,) = [e for e in c.events if e.kind is ConferenceEventKind.RECORD]
+    result = record_event.recording
+    assert result is not None
+    assert result.url.endswith(f"/recordings/{recording.recording_id}.wav")
+    assert result.duration_ms == pytest.approx(1100 + 20, abs=60)
+    assert recording.path.parent == tmp_path / "recordings"
+    with wave.open(str(recording.path)) as w:
+        samples = np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16)
+    assert tones_heard(samples[4000:], [500.0, 800.0, 1300.0]) == {500.0, 800.0, 1300.0}
+    assert [e for e in a.events if e.kind is ConferenceEventKind.RECORD] == []
+
+
+def test_floor_events_go_to_members_who_asked(world: World) -> None:
+    a, b = world.call(500.0), world.call(800.0)
+    world.join(a, report_floor=True)
+    assert kinds(a) == ["enter", "floor"]  # the first in holds the floor
+    world.join(b, report_floor=True)
+    assert kinds(b) == ["enter"]
+    world.talk(0.5, b)  # a says nothing: b takes the floor
+    assert kinds(b) == ["enter", "floor"]
+    assert world.room().mixer.floor is world.room().members["2"].mix
+
+
+def test_kick_mute_deaf_select_and_play_for_the_rest_api(world: World) -> None:
+    a, b, c = world.call(500.0), world.call(800.0), world.call(1300.0)
+    da = world.join(a)
+    world.join(b)
+    world.join(c)
+    room = world.room()
+    assert [m.member_id for m in room.select("all")] == ["1", "2", "3"]
+    assert [m.member_id for m in room.select("3, 1,99")] == ["3", "1"]
+    room.members["2"].mix.muted = True
+    room.play(room.select("1"), "speak", room.mixer.synthesize("hi", voice="MAN", language="en"))
+    world.talk(0.1, a, b, c)
+    since = world.clock.seconds()
+    world.talk(0.1, a, b, c)
+    assert tones_heard(a.audio(since), [800.0, 1300.0, 2000.0]) == {1300.0, 2000.0}
+    assert tones_heard(c.audio(since), [800.0, 2000.0]) == set()
+    room.leave(room.members["1"], ConferenceExit.KICKED)
+    assert da.result.exit is ConferenceExit.KICKED  # type: ignore[attr-defined]
+
+
+def test_a_hung_up_member_leaves_with_an_exit_event_and_no_result(world: World) -> None:
+    a, b = world.call(), world.call()
+    da = world.join(a)
+    world.join(b)
+    da.cancel()
+    failures: list[Any] = []
+    da.addErrback(failures.append)
+    assert failures[0].check(CancelledError)
+    assert kinds(a) == ["enter", "exit"]
+    assert list(world.room().members) == ["2"]
+
+
+def test_a_server_holds_at_most_max_rooms(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(conference_module, "MAX_ROOMS", 2)
+    for name in ("one", "two"):
+        world.join(world.call(), room=name)
+    refused = world.join(world.call(), room="three")
+    assert refused.result.exit is ConferenceExit.FULL  # type: ignore[attr-defined]
+    assert sorted(world.conferences.rooms) == ["one", "two"]
+    rows = world.conferences.live()
+    assert [r["room"] for r in rows] == ["one", "two"]
+    assert rows[0]["floor"] is True
