@@ -61,7 +61,7 @@ from xml_dsl import (
     ConferenceSpec,
     RecordResult,
 )
-from xml_dsl.verbs import Prompt
+from xml_dsl.verbs import FileFormat, Prompt
 
 if TYPE_CHECKING:
     from telephony.calls.call import Call
@@ -198,6 +198,11 @@ class Room:
             self.started = True
         self._play_to_room(spec.enter_sound, "enterSound")
         if spec.record:
+            if spec.record.file_format is FileFormat.MP3:
+                log.info(
+                    "conference {room}: recordFileFormat mp3 is not available; recording as WAV",
+                    room=self.name,
+                )
             member.recording = self.recording or self.start_recording(
                 when_alone=spec.record_when_alone
             )
