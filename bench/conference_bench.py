@@ -11,16 +11,21 @@ timestamp (``SO_TIMESTAMPNS``), every mixed frame it gets back.
 
 A frame is **late** if it arrives more than 20 ms (one frame) after its slot: for
 each member the slot of frame ``k`` is ``t0 + k * 20 ms`` (``k`` from the RTP
-timestamp), with ``t0`` the earliest (arrival − k·20 ms) seen in the window, so a
+timestamp), with ``t0`` the earliest (arrival - k * 20 ms) seen in the window, so a
 frame held back by the server, the kernel or a busy peer counts.  A frame that
 never arrives (a gap in a member's RTP timestamps) is **lost** and counts as late
 too.  Printed per configuration:
 members, mixed frames expected and received, late and lost %, lateness
 percentiles, the server's CPU (all threads) and RSS, the mixers' own count of
-ticks run more than a frame late, and the tick's late wake-ups.  Nothing is
+ticks run more than a frame late, the tick's late wake-ups, the collector's runs,
+and how much of the server's CPU other processes used meanwhile (``/proc/stat``:
+the machine is shared) and the hypervisor stole.  Nothing is
 asserted.  From the repository root::
 
     python bench/conference_bench.py --configs 50x5,100x5,150x5 --seconds 10
+
+The server applies the collector settings ``twistd telephony`` applies
+(``telephony.runtime.GCTuning``).
 
 Every loop is bounded in count and time; only loopback addresses are used.
 """
@@ -28,6 +33,7 @@ Every loop is bounded in count and time; only loopback addresses are used.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import platform
@@ -125,7 +131,7 @@ def run_peers(members: int, warmup: float, seconds: float) -> None:
                 arrivals[i].append((ts, at))
     lateness: list[float] = []
     lost = received = 0
-    expected = int(round(seconds / FRAME))
+    expected = round(seconds / FRAME)
     for got in arrivals:
         inside = [(ts, at) for ts, at in got if window[0] <= at < window[1]]
         received += len(inside)
@@ -147,7 +153,8 @@ def run_peers(members: int, warmup: float, seconds: float) -> None:
         "expected": expected * members, "received": received, "lost": lost, "sent": sent,
         "late": sum(1 for v in lateness if v > LATE),
         "p50_ms": _pct(lateness, 50), "p99_ms": _pct(lateness, 99),
-        "p999_ms": _pct(lateness, 99.9), "max_ms": round(1000 * lateness[-1], 2) if lateness else None,
+        "p999_ms": _pct(lateness, 99.9),
+        "max_ms": round(1000 * lateness[-1], 2) if lateness else None,
         "peers_cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
     }), flush=True)  # fmt: skip
 
@@ -172,6 +179,7 @@ def run_server(args: argparse.Namespace) -> None:
     from media.engine import MediaEngine
     from media.g711 import Codec
     from media.sdp import Direction, Negotiated
+    from telephony.runtime import GCTuning
 
     rooms, members = args.rooms, args.members
     total = rooms * members
@@ -187,7 +195,8 @@ def run_server(args: argparse.Namespace) -> None:
          "--warmup", str(args.warmup), "--seconds", str(args.seconds)],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
-    assert peers.stdin is not None and peers.stdout is not None
+    assert peers.stdin is not None
+    assert peers.stdout is not None
     if args.peers_cpu:
         os.sched_setaffinity(peers.pid, set(map(int, args.peers_cpu.split(","))))
     peer_ports = json.loads(peers.stdout.readline())
@@ -202,6 +211,7 @@ def run_server(args: argparse.Namespace) -> None:
     figures: dict[str, Any] = {}
 
     def begin() -> None:
+        figures["stat0"] = _cpu_stat(args.server_cpu)
         figures["cpu0"] = resource.getrusage(resource.RUSAGE_SELF)
         figures["wall0"] = time.monotonic()
         figures["late0"] = sum(m.late for m in mixers)
@@ -214,6 +224,9 @@ def run_server(args: argparse.Namespace) -> None:
         cpu0 = figures["cpu0"]
         wall = time.monotonic() - figures["wall0"]
         used = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
+        busy, steal = (
+            b - a for a, b in zip(figures["stat0"], _cpu_stat(args.server_cpu), strict=True)
+        )
         figures.update(
             server_cpu_pct=round(100 * used / wall, 1),
             mixer_ticks=sum(m.frames for m in mixers) - figures["frames0"],
@@ -221,9 +234,24 @@ def run_server(args: argparse.Namespace) -> None:
             tick_late_wakeups=engine.ticker.late_wakeups - figures["wakeups0"],
             tick_max_late_ms=round(1000 * engine.ticker.max_lateness, 2),
             rss_mb=round(_rss_mb(), 1),
+            others_on_cpu_pct=round(100 * max(0.0, busy - used) / wall, 1),
+            steal_pct=round(100 * steal / wall, 1),
+            gc_runs=len(pauses),
+            gc_max_ms=round(1000 * max(pauses, default=0.0), 2),
         )
         reactor.stop()
 
+    GCTuning().startService()  # as the server runs (telephony.runtime)
+    pauses: list[float] = []
+    gc_started = [0.0]
+
+    def gc_timer(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            gc_started[0] = time.perf_counter()
+        elif figures.get("cpu0") is not None:
+            pauses.append(time.perf_counter() - gc_started[0])
+
+    gc.callbacks.append(gc_timer)
     reactor.callLater(0.2 + args.warmup, begin)
     reactor.callLater(0.2 + args.warmup + args.seconds, finish)
     reactor.run()
@@ -234,6 +262,18 @@ def run_server(args: argparse.Namespace) -> None:
     peers.wait(timeout=30)
     out = {k: v for k, v in figures.items() if not k.endswith("0")}
     print(json.dumps({"rooms": rooms, "members": members, **out, **result}), flush=True)
+
+
+def _cpu_stat(cpu: int) -> tuple[float, float]:
+    """Seconds CPU ``cpu`` has been busy (anyone's work) and stolen by the hypervisor."""
+    for line in Path("/proc/stat").read_text().splitlines():
+        fields = line.split()
+        if fields[0] == f"cpu{cpu}":
+            ticks = [int(x) for x in fields[1:]]
+            hz = os.sysconf("SC_CLK_TCK")
+            busy = sum(ticks[:3]) + sum(ticks[5:7])  # user nice system irq softirq
+            return busy / hz, (ticks[7] if len(ticks) > 7 else 0) / hz
+    return 0.0, 0.0
 
 
 def _rss_mb() -> float:
@@ -263,7 +303,7 @@ def main(args: argparse.Namespace) -> None:
                    "--peers-cpu", args.peers_cpu]  # fmt: skip
         done = subprocess.run(
             command, capture_output=True, text=True, timeout=args.seconds + args.warmup + 120,
-            preexec_fn=lambda: os.sched_setaffinity(0, {args.server_cpu}),  # noqa: PLW1509
+            preexec_fn=lambda: os.sched_setaffinity(0, {args.server_cpu}),
         )  # fmt: skip
         line = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
         if done.returncode or not line:
