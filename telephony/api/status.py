@@ -133,6 +133,10 @@ _MEMBER_COLUMNS = (
 MAX_LISTED = 200
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def _conferences_table(members: list[dict[str, Any]]) -> str:
     """One row per member of every live room (the room's name first)."""
     rooms = len({m["room"] for m in members})
@@ -144,7 +148,7 @@ def _conferences_table(members: list[dict[str, Any]]) -> str:
         for m in members[:MAX_LISTED]
     )
     return (
-        f"<h2>Live conferences ({rooms} rooms, {len(members)} members)</h2>\n"
+        f"<h2>Live conferences ({_count(rooms, 'room')}, {_count(len(members), 'member')})</h2>\n"
         f"<table><tr>{head}</tr>{rows}</table>"
     )
 

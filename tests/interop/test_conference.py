@@ -116,6 +116,10 @@ def test_three_phones_hear_each_other_and_the_sdk_controls_the_room(
         assert set(members) == set(TONES)
         assert {m["from"] for m in members.values()} == {username}
         ids = {dialed: members[dialed]["member_id"] for dialed in TONES}
+        with urllib.request.urlopen(server.base_url + "/", timeout=5) as response:
+            page = response.read().decode()
+        assert "<h2>Live conferences (1 room, 3 members)</h2>" in page
+        assert page.count(f"<td>{room}</td>") == 3
 
         # Everyone hears the other two and never itself.
         got = listen(peers)
