@@ -29,8 +29,9 @@ import plivo.exceptions
 import pytest
 
 from tests.appserver import AppServer, app_server
+from tests.interop.restcalls_helpers import wav_bytes
 from tests.serverproc import Server, plivo_client, running_server
-from tests.tones import tones_heard
+from tests.tones import tone, tones_heard
 
 from .callpeers import Api, Sipp, auth, start_sipp
 from .rtppeer import RtpPeer
@@ -43,6 +44,8 @@ TONES = {"1001": 500.0, "1002": 800.0, "1003": 1300.0}
 FREQS = list(TONES.values())
 #: Seconds of audio each check listens to.
 WINDOW = 0.8
+#: The tone a REST Play sends to one member.
+PLAYED_HZ = 2200.0
 
 
 @pytest.fixture(scope="module")
@@ -60,11 +63,18 @@ def client(env: tuple[Server, AppServer, Path], monkeypatch: pytest.MonkeyPatch)
     sdk.__exit__(None, None, None)
 
 
-def heard(peer: RtpPeer, since: float, until: float) -> set[float]:
-    """The phones' tones in what ``peer`` received between two wall-clock times."""
+def heard(
+    peer: RtpPeer, since: float, until: float, frequencies: list[float] = FREQS
+) -> set[float]:
+    """The tones in what ``peer`` received between two wall-clock times."""
     frames = [samples for at, samples in peer.audio_frames(since) if at < until]
     assert len(frames) >= int(0.9 * (until - since) / 0.020), "audio stopped"
-    return tones_heard(np.concatenate(frames), FREQS)
+    return tones_heard(np.concatenate(frames), frequencies)
+
+
+def records(apps: AppServer, path: str) -> list[dict[str, str]]:
+    """The ``record`` events the callbackUrl got."""
+    return [r.params for r in apps.seen(path) if r.params.get("ConferenceAction") == "record"]
 
 
 def listen(peers: dict[str, RtpPeer], settle: float = 0.3) -> dict[str, set[float]]:
@@ -139,6 +149,28 @@ def test_three_phones_hear_each_other_and_the_sdk_controls_the_room(
         client.conferences.member_mute_stop(room, ids["1002"])
         client.conferences.member_deaf_stop(room, ids["1003"])
 
+        # Stop the recording the XML started (each member's record event follows) and
+        # start another over REST.
+        client.conferences.record_stop(room)
+        wait_for(lambda: len(records(apps, cb)) == 3, 5, "three record events")
+        started = client.conferences.record(room, file_format="wav")
+        assert started.message == "conference recording started"
+        assert started.url.endswith(f"/recordings/{started.recording_id}.wav")
+
+        # Play a tone to 1002 alone, over what it hears of the room; speak to 1003.
+        apps.reply("/conf/tone.wav", wav_bytes(tone(PLAYED_HZ, 40000)))
+        played = client.conferences.member_play(room, ids["1002"], apps.url("/conf/tone.wav"))
+        assert played.message == "play queued into conference"
+        spoken = client.conferences.member_speak(room, ids["1003"], "welcome", voice="MAN")
+        assert spoken.message == "speak queued into conference"
+        begin = time.time() + 0.4
+        time.sleep(0.4 + WINDOW + 0.1)
+        got = {d: heard(p, begin, begin + WINDOW, [*FREQS, PLAYED_HZ]) for d, p in peers.items()}
+        assert got["1001"] == {800.0, 1300.0}, got
+        assert got["1002"] == {500.0, 1300.0, PLAYED_HZ}, got
+        client.conferences.member_play_stop(room, ids["1002"])
+        client.conferences.member_speak_stop(room, ids["1003"])
+
         # Kick 1001: its document goes on (the action, then the end of the XML).
         client.conferences.member_kick(room, ids["1001"])
         phones["1001"].ok()
@@ -161,17 +193,18 @@ def test_three_phones_hear_each_other_and_the_sdk_controls_the_room(
         for peer in peers.values():
             peer.close()
 
-    events = apps.wait_for(cb, count=7)
-    actions = [(e.params["ConferenceAction"], e.params["ConferenceMemberID"]) for e in events]
+    events = apps.wait_for(cb, count=9)
+    actions = sorted(e.params["ConferenceAction"] for e in events)
+    assert actions == ["enter"] * 3 + ["exit"] * 3 + ["record"] * 3
     for dialed, member_id in ids.items():
-        assert ("enter", member_id) in actions, dialed
-        assert ("exit", member_id) in actions, dialed
-    uuids = {e.params["ConferenceUUID"] for e in events}
-    assert len(uuids) == 1
-    records = [e.params for e in events if e.params["ConferenceAction"] == "record"]
-    assert records, actions
-    assert int(records[0]["RecordingDurationMs"]) > 2000
-    with urllib.request.urlopen(records[0]["RecordUrl"], timeout=5) as response:
+        mine = [e.params["ConferenceAction"] for e in events
+                if e.params["ConferenceMemberID"] == member_id]  # fmt: skip
+        assert sorted(mine) == ["enter", "exit", "record"], dialed
+    assert len({e.params["ConferenceUUID"] for e in events}) == 1
+    (recording,) = {r["RecordUrl"]: r for r in records(apps, cb)}.values()
+    assert recording["RecordUrl"] == left.params["RecordUrl"]
+    assert int(recording["RecordingDurationMs"]) > 2000
+    with urllib.request.urlopen(recording["RecordUrl"], timeout=5) as response:
         recorded = response.read()
     with wave.open(io.BytesIO(recorded)) as w:
         samples = np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16)
