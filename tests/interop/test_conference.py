@@ -9,6 +9,10 @@ never itself, and the real ``plivo`` SDK's ``conferences.*`` calls change that
 the callbackUrl events and the action; the room's recording is fetched from the
 server's own site.
 
+A second room checks the moderated case end to end: a member waits, held, hearing
+a ``waitSound`` document's WAV (both fetched over HTTP) until the host enters, and
+the host's hangup ends the room (``endConferenceOnExit``) and the member's call.
+
 One ``twistd -n telephony`` serves the module; the phones share one endpoint and
 dial different numbers, which the members' ``to`` tells apart.
 """
@@ -46,6 +50,8 @@ FREQS = list(TONES.values())
 WINDOW = 0.8
 #: The tone a REST Play sends to one member.
 PLAYED_HZ = 2200.0
+#: The wait music's tone.
+MUSIC_HZ = 300.0
 
 
 @pytest.fixture(scope="module")
@@ -225,3 +231,55 @@ def test_sdk_errors_name_the_field_or_the_missing_room(
         client.conferences.record("nobody-here", file_format="mp3")
     assert str(caught.value).startswith("file_format: ")
     client.conferences.hangup_all()  # nothing to hang up: still fine
+
+
+def test_a_member_waits_with_music_until_the_host_who_ends_the_room_on_leaving(
+    env: tuple[Server, AppServer, Path], client: Any
+) -> None:
+    """startConferenceOnEnter, a waitSound document fetched over HTTP and looped,
+    endConferenceOnExit: the waiting member's call ends with the room."""
+    server, apps, root = env
+    api = Api(server)
+    room = "moderated"
+    apps.reply("/mod/music.wav", wav_bytes(tone(MUSIC_HZ, 4000)))
+    apps.reply("/mod/wait", f"<Response><Play>{apps.url('/mod/music.wav')}</Play></Response>")
+    documents = {
+        "2001": f'<Conference startConferenceOnEnter="false" waitSound="{apps.url("/mod/wait")}" '
+        f'callbackUrl="{apps.url("/mod/events")}">{room}</Conference>',
+        "2002": f'<Conference endConferenceOnExit="true">{room}</Conference>',
+    }
+    apps.reply("/mod/answer", lambda r: f"<Response>{documents[r.params['To']]}</Response>")
+    username = api.endpoint("host", PASSWORD, api.application("mod", apps.url("/mod/answer")))
+    waiter, host = RtpPeer(reply_hz=500.0), RtpPeer(reply_hz=800.0)
+    phones: list[Sipp] = []
+    try:
+        phones.append(start_sipp(
+            root, "waiter", "phone_waits", remote=("127.0.0.1", server.sip_port),
+            rows=[(username, "2001", auth(username, PASSWORD))],
+            keys={"rtp_port": waiter.port, "header1": "X-Test: 1", "header2": "X-Test: 2"},
+        ))  # fmt: skip
+        apps.wait_for("/mod/events")  # entered, held, the music loading
+        got = listen({"2001": waiter}, settle=0.5)
+        assert got == {"2001": set()}  # nobody to hear...
+        frames = [s for _, s in waiter.audio_frames(time.time() - WINDOW)]
+        assert tones_heard(np.concatenate(frames), [MUSIC_HZ]) == {MUSIC_HZ}  # ...but music
+        phones.append(start_sipp(
+            root, "host", "phone_hangs_up", remote=("127.0.0.1", server.sip_port),
+            rows=[(username, "2002", auth(username, PASSWORD))],
+            keys={"rtp_port": host.port, "header1": "X-Test: 1", "header2": "X-Test: 2"},
+            extra=["-set", "hold", "2500"],
+        ))  # fmt: skip
+        phones[1].wait_value("SERVER_RTP_PORT")
+        begin = time.time() + 0.4
+        time.sleep(0.4 + WINDOW + 0.1)
+        assert heard(waiter, begin, begin + WINDOW, [*FREQS, MUSIC_HZ]) == {800.0}
+        phones[1].ok()  # the host hangs up...
+        phones[0].ok()  # ...which ends the room, and the waiter's document with it
+    finally:
+        for sipp in phones:
+            sipp.stop()
+        waiter.close()
+        host.close()
+    actions = [e.params["ConferenceAction"] for e in apps.wait_for("/mod/events", count=2)]
+    assert actions == ["enter", "exit"]
+    assert client.conferences.list().conferences == []
