@@ -231,7 +231,7 @@ class Room:
             return
         member.gone = True
         del self.members[member.member_id]
-        for render_ in member.renders:
+        for render_ in list(member.renders):
             render_.cancel()
         media = member.call.leg.media
         if member.tap is not None and media is not None:
@@ -289,7 +289,7 @@ class Room:
             if wants_music and not playing:
                 self._wait_music(member)
             elif not wants_music:
-                for pending in member.renders:
+                for pending in list(member.renders):
                     pending.cancel()
                 member.mix.stop("wait")
 
@@ -483,7 +483,9 @@ class Conferences:
         A server already holding :data:`MAX_ROOMS` rooms refuses a new one as full.
         """
         room = self.rooms.get(spec.room)
-        if room is None:
+        # An ending room is still listed while its members leave; a member whose
+        # document goes on at once into the same name gets a new room.
+        if room is None or room.ended:
             if len(self.rooms) >= MAX_ROOMS:
                 log.warn("conference {room}: {limit} rooms are live already; refused",
                          room=spec.room, limit=MAX_ROOMS)  # fmt: skip

@@ -323,3 +323,23 @@ def test_a_server_holds_at_most_max_rooms(world: World, monkeypatch: pytest.Monk
     rows = world.conferences.live()
     assert [r["room"] for r in rows] == ["one", "two"]
     assert rows[0]["floor"] is True
+
+
+def test_a_document_that_goes_straight_back_in_gets_a_new_room(world: World) -> None:
+    host, guest = world.call(), world.call()
+    world.join(host, end_on_exit=True)
+    old = world.room()
+    rejoined: list[Any] = []
+
+    def back_in(result: Any) -> None:  # the guest's next verb: the same room, at once
+        rejoined.append(world.join(guest))
+
+    world.join(guest).addCallback(back_in)
+    world.room().leave(old.members["1"], ConferenceExit.KICKED)  # the host leaves: it ends
+    assert old.ended
+    new = world.room()
+    assert new is not old
+    assert new.uuid != old.uuid
+    assert list(new.members) == ["3"]
+    assert not rejoined[0].called
+    assert new.members["3"].mix in new.mixer.members
