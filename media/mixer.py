@@ -400,23 +400,22 @@ class Mixer:
         if self.clock.seconds() - due > self.ticker.frame:
             self.late += 1
         self.frames += 1
-        members = self.members
+        members = list(self.members)  # callbacks below may change the room
         count = len(members)
         heard = np.zeros((count, FRAME_SAMPLES), dtype=np.int32)
         for i, member in enumerate(members):
             samples = member.buffer.pop()
             if samples is not None:
                 heard[i] = samples
-        energy = np.abs(heard).mean(axis=1) if count else heard[:, 0]
+        levels: list[float] = np.abs(heard).mean(axis=1).tolist() if count else []
         changes: list[tuple[MixMember, bool]] = []
-        gate = np.zeros(count, dtype=np.bool_)
-        for i, member in enumerate(members):
-            level = float(energy[i])
+        gate: list[bool] = []
+        for member, level in zip(members, levels, strict=True):
             changed = member.observe(level)
             if changed is not None:
                 changes.append((member, changed))
-            gate[i] = member.audible and (member.talking or level >= ENERGY_THRESHOLD)
-        spoken = heard * gate[:, None]
+            gate.append(member.audible and (member.talking or level >= ENERGY_THRESHOLD))
+        spoken = heard * np.array(gate, dtype=np.int32).reshape(count, 1)
         total = spoken.sum(axis=0) if count else np.zeros(FRAME_SAMPLES, dtype=np.int32)
         room = self._room_frame()
         if room is not None:
