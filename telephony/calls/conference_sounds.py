@@ -20,6 +20,7 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from media import MediaError
+from media.inband import tone
 from telephony.calls.control import espeak_voice
 from xml_dsl import Beep
 from xml_dsl.verbs import Play, Prompt, Speak, Wait
@@ -53,14 +54,9 @@ class SoundSource(Protocol):
 @functools.cache
 def beeps(count: int) -> Int16Array:
     """``count`` beeps, each followed by its pause."""
-    on = np.arange(BEEP_ON_MS * RATE // 1000) / RATE
-    one = np.concatenate(
-        (
-            np.round(BEEP_AMPLITUDE * np.sin(2 * np.pi * BEEP_HZ * on)).astype(np.int16),
-            np.zeros(BEEP_OFF_MS * RATE // 1000, dtype=np.int16),
-        )
-    )
-    return np.tile(one, count)
+    on = tone((BEEP_HZ,), BEEP_ON_MS * RATE // 1000, amplitude=BEEP_AMPLITUDE)
+    off = np.zeros(BEEP_OFF_MS * RATE // 1000, dtype=np.int16)
+    return np.tile(np.concatenate((on, off)), count)
 
 
 def render(
