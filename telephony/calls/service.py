@@ -112,9 +112,9 @@ class CallsService(service.Service):
         sip.core.acks = self.manager.handle_ack
 
     def stopService(self) -> Any:
-        self.manager.conferences.close_all()
         for call in list(self.manager.calls.values()):
-            call.leg.hangup()
+            call.leg.hangup()  # members leave their rooms as their calls end (no action)
+        self.manager.conferences.close_all()
         self.media.close_all()
         super().stopService()
         return self.http_pool.closeCachedConnections()
