@@ -33,7 +33,7 @@ from xml_dsl.control import (
     WaitUntil,
 )
 from xml_dsl.dtmf import Collected, CollectEnd, DigitCollector, send_keys
-from xml_dsl.errors import FetchError, XMLError
+from xml_dsl.errors import ExecutionError, FetchError, XMLError
 from xml_dsl.interfaces import ICallControl, IFetcher
 from xml_dsl.verbs import (
     DTMF,
@@ -333,15 +333,28 @@ class Execution:
 
     async def _prompt(self, prompt: Prompt) -> None:
         self._reached_caller = True
-        if isinstance(prompt, Speak):
-            await self._loop(
-                prompt.loop,
-                lambda: self.call.speak(prompt.text, prompt.ssml, prompt.voice, prompt.language),
+        try:
+            if isinstance(prompt, Speak):
+                await self._loop(
+                    prompt.loop,
+                    lambda: self.call.speak(
+                        prompt.text, prompt.ssml, prompt.voice, prompt.language
+                    ),
+                )
+            elif isinstance(prompt, Play):
+                await self._loop(prompt.loop, lambda: self.call.play(prompt.url))
+            else:
+                await self._wait(prompt, answer=False)
+        except ExecutionError as exc:
+            # A file that cannot be fetched or decoded (or speech that cannot be
+            # synthesised) is skipped, as Plivo skips it: the call goes on.
+            log.warn(
+                "call {call_uuid}: line {line}: <{verb}> skipped: {error}",
+                call_uuid=self.call_uuid,
+                line=prompt.line,
+                verb=type(prompt).__name__,
+                error=str(exc),
             )
-        elif isinstance(prompt, Play):
-            await self._loop(prompt.loop, lambda: self.call.play(prompt.url))
-        else:
-            await self._wait(prompt, answer=False)
 
     async def _prompts(self, prompts: tuple[Prompt, ...], beep: bool) -> None:
         for prompt in prompts:

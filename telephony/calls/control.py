@@ -12,9 +12,17 @@ from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import Deferred, fail
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from media import AudioFrame, EventFrame, IMediaListener, IMediaSession, RecordingResult
+from media import (
+    AudioFrame,
+    EventFrame,
+    IMediaListener,
+    IMediaSession,
+    MediaError,
+    RecordingResult,
+)
 from telephony.calls.causes import Cause
 from telephony.calls.leg import Leg
 from xml_dsl import (
@@ -124,7 +132,14 @@ class CallControl:
             d = op(media)
         except Exception as exc:  # MediaArgumentError, SessionClosedError, ExecutionError
             return fail(ExecutionError(str(exc)))
-        return d.addCallback(lambda _: None)
+
+        def media_failed(failure: Failure) -> None:
+            # A file that cannot be fetched or decoded, speech that cannot be made:
+            # the executor skips the verb (the call goes on); cancellation passes.
+            failure.trap(MediaError)
+            raise ExecutionError(failure.getErrorMessage())
+
+        return d.addCallbacks(lambda _: None, media_failed)
 
     def play(self, url: str) -> Deferred[None]:
         return self._run(lambda media: media.play([url]))

@@ -1,0 +1,39 @@
+"""Play, Record and Wait in the executor: what reaches the call, the callbacks, errors."""
+
+from __future__ import annotations
+
+from twisted.internet.defer import Deferred, fail
+from twisted.internet.task import Clock
+
+from tests.xml_dsl.fakes import MEDIA_SECONDS, FakeCall, FakeFetcher
+from xml_dsl import ExecutionError, parse
+from xml_dsl.control import EndedBy, HangupCause
+from xml_dsl.executor import Execution, Limits, execute
+
+
+class _BrokenPlay(FakeCall):
+    """A call on which one URL cannot be played (its file does not decode)."""
+
+    def play(self, url: str) -> Deferred[None]:
+        if url.endswith("bad.mp3"):
+            self._op("play", url)
+            return fail(ExecutionError(f"play {url}: mp3: cannot be decoded"))
+        return super().play(url)
+
+
+def _run(call: FakeCall, xml: str, clock: Clock) -> Execution:
+    return execute(call, FakeFetcher({}), parse(xml.encode()), clock=clock, limits=Limits())
+
+
+def test_a_play_that_cannot_be_decoded_is_skipped_and_the_call_goes_on(clock: Clock) -> None:
+    call = _BrokenPlay(clock)
+    ex = _run(
+        call,
+        "<Response><Play>http://a.test/bad.mp3</Play><Play>http://a.test/ok.mp3</Play></Response>",
+        clock,
+    )
+    clock.advance(MEDIA_SECONDS)
+    assert ex.done.called
+    assert call.names() == ["answer", "play", "play", "hangup"]
+    assert call.hangups == [HangupCause.END_OF_XML]  # not Internal Error
+    assert ex.done.result.ended_by is EndedBy.DOCUMENT
