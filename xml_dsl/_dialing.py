@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 
@@ -127,6 +127,17 @@ async def run_dial(ex: Execution, verb: Dial) -> DialResult:
     attempt.result.addBoth(settle)
     try:
         result = await waiter
+    except CancelledError:
+        if armed is not None:
+            # The caller hung up: the conversation's recording is still filed (when
+            # the call layer is done with it) and its callbackUrl told.
+            def late(result: DialResult) -> DialResult:
+                if result.recording is not None:
+                    ex._recorded(armed)(result.recording)
+                return result
+
+            attempt.result.addCallback(late)
+        raise
     finally:
         stop_timers()
         if listener is not None:
