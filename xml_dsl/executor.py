@@ -605,7 +605,31 @@ class Execution:
             return None
         if verb.play_beep:
             await self.call.beep()
-        result = await self.call.record(self._record_spec(verb, RecordMode.FOREGROUND))
+        recording = self.call.record(self._record_spec(verb, RecordMode.FOREGROUND))
+        # Shielded: when the caller hangs up mid-message (the usual end of a voicemail)
+        # the call layer ends the recording with what was said; it is still filed and
+        # its callbackUrl and action told (the action without a document to run).
+        shield: Deferred[RecordResult] = Deferred()
+
+        def relay(result: object) -> object:
+            if not shield.called:
+                shield.callback(result)  # type: ignore[arg-type]
+            return result
+
+        recording.addBoth(relay)
+        try:
+            result = await shield
+        except CancelledError:
+
+            def late(result: RecordResult) -> None:
+                self._recorded(verb)(result)
+                self._notify(verb.action, verb.method, self._params(cbp.record_params(result)))
+
+            recording.addCallbacks(late, lambda _: None)
+            raise
+        except Exception:
+            recording.addErrback(lambda _: None)  # its failure went to the shield
+            raise
         self._recorded(verb)(result)
         return await self._after(verb.action, verb.method, verb.redirect, cbp.record_params(result))
 

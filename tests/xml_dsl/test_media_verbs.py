@@ -7,7 +7,7 @@ from twisted.internet.task import Clock
 
 from tests.xml_dsl.fakes import MEDIA_SECONDS, FakeCall, FakeFetcher
 from xml_dsl import ExecutionError, parse
-from xml_dsl.control import EndedBy, HangupCause
+from xml_dsl.control import EndedBy, HangupCause, RecordMode, RecordResult
 from xml_dsl.executor import Execution, Limits, execute
 
 
@@ -37,3 +37,23 @@ def test_a_play_that_cannot_be_decoded_is_skipped_and_the_call_goes_on(clock: Cl
     assert call.names() == ["answer", "play", "play", "hangup"]
     assert call.hangups == [HangupCause.END_OF_XML]  # not Internal Error
     assert ex.done.result.ended_by is EndedBy.DOCUMENT
+
+
+def test_a_caller_hanging_up_mid_message_still_delivers_the_recording(clock: Clock) -> None:
+    call = FakeCall(clock)
+    fetcher = FakeFetcher({})
+    xml = (
+        '<Response><Record action="http://a.test/done" callbackUrl="http://a.test/cb"'
+        ' playBeep="false"/></Response>'
+    )
+    ex = execute(call, fetcher, parse(xml.encode()), clock=clock, limits=Limits())
+    ((spec, recording),) = call.records
+    assert spec.mode is RecordMode.FOREGROUND
+    ex.far_end_hangup()  # the caller hangs up: the verb is cancelled...
+    assert ex.done.called
+    assert not recording.called  # ...not the recording: the call layer ends it
+    recording.callback(RecordResult("http://s.test/r.mp3", "r-1", 4200, 1000, 5200))
+    told = {url: params for url, _, params in fetcher.notified}
+    assert told["http://a.test/cb"]["RecordingDurationMs"] == "4200"
+    assert told["http://a.test/done"]["RecordUrl"] == "http://s.test/r.mp3"
+    assert fetcher.fetched == []  # the action is told, not run: the call is gone
