@@ -120,7 +120,10 @@ async def run_dial(ex: Execution, verb: Dial) -> DialResult:
 
     waiter: Deferred[DialResult] = Deferred(caller_gone)
 
+    settled: list[object] = []
+
     def settle(result: object) -> None:
+        settled.append(result)
         if not cancelled and not waiter.called:
             waiter.callback(result)  # type: ignore[arg-type]
 
@@ -131,10 +134,10 @@ async def run_dial(ex: Execution, verb: Dial) -> DialResult:
         if armed is not None:
             # The caller hung up: the conversation's recording is still filed (when
             # the call layer is done with it) and its callbackUrl told.
-            def late(result: DialResult) -> DialResult:
-                if result.recording is not None:
+            def late(_: object) -> None:
+                result = settled[0] if settled else None
+                if isinstance(result, DialResult) and result.recording is not None:
                     ex._recorded(armed)(result.recording)
-                return result
 
             attempt.result.addCallback(late)
         raise

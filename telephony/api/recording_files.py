@@ -71,7 +71,9 @@ class RecordingFiles(resource.Resource):
         file = self.directory / path.decode("ascii")
         if not file.is_file():
             return _Error(404, "no such recording")
-        return static.File(str(file), defaultType=_TYPES[match.group(1)])
+        served = static.File(str(file), defaultType=_TYPES[match.group(1)])
+        served.contentTypes = {".wav": _TYPES[b"wav"], ".mp3": _TYPES[b"mp3"]}
+        return served
 
     def render(self, request: server.Request) -> bytes:
         """The directory itself: never listed."""

@@ -7,7 +7,14 @@ from twisted.internet.task import Clock
 
 from tests.xml_dsl.fakes import MEDIA_SECONDS, FakeCall, FakeFetcher
 from xml_dsl import ExecutionError, parse
-from xml_dsl.control import EndedBy, HangupCause, RecordMode, RecordResult
+from xml_dsl.control import (
+    DialResult,
+    DialStatus,
+    EndedBy,
+    HangupCause,
+    RecordMode,
+    RecordResult,
+)
 from xml_dsl.executor import Execution, Limits, execute
 
 
@@ -57,3 +64,24 @@ def test_a_caller_hanging_up_mid_message_still_delivers_the_recording(clock: Clo
     assert told["http://a.test/cb"]["RecordingDurationMs"] == "4200"
     assert told["http://a.test/done"]["RecordUrl"] == "http://s.test/r.mp3"
     assert fetcher.fetched == []  # the action is told, not run: the call is gone
+
+
+def test_a_dial_recording_is_told_even_when_the_caller_hung_up(clock: Clock) -> None:
+    call = FakeCall(clock)
+    fetcher = FakeFetcher({})
+    xml = (
+        '<Response><Record startOnDialAnswer="true" callbackUrl="http://a.test/cb"/>'
+        "<Dial><Number>15550001234</Number></Dial></Response>"
+    )
+    ex = execute(call, fetcher, parse(xml.encode()), clock=clock, limits=Limits())
+    (attempt,) = call.dials
+    assert attempt.spec.record is not None
+    # The call layer finishes later, once the file is filed.
+    attempt.end = lambda reason: None  # type: ignore[method-assign]
+    attempt.answer()
+    ex.far_end_hangup()
+    assert ex.done.called
+    report = RecordResult("http://s.test/d.wav", "d-1", 2000, 1000, 3000)
+    attempt.result.callback(DialResult(DialStatus.COMPLETED, recording=report))
+    told = {url: params for url, _, params in fetcher.notified}
+    assert told["http://a.test/cb"]["RecordingID"] == "d-1"
