@@ -323,7 +323,7 @@ def test_cancel_a_ringing_call(
     assert record.bill_duration == 0
     # The answer_url never ran: it got only the hangup notification, as hangup_url
     # defaults to answer_url (Plivo's behaviour).
-    fetched = answers.fetched("/cancel/answer")
+    fetched = answers.wait_fetched("/cancel/answer")  # the notification is sent after the CDR
     assert [f.params.get("HangupCause") for f in fetched] == ["Cancelled"]
     # Over: cancelling again finds nothing.
     with pytest.raises(plivo.exceptions.ResourceNotFoundError):
