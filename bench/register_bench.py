@@ -19,11 +19,18 @@ Two phases, each against its own ``twistd -n telephony`` on loopback:
    the database (the bindings alone, without the credential and nonce caches that
    registering fills).
 
+With ``--kamailio``, the rate phase also runs Kamailio (``bench/kamailio_registrar.py``,
+one UDP worker, SQLite subscriber table, Debian's ``kamailio`` and
+``kamailio-sqlite-modules``) with the same users, pinned to the same CPU, at each
+rate right after our server, and prints the ratios: of the highest rates each held
+with no failed call, and of the CPU each spent per registration at the same rate.
+
 Nothing is asserted: figures are printed (and written as JSON with ``--json``).
 Every loop is bounded in count and time.  Run from the repository root::
 
     python bench/register_bench.py                      # both phases, defaults
     python bench/register_bench.py --rates 500,1000 --bindings 0
+    python bench/register_bench.py --rates 2000,3000,4000 --bindings 0 --kamailio
 """
 
 from __future__ import annotations
@@ -51,6 +58,7 @@ sys.path.insert(0, str(ROOT))
 # The server subprocess runs this tree's code too.
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
 
+from bench.kamailio_registrar import Kamailio, have_kamailio  # noqa: E402
 from bench.placement import (  # noqa: E402
     add_peers_sched_option,
     apply_peers_sched,
@@ -71,7 +79,7 @@ from tests.sipp import (  # noqa: E402
     write_injection,
 )
 
-SERVER_ARGS = ("--digest-algorithms", "MD5,SHA-256")  # sipp answers MD5 only
+SERVER_ARGS: tuple[str, ...] = ()  # the embedded defaults (MD5 challenges only)
 REALM = "127.0.0.1"  # the server's default domain
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -137,8 +145,34 @@ def percentile(values: Sequence[float], p: float) -> float:
     return ordered[k]
 
 
+class Registrar:
+    """What a rate step measures: our server, or Kamailio."""
+
+    def __init__(self, name: str, sip_port: int, server: Server | None = None) -> None:
+        self.name = name
+        self.sip_port = sip_port
+        self.server = server
+        self.kamailio: Kamailio | None = None
+
+    def cpu(self) -> float:
+        if self.kamailio is not None:
+            return self.kamailio.cpu_seconds(CLOCK_TICKS)
+        assert self.server is not None
+        return cpu_seconds(self.server.process.pid)
+
+    def rss(self) -> float:
+        if self.kamailio is not None:
+            return self.kamailio.rss_mb()
+        assert self.server is not None
+        return rss_mb(self.server.process.pid)
+
+    def figure(self, row: str) -> int:
+        """A figure of our status page; -1 for Kamailio (it has none)."""
+        return status_figure(self.server, row) if self.server is not None else -1
+
+
 def run_rate(
-    server: Server,
+    target: Registrar,
     endpoints: list[Endpoint],
     rate: int,
     duration: float,
@@ -154,11 +188,10 @@ def run_rate(
     """
     n = max(1, min(len(ports), math.ceil(rate / per_sipp)))
     calls = max(n, int(rate * duration))
-    step_dir = workdir / f"rate-{rate}"
+    step_dir = workdir / f"rate-{rate}-{target.name}"
     step_dir.mkdir(parents=True, exist_ok=True)
-    pid = server.process.pid
-    accepted0 = status_figure(server, "REGISTER accepted")
-    cpu0, wall0 = cpu_seconds(pid), time.monotonic()
+    accepted0 = target.figure("REGISTER accepted")
+    cpu0, wall0 = target.cpu(), time.monotonic()
     runs = []
     for i in range(n):
         share = endpoints[i::n]
@@ -169,7 +202,7 @@ def run_rate(
         runs.append(
             start_sipp(
                 SCENARIOS / "register_auth.xml",
-                ("127.0.0.1", server.sip_port),
+                ("127.0.0.1", target.sip_port),
                 workdir=step_dir,
                 injection=inf,
                 local_port=ports[i],
@@ -183,13 +216,14 @@ def run_rate(
         )
         pin(runs[-1].process.pid, sipp_cpus)
     results: list[SippResult] = [run.wait() for run in runs]
-    cpu1, wall1 = cpu_seconds(pid), time.monotonic()
-    accepted1 = status_figure(server, "REGISTER accepted")
-    transactions = status_figure(server, "Live transactions")
+    cpu1, wall1 = target.cpu(), time.monotonic()
+    accepted1 = target.figure("REGISTER accepted")
+    transactions = target.figure("Live transactions")
     times = [ms for rtd, ms in (t for r in results for t in r.response_times) if rtd == 1]
     elapsed = max(r.elapsed for r in results) or (wall1 - wall0)
     successful = sum(r.successful for r in results)
     return {
+        "registrar": target.name,
         "rate": rate,
         "sipp_processes": n,
         "calls": sum(c // n for c in [calls] * n),
@@ -197,23 +231,75 @@ def run_rate(
         "failed": sum(r.failed for r in results),
         "retransmissions": sum(r.retransmissions for r in results),
         "achieved_per_s": successful / elapsed if elapsed else 0.0,
-        "server_accepted_per_s": (accepted1 - accepted0) / (wall1 - wall0),
+        "server_accepted_per_s": (
+            (accepted1 - accepted0) / (wall1 - wall0) if target.server is not None else None
+        ),
         "p50_ms": percentile(times, 50),
         "p90_ms": percentile(times, 90),
         "p99_ms": percentile(times, 99),
         "max_ms": max(times) if times else float("nan"),
         "server_cpu_percent": 100 * (cpu1 - cpu0) / (wall1 - wall0),
-        "server_rss_mb": rss_mb(pid),
+        "cpu_ms_per_registration": 1000 * (cpu1 - cpu0) / max(1, successful),
+        "server_rss_mb": target.rss(),
         "live_transactions": transactions,
         "wall_s": wall1 - wall0,
         "sipp_exit_codes": [r.returncode for r in results],
     }
 
 
+def _print_row(row: dict[str, Any]) -> None:
+    server_rate = row["server_accepted_per_s"]
+    accepted = f"{server_rate:>7.0f}" if server_rate is not None else f"{'-':>7}"
+    transactions = row["live_transactions"] if row["live_transactions"] >= 0 else "-"
+    print(
+        f"{row['registrar']:>9} {row['rate']:>7} {row['sipp_processes']:>4} {row['calls']:>7} "
+        f"{row['achieved_per_s']:>7.0f} {accepted} "
+        f"{row['failed']:>6} {row['retransmissions']:>7} {row['p50_ms']:>6.0f} "
+        f"{row['p90_ms']:>6.0f} {row['p99_ms']:>6.0f} {row['max_ms']:>6.0f} "
+        f"{row['server_cpu_percent']:>5.0f} {row['cpu_ms_per_registration']:>6.3f} "
+        f"{row['server_rss_mb']:>7.1f} {transactions:>6}",
+        flush=True,
+    )
+
+
+def _sustained(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The highest rate held: every call succeeded, and sipp kept up with the rate."""
+    clean = [
+        r
+        for r in rows
+        if r["failed"] == 0
+        and r["successful"] == r["calls"]
+        and r["achieved_per_s"] >= 0.95 * r["rate"]
+    ]
+    return max(clean, key=lambda r: r["achieved_per_s"]) if clean else None
+
+
+def _compare(rows: list[dict[str, Any]]) -> None:
+    """Ours against Kamailio: the highest rates held, and CPU per registration."""
+    ours = [r for r in rows if r["registrar"] == "telephony"]
+    theirs = [r for r in rows if r["registrar"] == "kamailio"]
+    best_ours, best_theirs = _sustained(ours), _sustained(theirs)
+    for mine, other in zip(ours, theirs, strict=True):
+        ratio = other["cpu_ms_per_registration"] / mine["cpu_ms_per_registration"]
+        print(
+            f"at {mine['rate']}/s: CPU per registration {mine['cpu_ms_per_registration']:.3f} ms"
+            f" (ours) against {other['cpu_ms_per_registration']:.3f} ms (Kamailio): {ratio:.2f}x"
+        )
+    if best_ours and best_theirs:
+        ratio = best_ours["achieved_per_s"] / best_theirs["achieved_per_s"]
+        note = " (Kamailio held the highest rate asked: its ceiling is above it)"
+        print(
+            f"highest rates held with no failed call: {best_ours['achieved_per_s']:.0f}/s (ours),"
+            f" {best_theirs['achieved_per_s']:.0f}/s (Kamailio): {ratio:.2f}x"
+            f"{note if best_theirs['rate'] == max(r['rate'] for r in theirs) else ''}"
+        )
+
+
 def rate_phase(args: argparse.Namespace, workdir: Path) -> list[dict[str, Any]]:
     data_dir = workdir / "rate" / "var"
     data_dir.parent.mkdir(parents=True)
     server = start(data_dir, args)
+    kamailio: Kamailio | None = None
     try:
         rest = RestClient(server)
         started = time.monotonic()
@@ -226,53 +312,61 @@ def rate_phase(args: argparse.Namespace, workdir: Path) -> list[dict[str, Any]]:
             f"created {len(endpoints)} endpoints over REST in {time.monotonic() - started:.1f} s;"
             f" server RSS {rss_mb(server.process.pid):.1f} MiB"
         )
+        targets = [Registrar("telephony", server.sip_port, server)]
+        if args.kamailio:
+            kamailio = Kamailio(
+                workdir / "kamailio",
+                [(e.username, e.password) for e in endpoints],
+                free_udp_port(),
+                REALM,
+                args.server_cpus,
+                durable=args.kamailio_durable,
+            )
+            kam = Registrar("kamailio", kamailio.sip_port)
+            kam.kamailio = kamailio
+            targets.append(kam)
+            durable = (
+                "bindings written through to SQLite"
+                if args.kamailio_durable
+                else ("bindings in memory")
+            )
+            print(f"Kamailio on 127.0.0.1:{kamailio.sip_port} with the same users, {durable}")
         header = (
-            f"{'rate/s':>7} {'sipp':>4} {'calls':>7} {'ok/s':>7} {'srv/s':>7} {'failed':>6} "
-            f"{'retrans':>7} {'p50ms':>6} {'p90ms':>6} {'p99ms':>6} {'maxms':>6} "
-            f"{'cpu%':>5} {'rssMiB':>7} {'txns':>6}"
+            f"{'who':>9} {'rate/s':>7} {'sipp':>4} {'calls':>7} {'ok/s':>7} {'srv/s':>7} "
+            f"{'failed':>6} {'retrans':>7} {'p50ms':>6} {'p90ms':>6} {'p99ms':>6} {'maxms':>6} "
+            f"{'cpu%':>5} {'cpu/r':>6} {'rssMiB':>7} {'txns':>6}"
         )
         print(header)
         rows = []
         ports = [free_udp_port() for _ in range(args.max_sipp)]
         for rate in args.rates:
-            row = run_rate(
-                server,
-                endpoints,
-                rate,
-                args.duration,
-                args.per_sipp,
-                ports,
-                workdir / "rate",
-                args.sipp_cpus,
-            )
-            rows.append(row)
-            print(
-                f"{rate:>7} {row['sipp_processes']:>4} {row['calls']:>7} "
-                f"{row['achieved_per_s']:>7.0f} {row['server_accepted_per_s']:>7.0f} "
-                f"{row['failed']:>6} {row['retransmissions']:>7} {row['p50_ms']:>6.0f} "
-                f"{row['p90_ms']:>6.0f} {row['p99_ms']:>6.0f} {row['max_ms']:>6.0f} "
-                f"{row['server_cpu_percent']:>5.0f} {row['server_rss_mb']:>7.1f} "
-                f"{row['live_transactions']:>6}",
-                flush=True,
-            )
-            time.sleep(2)  # let retransmissions and the last commits settle
-        # Sustained: every call succeeded, and sipp kept up with the rate it was asked.
-        clean = [
-            r
-            for r in rows
-            if r["failed"] == 0
-            and r["successful"] == r["calls"]
-            and r["achieved_per_s"] >= 0.95 * r["rate"]
-        ]
-        if clean:
-            best = max(clean, key=lambda r: r["achieved_per_s"])
+            for target in targets:
+                row = run_rate(
+                    target,
+                    endpoints,
+                    rate,
+                    args.duration,
+                    args.per_sipp,
+                    ports,
+                    workdir / "rate",
+                    args.sipp_cpus,
+                )
+                rows.append(row)
+                _print_row(row)
+                time.sleep(2)  # let retransmissions and the last commits settle
+        best = _sustained([r for r in rows if r["registrar"] == "telephony"])
+        if best:
             print(
                 f"highest sustained rate with no failed call: {best['achieved_per_s']:.0f}/s "
                 f"(asked {best['rate']}/s, {best['retransmissions']} retransmissions)"
             )
+        if kamailio is not None:
+            _compare(rows)
         return rows
     finally:
         stop(server)
+        if kamailio is not None:
+            kamailio.stop()
 
 
 # -- phase 2: memory per binding --------------------------------------------------------------
@@ -449,6 +543,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--server-arg", action="append", default=[], help="extra twistd option")
     parser.add_argument(
+        "--kamailio",
+        action="store_true",
+        help="run Kamailio (bench/kamailio/registrar.cfg) at each rate too, and compare",
+    )
+    parser.add_argument(
+        "--kamailio-durable",
+        action="store_true",
+        help="Kamailio writes every binding through to SQLite (usrloc db_mode 1), as we commit",
+    )
+    parser.add_argument(
         "--server-gc",
         default="default",
         help="the server's cyclic garbage collector: default, off, or thresholds T0,T1,T2",
@@ -472,6 +576,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("bounded on purpose: duration 1-120 s, endpoints <= 1e5, bindings <= 5e5")
     if shutil.which("sipp") is None:
         parser.error("sipp not found (Debian package sip-tester)")
+    if args.kamailio and not have_kamailio():
+        parser.error("--kamailio: install Debian's kamailio and kamailio-sqlite-modules")
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="register-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)

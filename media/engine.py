@@ -125,6 +125,7 @@ class MediaEngine:
 
             else:
                 run_blocking = run_synchronously
+        self.run_blocking: RunBlocking = run_blocking
         self.ticker = SharedTicker(clock=reactor, phases=config.tick_phases)
         self.ports = PortAllocator(config.rtp_ports)
         self.loader = AudioLoader(
@@ -170,6 +171,7 @@ class MediaEngine:
                 codecs=config.codecs,
                 call_uuid=call_uuid,
                 on_close=self._closed,
+                run_blocking=self.run_blocking,
             )
             try:
                 rtp = listen_rtp(self.reactor, port, session, host)

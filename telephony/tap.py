@@ -27,6 +27,7 @@ from telephony.api.builtin_apps import direct_dial_fields
 from telephony.api.calls_v1 import CallsAPI
 from telephony.api.conference_v1 import ConferenceAPI
 from telephony.api.directory_v1 import DirectoryAPI
+from telephony.api.recordings_v1 import RecordingsAPI
 from telephony.api.site import build_site
 from telephony.calls.service import CallsService
 from telephony.config import DEFAULTS, Config, ConfigError, build_config, load_toml
@@ -237,6 +238,7 @@ def makeService(options: Options) -> service.MultiService:
     api = DirectoryAPI(directory, config.domain, sip.registration_info)
     routes: list[Route] = api.routes() + CallsAPI(calls.manager, calls.cdrs).routes()
     routes += ConferenceAPI(calls.manager.conferences, calls.fetcher.notify).routes()
+    routes += RecordingsAPI(calls.recordings, calls.manager.recordings.url_for, reactor).routes()
     site = build_site(
         directory=directory,
         auth_id=credentials.auth_id,

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 
@@ -128,13 +128,27 @@ async def run_dial(ex: Execution, verb: Dial) -> DialResult:
 
     waiter: Deferred[DialResult] = Deferred(caller_gone)
 
+    settled: list[object] = []
+
     def settle(result: object) -> None:
+        settled.append(result)
         if not cancelled and not waiter.called:
             waiter.callback(result)  # type: ignore[arg-type]
 
     attempt.result.addBoth(settle)
     try:
         result = await waiter
+    except CancelledError:
+        if armed is not None:
+            # The caller hung up: the conversation's recording is still filed (when
+            # the call layer is done with it) and its callbackUrl told.
+            def late(_: object) -> None:
+                result = settled[0] if settled else None
+                if isinstance(result, DialResult) and result.recording is not None:
+                    ex._recorded(armed)(result.recording)
+
+            attempt.result.addCallback(late)
+        raise
     finally:
         stop_timers()
         if listener is not None:

@@ -157,6 +157,28 @@ _MEMBER: Mapping[str, Schema] = {
 _COUNT_TEXT: Schema = {"type": "string", "pattern": "^[0-9]+$"}
 
 #: ``components/schemas``: every response body.
+_DECIMAL: Schema = {"type": "string", "pattern": "^[0-9]+\\.00000$"}
+_RECORDING: Mapping[str, Schema] = {
+    "add_time": {"type": "string", "description": "YYYY-MM-DD HH:MM:SS.ffffff+00:00"},
+    "call_uuid": STRING,
+    "conference_name": nullable(STRING),
+    "conference_uuid": nullable(STRING),
+    "from_number": STRING,
+    "to_number": STRING,
+    "monthly_recording_storage_amount": STRING,
+    "recording_duration_ms": _DECIMAL,
+    "recording_end_ms": _DECIMAL,
+    "recording_format": {"type": "string", "enum": ["mp3", "wav"]},
+    "recording_id": STRING,
+    "recording_start_ms": _DECIMAL,
+    "recording_storage_duration": {"type": "integer", "minimum": 1},
+    "recording_storage_rate": STRING,
+    "recording_type": {"type": "string", "enum": ["normal", "conference"]},
+    "recording_url": STRING,
+    "resource_uri": STRING,
+    "rounded_recording_duration": {"type": "integer", "minimum": 60},
+}
+
 SCHEMAS: Mapping[str, Schema] = {
     "Error": {
         **_object({"api_id": STRING, "error": STRING}),
@@ -217,6 +239,9 @@ SCHEMAS: Mapping[str, Schema] = {
     "MemberAction": _detail(
         {"message": STRING, "member_id": {"type": "array", "items": STRING, "minItems": 1}}
     ),
+    "Recording": _object(_RECORDING),
+    "RecordingDetail": _detail(_RECORDING),
+    "RecordingList": _list("Recording"),
 }
 
 #: The error statuses REST v1 answers, and when.

@@ -364,25 +364,29 @@ _CALLS = (
          _f("leg", {"type": "string", "enum": ["aleg", "bleg"], "default": "aleg"}, "Which leg."),
          *_shared(*_CALLBACK)),
         202, "Message", (400, 404), _LIVE_404),
-    _op("POST", "/Call/{call_uuid}/Record/", "recordCall", "Record a live call (WAV)",
+    _op("POST", "/Call/{call_uuid}/Record/", "recordCall", "Record both directions of a live call",
         (_f("time_limit", {"type": "integer", "minimum": 1, "maximum": 14400, "default": 60},
             "Longest recording, in seconds."),
-         _f("file_format", {"type": "string", "enum": ["wav"], "default": "wav"},
-            "Only wav (mp3 is refused)."),
+         _f("file_format", {"type": "string", "enum": ["mp3", "wav"], "default": "mp3"},
+            "The file's format."),
          _f("transcription_type", _EMPTY, _NOT_SUPPORTED),
          _f("transcription_url", _EMPTY, _NOT_SUPPORTED),
          _f("transcription_method", _METHOD, _IGNORED),
          _f("transcription_report_type", _TEXT, _IGNORED),
-         _f("record_channel_type", _TEXT, _IGNORED),
+         _f("record_channel_type", {"type": "string", "enum": ["stereo", "mono"],
+                                    "default": "stereo"},
+            "Stereo: the call's party left, what it hears right; mono: both mixed."),
          _f("callback_url", FIELDS["hangup_url"].schema,
             "Told when the recording is there."),
          _f("callback_method", _METHOD, "HTTP method for callback_url.")),
         202, "RecordingStarted", (400, 404),
-        "The URL is answered at once; the file is there when the recording ends. "
-        "callback_url is told (CallUUID, RecordUrl, RecordingID, RecordingDuration, "
-        "RecordingDurationMs) when it is." + " " + _LIVE_404),
+        "The URL is answered at once; the file is there when the recording ends "
+        "(time_limit, DELETE, or the call's end). callback_url is told (CallUUID, "
+        "RecordUrl, RecordingID, RecordingDuration, RecordingDurationMs, RecordingStartMs, "
+        "RecordingEndMs) when it is." + " " + _LIVE_404),
     _op("DELETE", "/Call/{call_uuid}/Record/", "stopRecording", "Stop recording",
-        (_f("URL", _TEXT, _IGNORED), *_shared(*_CALLBACK)), 204, None, (400, 404), _LIVE_404),
+        (_f("URL", _TEXT, "Stop only the recording at this URL."), *_shared(*_CALLBACK)),
+        204, None, (400, 404), _LIVE_404),
     _op("DELETE", "/Request/{request_uuid}/", "cancelCall", "Cancel a call that still rings",
         _shared(*_CALLBACK), 204, None, (400, 404),
         "404 when no call with this request_uuid rings (answered, over, or unknown)."),
@@ -447,9 +451,44 @@ _CONFERENCES = (
         _shared(*_CALLBACK), 204, None, (400, 404), _ROOM_404),
 )  # fmt: skip
 
+_ADD_TIME = {"type": "string", "pattern": r"^[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}"
+              r"(:[0-9]{2}(\.[0-9]{1,6})?)?$"}  # fmt: skip
+_RECORDING_FILTERS = (
+    *(
+        _f(name, _printable(128), f"Only recordings with this {name}.")
+        for name in ("call_uuid", "from_number", "to_number", "conference_name", "conference_uuid")
+    ),
+    *(
+        _f(f"add_time{b}", _ADD_TIME, "When it was filed, UTC, YYYY-MM-DD HH:MM[:ss[.uuuuuu]].")
+        for b in ("", "__gt", "__gte", "__lt", "__lte")
+    ),
+    *(
+        _f(
+            f"recording_storage_duration{b}",
+            {"type": "integer", "minimum": 0, "maximum": 100000},
+            "Days stored (1 in the first 24 hours).",
+        )
+        for b in ("", "__gt", "__gte", "__lt", "__lte")
+    ),
+    _f("mpc_name", _EMPTY, _NOT_SUPPORTED),
+    _f("mpc_uuid", _EMPTY, _NOT_SUPPORTED),
+)
+_RECORDINGS = (
+    _op("GET", "/Recording/", "listRecordings", "List recordings, newest first",
+        (*_shared("limit", "offset", "subaccount", *_CALLBACK), *_RECORDING_FILTERS),
+        200, "RecordingList", (400,),
+        "Every recording matches without filters (no seven-day window). recording_url "
+        "is served with the same Basic credentials as the API."),
+    _op("GET", "/Recording/{recording_id}/", "getRecording", "Get a recording",
+        _shared(*_CALLBACK), 200, "RecordingDetail", (400, 404)),
+    _op("DELETE", "/Recording/{recording_id}/", "deleteRecording",
+        "Delete a recording: its row and its file, together",
+        _shared(*_CALLBACK), 204, None, (400, 404)),
+)  # fmt: skip
+
 #: Every documented operation, by (method, path template).
 OPERATIONS: Mapping[tuple[str, str], Operation] = {
-    (op.method, op.path): op for op in (*_DIRECTORY, *_CALLS, *_CONFERENCES)
+    (op.method, op.path): op for op in (*_DIRECTORY, *_CALLS, *_CONFERENCES, *_RECORDINGS)
 }
 
 _PATH_PARAMS: Mapping[str, tuple[Schema, str]] = {
@@ -464,6 +503,7 @@ _PATH_PARAMS: Mapping[str, tuple[Schema, str]] = {
         {"type": "string", "pattern": "^(all|[0-9]{1,12}(,[0-9]{1,12}){0,99})$"},
         "A member ID, IDs separated by commas, or all.",
     ),
+    "recording_id": ({"type": "string"}, "The recording's ID."),
 }
 
 PREFIX = "/v1/Account/{auth_id}"

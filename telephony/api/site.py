@@ -8,13 +8,14 @@ from pathlib import Path
 from typing import Any
 
 from twisted.internet.interfaces import IReactorTime
-from twisted.web import resource, server, static
+from twisted.web import server
 from twisted.web.resource import Resource
 
 from telephony.api._http import BoundedRequest, JSONRouter, Route
 from telephony.api.builtin_apps import DirectDialResource
 from telephony.api.docs_page import DocsPage, OpenAPIResource
 from telephony.api.openapi import build_document
+from telephony.api.recording_files import RecordingFiles
 from telephony.api.status import HealthResource, Section, StatusPage
 from telephony.directory import Directory
 
@@ -65,10 +66,8 @@ def build_site(
     root.putChild(b"apps", apps)
     if recordings_dir is not None:
         recordings_dir.mkdir(parents=True, exist_ok=True)
-        # Recording URLs are unguessable (UUID file names); the directory is not listed.
-        recordings = static.File(str(recordings_dir), defaultType="audio/wav")
-        recordings.directoryListing = lambda: resource.ForbiddenResource()  # type: ignore[method-assign]
-        root.putChild(b"recordings", recordings)
+        # Only with the REST credentials; unguessable names, never listed.
+        root.putChild(b"recordings", RecordingFiles(recordings_dir, check_auth))
     site = server.Site(root)
     site.requestFactory = BoundedRequest
     site.displayTracebacks = False

@@ -28,6 +28,7 @@ from telephony.calls.dial import PlaceLeg
 from telephony.calls.hops import HopPlan, SipCredentials
 from telephony.calls.leg import Leg, LegEnd, LegState, SipContext
 from telephony.calls.originate import Originator
+from telephony.calls.recordings import CallRecordings
 from telephony.calls.routing import APP_PREFIX, Route, RouteKind, Router, normalize_number
 from telephony.location import LocationService
 from telephony.randompool import uuid4
@@ -103,6 +104,14 @@ class CallManager:
         self.locator = locator
         self.recordings_dir = recordings_dir
         self.site_url = site_url
+        #: Names and files recordings; the calls service gives it the store.
+        self.recordings = CallRecordings(
+            directory=recordings_dir,
+            url_for=lambda name: f"{self.site_url() or ''}/recordings/{name}",
+            store=None,
+            run_blocking=media.run_blocking,
+            clock=clock,
+        )
         self.ring_timeout = ring_timeout
         self.calls: dict[str, Call] = {}
         self.legs: dict[str, Leg] = {}

@@ -17,6 +17,7 @@ from telephony.calls.routing import Router
 from telephony.config import Config
 from telephony.directory import Directory
 from telephony.directory.database import Database
+from telephony.directory.recordings import RecordingStore
 from telephony.sip.transport import Peer
 from telephony.sipservice import SIPService
 from telephony.trunks.service import TrunksService
@@ -108,8 +109,24 @@ class CallsService(service.Service):
             site_url=site_url,
             own_address=Peer("udp", listen.host, listen.port),
         )
+        self.recordings = RecordingStore(
+            database, config.data_dir / "recordings", self.media.run_blocking
+        )
+        self.manager.recordings.store = self.recordings
         sip.core.calls = self.manager.handle
         sip.core.acks = self.manager.handle_ack
+
+    def startService(self) -> None:
+        super().startService()
+
+        # Deletions a crash interrupted are settled before any request is served.
+        def settled(n: int) -> None:
+            if n:
+                log.info("Settled {n} interrupted recording deletion(s)", n=n)
+
+        self.recordings.recover().addCallbacks(
+            settled, lambda f: log.failure("Could not settle interrupted recording deletions", f)
+        )
 
     def stopService(self) -> Any:
         for call in list(self.manager.calls.values()):

@@ -18,6 +18,7 @@ from telephony.api.conference_v1 import ConferenceAPI
 from telephony.api.directory_v1 import DirectoryAPI
 from telephony.api.docs_page import render_docs
 from telephony.api.openapi import OPERATIONS, PREFIX, build_document, path_template, undocumented
+from telephony.api.recordings_v1 import RecordingsAPI
 from tests.api.conftest import Api
 
 ensure = pytest_twisted.ensureDeferred
@@ -29,6 +30,7 @@ def all_routes() -> list[Route]:
         *DirectoryAPI(None, "example.test").routes(),  # type: ignore[arg-type]
         *CallsAPI(None, None).routes(),  # type: ignore[arg-type]
         *ConferenceAPI(None, None).routes(),  # type: ignore[arg-type]
+        *RecordingsAPI(None, None, None).routes(),  # type: ignore[arg-type]
     ]
 
 
