@@ -202,6 +202,7 @@ class MediaEngine:
             clock=self.reactor,
             loader=self.loader,
             speaker=self.speaker,
+            run_blocking=self.run_blocking,
             name=name,
         )
 

@@ -40,13 +40,14 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from media.audio import RATE, WavWriter
+from media.audio import RATE
+from media.encoder import AudioFileFormat, FileSink
 from media.errors import MediaArgumentError, MediaError
 from media.g711 import Codec
 from media.interfaces import AudioFrame, EventFrame, IMediaListener, IMediaSession, PlayOutcome
 from media.jitter import FRAME_SAMPLES, JitterBuffer
 from media.ops import Operation, Output
-from media.player import load_all
+from media.player import RunBlocking, load_all, run_synchronously
 from media.sources import ClipSource, FrameSource
 from media.ticker import SharedTicker
 
@@ -202,7 +203,7 @@ class MixMember:
 class MixRecording:
     """A finished recording of a room.
 
-    :ivar path: the WAV file (8 kHz, 16-bit mono PCM).
+    :ivar path: the file (8 kHz mono, WAV or MP3).
     :ivar started: :ivar ended: clock seconds.
     :ivar duration: seconds of audio written.
     """
@@ -214,24 +215,37 @@ class MixRecording:
 
 
 class _Recorder:
-    """Writes the room's mix to a WAV file, a frame per tick."""
+    """Hands the room's mix, a frame per tick, to a file sink (WAV or MP3, written off
+    the reactor thread; :mod:`media.encoder`)."""
 
-    def __init__(self, path: Path, *, started: float, when_alone: bool) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    def __init__(
+        self,
+        path: Path,
+        *,
+        file_format: AudioFileFormat,
+        started: float,
+        when_alone: bool,
+        run_blocking: RunBlocking,
+    ) -> None:
         self.path = path
         self.started = started
         self.when_alone = when_alone
-        self.writer = WavWriter(path.open("wb"))
+        self.sink = FileSink(path, file_format, 1, run_blocking=run_blocking)
         self.result: Deferred[MixRecording] = Deferred()
 
-    def write(self, samples: Int16Array, members: int) -> None:
+    def write(self, samples: Int16Array, members: int) -> bool:
+        """Queue a frame (if it is to be kept); ``False`` once the sink refuses."""
         if members >= 2 or self.when_alone:
-            self.writer.write(samples)
+            return self.sink.write(samples)
+        return True
 
     def finish(self, now: float) -> None:
-        written = self.writer.samples_written
-        self.writer.close()
-        self.result.callback(MixRecording(self.path, self.started, now, written / RATE))
+        """Close the file; the result fires once it is complete (or fails)."""
+
+        def closed(frames: int) -> None:
+            self.result.callback(MixRecording(self.path, self.started, now, frames / RATE))
+
+        self.sink.close().addCallbacks(closed, self.result.errback)
 
 
 class Mixer:
@@ -241,6 +255,7 @@ class Mixer:
     :param clock: for lateness and recording times.
     :param loader: fetches audio for :meth:`load` (``None``: cannot).
     :param speaker: synthesises speech for :meth:`synthesize` (``None``: cannot).
+    :param run_blocking: where recording files are written (the reactor's thread pool).
     :param name: for logs.
     :ivar on_talking: called ``(member, talking)`` when a member starts or stops talking.
     :ivar on_floor: called ``(member)`` when a member gets the floor.
@@ -255,9 +270,11 @@ class Mixer:
         clock: IReactorTime,
         loader: AudioLoader | None = None,
         speaker: Speaker | None = None,
+        run_blocking: RunBlocking = run_synchronously,
         name: str = "",
     ) -> None:
         self.ticker = ticker
+        self._run_blocking = run_blocking
         self.clock = clock
         self.name = name
         self._loader = loader
@@ -346,16 +363,30 @@ class Mixer:
         """The file being recorded, if any."""
         return self._recorder.path if self._recorder is not None else None
 
-    def start_recording(self, path: Path, *, when_alone: bool = False) -> Deferred[MixRecording]:
-        """Record the room's mix to a WAV file until :meth:`stop_recording` or close.
+    def start_recording(
+        self,
+        path: Path,
+        *,
+        file_format: AudioFileFormat = AudioFileFormat.WAV,
+        when_alone: bool = False,
+    ) -> Deferred[MixRecording]:
+        """Record the room's mix (mono) until :meth:`stop_recording` or close.
 
         :param when_alone: record while fewer than two members are in the room too
             (otherwise those stretches are left out).
         :raises MediaArgumentError: if a recording already runs.
+        :returns: fires with the finished :class:`MixRecording`, or fails with the
+            file's write error (the file removed).
         """
         if self._recorder is not None:
             raise MediaArgumentError("record: this conference is already being recorded")
-        self._recorder = _Recorder(path, started=self.clock.seconds(), when_alone=when_alone)
+        self._recorder = _Recorder(
+            path,
+            file_format=file_format,
+            started=self.clock.seconds(),
+            when_alone=when_alone,
+            run_blocking=self._run_blocking,
+        )
         self._subscribe()
         return self._recorder.result
 
@@ -432,7 +463,12 @@ class Mixer:
         self._send(frame, members, out.astype(np.int16))
         if self._recorder is not None:
             audible = sum(1 for m in members if not m.held)
-            self._recorder.write(np.clip(total, -32768, 32767).astype(np.int16), audible)
+            mix = np.clip(total, -32768, 32767).astype(np.int16)
+            if not self._recorder.write(mix, audible):
+                _log.warn(
+                    "conference {name}: the recording cannot keep up; stopped", name=self.name
+                )
+                self.stop_recording()  # the disk cannot keep up: keep what we have
         self._settle_floor(changes)
 
     def _room_frame(self) -> npt.NDArray[np.int32] | None:

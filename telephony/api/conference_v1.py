@@ -10,8 +10,8 @@ DELETE stops; heard by those members only, mixed over the room).
 ``/Conference/{name}/Record/`` starts (POST) and stops (DELETE) a recording of the
 room's mix.  A room that is not live, or members that are not in it, answer 404.
 
-Limits [ours]: 5 URLs per Play, 3,000 characters per Speak.  Recordings are WAV
-(``file_format=mp3`` is refused, as for call recordings); transcription is not
+Limits [ours]: 5 URLs per Play, 3,000 characters per Speak.  Recordings are MP3 or
+WAV, filed as ``conference`` recordings (``/Recording/``); transcription is not
 available.
 """
 
@@ -222,7 +222,9 @@ class ConferenceAPI:
     # -- recording ------------------------------------------------------------------------
 
     async def record(self, req: ApiRequest) -> Reply:
-        """POST /Conference/{name}/Record/: record the room's mix (WAV); its URL now."""
+        """POST /Conference/{name}/Record/: record the room's mix (``file_format`` mp3,
+        the default, or wav); its URL now, the file and its ``/Recording/`` row once it
+        ends."""
         req.allow(
             (
                 "file_format", "transcription_type", "transcription_url",
@@ -232,18 +234,16 @@ class ConferenceAPI:
         for name in ("transcription_type", "transcription_url"):
             if req.params.get(name) not in (None, ""):
                 raise FieldError(name, "transcription is not supported")
-        file_format = str(req.params.get("file_format", "wav")).strip().lower()
-        if file_format not in ("wav", "mp3"):
-            raise FieldError("file_format", "must be one of wav, mp3")
-        if file_format == "mp3":
-            raise FieldError("file_format", "only wav is supported by this server")
+        file_format = str(req.params.get("file_format", "mp3")).strip().lower()
+        if file_format not in ("mp3", "wav"):
+            raise FieldError("file_format", "must be one of mp3, wav")
         callback = rules.parse_optional_url("callback_url", req.params.get("callback_url"))
         method = Method(
             rules.parse_method("callback_method", req.params.get("callback_method", "POST"))
         )
         room = self._room(req)
         try:
-            recording = room.start_recording(when_alone=True)
+            recording = room.start_recording(file_format=file_format, when_alone=True)
         except MediaError:
             raise HTTPError(409, f"conference {room.name} is already being recorded") from None
 

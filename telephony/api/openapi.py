@@ -434,9 +434,9 @@ _CONFERENCES = (
                                 "default": "en-US"}, "A language tag."))),
     _member_op("DELETE", "Speak/", "stopSpeakToMember", "Stop speaking to members",
                message=False),
-    _op("POST", f"{_ROOM}/Record/", "recordConference", "Record a conference's mix (WAV)",
-        (_f("file_format", {"type": "string", "enum": ["wav"], "default": "wav"},
-            "Only wav (mp3 is refused)."),
+    _op("POST", f"{_ROOM}/Record/", "recordConference", "Record a conference's mix",
+        (_f("file_format", {"type": "string", "enum": ["mp3", "wav"], "default": "mp3"},
+            "mp3 (32 kbit/s) or wav (16-bit), mono."),
          _f("transcription_type", _EMPTY, _NOT_SUPPORTED),
          _f("transcription_url", _EMPTY, _NOT_SUPPORTED),
          _f("transcription_method", _METHOD, _IGNORED),
@@ -446,7 +446,8 @@ _CONFERENCES = (
         "The URL is answered at once; the file is there when the recording ends (DELETE, "
         "or the conference ends). callback_url is told (ConferenceName, ConferenceUUID, "
         "RecordUrl, RecordingID, RecordingDuration, RecordingDurationMs, RecordingStartMs, "
-        "RecordingEndMs) when it is.  409 while a recording runs. " + _ROOM_404),
+        "RecordingEndMs) when it is, and it is listed under /Recording/ (recording_type "
+        "conference).  409 while a recording runs. " + _ROOM_404),
     _op("DELETE", f"{_ROOM}/Record/", "stopRecordingConference", "Stop recording a conference",
         _shared(*_CALLBACK), 204, None, (400, 404), _ROOM_404),
 )  # fmt: skip

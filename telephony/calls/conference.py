@@ -47,10 +47,12 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from media import Mixer, MixMember, MixRecording
+from media import MediaArgumentError, Mixer, MixMember, MixRecording, RecordEnd, RecordingResult
+from media.encoder import AudioFileFormat
 from media.sources import ClipSource, FrameSource
 from telephony.calls.conference_sounds import render
 from telephony.calls.control import DigitTap
+from telephony.calls.recordings import CallInfo, CallRecordings
 from telephony.randompool import uuid4
 from xml_dsl import (
     Beep,
@@ -61,7 +63,7 @@ from xml_dsl import (
     ConferenceSpec,
     RecordResult,
 )
-from xml_dsl.verbs import FileFormat, Prompt
+from xml_dsl.verbs import Prompt
 
 if TYPE_CHECKING:
     from telephony.calls.call import Call
@@ -198,13 +200,10 @@ class Room:
             self.started = True
         self._play_to_room(spec.enter_sound, "enterSound")
         if spec.record:
-            if spec.record.file_format is FileFormat.MP3:
-                log.info(
-                    "conference {room}: recordFileFormat mp3 is not available; recording as WAV",
-                    room=self.name,
-                )
             member.recording = self.recording or self.start_recording(
-                when_alone=spec.record_when_alone
+                file_format=spec.record.file_format.value,
+                when_alone=spec.record_when_alone,
+                call=call,
             )
             member.recording.result.addCallback(self._recorded, member)
         self._limit(spec.time_limit)
@@ -346,34 +345,52 @@ class Room:
 
     # recording --------------------------------------------------------------------------
 
-    def start_recording(self, *, when_alone: bool = False) -> RoomRecording:
-        """Record the room's mix (WAV) until :meth:`stop_recording` or the room ends.
+    def start_recording(
+        self, *, file_format: str = "mp3", when_alone: bool = False, call: Call | None = None
+    ) -> RoomRecording:
+        """Record the room's mix (mono, MP3 or WAV) until :meth:`stop_recording` or the
+        room ends; it is then filed as a ``conference`` recording (``/Recording/``).
 
-        :raises media.MediaArgumentError: if a recording runs already.
+        :param call: the call whose document asked for it (for the recording's row).
+        :raises media.MediaArgumentError: if a recording runs already, or for a format
+            other than ``mp3`` and ``wav``.
         """
-        recording_id = uuid4().replace("-", "")
-        path = self.owner.recordings_dir / f"{recording_id}.wav"
-        mixed = self.mixer.start_recording(path, when_alone=when_alone)
-        recording = RoomRecording(recording_id, path, self.owner.recording_url(path),
-                                  self.clock.seconds())  # fmt: skip
+        fmt = AudioFileFormat.parse(file_format)
+        if self.recording is not None:
+            raise MediaArgumentError("record: this conference is already being recorded")
+        files = self.owner.recordings
+        pending = files.begin(fmt.value)
+        mixed = self.mixer.start_recording(pending.partial, file_format=fmt, when_alone=when_alone)
+        recording = RoomRecording(
+            pending.recording_id, pending.final, pending.url, self.clock.seconds()
+        )
         self.recording = recording
-        log.info("conference {room}: recording {recording_id}", room=self.name,
-                 recording_id=recording_id)  # fmt: skip
+        info = call.recording_info() if call is not None else CallInfo("", "", "")
+        log.info(
+            "conference {room}: recording {recording_id} ({file_format})",
+            room=self.name,
+            recording_id=pending.recording_id,
+            file_format=fmt.value,
+        )
 
-        def finished(result: MixRecording) -> None:
+        def over() -> None:
             if self.recording is recording:
                 self.recording = None
-            recording.result.callback(
-                RecordResult(
-                    url=recording.url,
-                    recording_id=recording_id,
-                    duration_ms=int(result.duration * 1000),
-                    start_ms=int(result.started * 1000),
-                    end_ms=int(result.ended * 1000),
-                )
-            )
 
-        mixed.addCallback(finished)
+        def lost(failure: Failure) -> None:
+            over()
+            log.failure("conference {room}: recording {recording_id} lost", failure,
+                        room=self.name, recording_id=pending.recording_id)  # fmt: skip
+
+        def finished(result: MixRecording) -> None:
+            over()
+            done = RecordingResult(
+                result.path, result.duration, RecordEnd.STOPPED, started_at=result.started
+            )
+            filed = files.file(info, pending, done, conference=(self.name, self.uuid))
+            filed.addCallbacks(recording.result.callback, lost)
+
+        mixed.addCallbacks(finished, lost)
         return recording
 
     def stop_recording(self) -> bool:
@@ -452,22 +469,15 @@ class Conferences:
 
     :param media: makes a mixer per room (the media engine).
     :param clock: the reactor's time.
-    :param recordings_dir: where room recordings go.
-    :param recording_url: the URL a recording file is served at.
+    :param recordings: names room recordings and files them when they are done.
     """
 
     def __init__(
-        self,
-        *,
-        media: MixerFactory,
-        clock: IReactorTime,
-        recordings_dir: Path,
-        recording_url: Callable[[Path], str],
+        self, *, media: MixerFactory, clock: IReactorTime, recordings: CallRecordings
     ) -> None:
         self.media = media
         self.clock = clock
-        self.recordings_dir = recordings_dir
-        self.recording_url = recording_url
+        self.recordings = recordings
         self.rooms: dict[str, Room] = {}
         self._member_ids = itertools.count(1)
 

@@ -124,12 +124,7 @@ class CallManager:
         router.trust_internal(own_address, self.internal_token)
         self.originator = Originator(self)
         #: The live conference rooms (``<Conference>``, REST ``/Conference/``).
-        self.conferences = Conferences(
-            media=media,
-            clock=clock,
-            recordings_dir=recordings_dir,
-            recording_url=self.recording_url,
-        )
+        self.conferences = Conferences(media=media, clock=clock, recordings=self.recordings)
 
     # -- SIP core hooks ----------------------------------------------------------------
 

@@ -19,9 +19,11 @@ from twisted.internet.task import Clock
 
 from media import Mixer
 from media.g711 import Codec
+from media.player import run_synchronously
 from media.session import RTPSession
 from media.ticker import SharedTicker
 from telephony.calls.conference import Conferences, Room
+from telephony.calls.recordings import CallInfo, CallRecordings
 from tests.media.helpers import REMOTE, StampedTransport, advance_to, make_session, rtp
 from tests.tones import tone
 from xml_dsl import ConferenceEvent, ConferenceResult, ConferenceSpec
@@ -88,6 +90,9 @@ class FakeCall:
     sent: int = 0
     events: list[ConferenceEvent] = attrs.Factory(list)
 
+    def recording_info(self) -> CallInfo:
+        return CallInfo(self.uuid, self.caller, self.called)
+
     @property
     def media(self) -> RTPSession:
         assert self.leg.media is not None
@@ -142,12 +147,14 @@ class World:
 @pytest.fixture
 def world(clock: Clock, tmp_path: Path) -> Any:
     engine = Engine(clock)
-    conferences = Conferences(
-        media=engine,
+    recordings = CallRecordings(
+        directory=tmp_path / "recordings",
+        url_for=lambda name: f"http://127.0.0.1:8088/recordings/{name}",
+        store=None,
+        run_blocking=run_synchronously,
         clock=clock,
-        recordings_dir=tmp_path / "recordings",
-        recording_url=lambda p: f"http://127.0.0.1:8088/recordings/{p.name}",
     )
+    conferences = Conferences(media=engine, clock=clock, recordings=recordings)
     w = World(clock, engine, conferences)
     yield w
     w.close()

@@ -159,9 +159,9 @@ def test_three_phones_hear_each_other_and_the_sdk_controls_the_room(
         # start another over REST.
         client.conferences.record_stop(room)
         wait_for(lambda: len(records(apps, cb)) == 3, 5, "three record events")
-        started = client.conferences.record(room, file_format="wav")
+        started = client.conferences.record(room)  # MP3, Plivo's default
         assert started.message == "conference recording started"
-        assert started.url.endswith(f"/recordings/{started.recording_id}.wav")
+        assert started.url.endswith(f"/recordings/{started.recording_id}.mp3")
 
         # Play a tone to 1002 alone, over what it hears of the room; speak to 1003.
         apps.reply("/conf/tone.wav", wav_bytes(tone(PLAYED_HZ, 40000)))
@@ -210,11 +210,18 @@ def test_three_phones_hear_each_other_and_the_sdk_controls_the_room(
     (recording,) = {r["RecordUrl"]: r for r in records(apps, cb)}.values()
     assert recording["RecordUrl"] == left.params["RecordUrl"]
     assert int(recording["RecordingDurationMs"]) > 2000
-    with urllib.request.urlopen(recording["RecordUrl"], timeout=5) as response:
+    fetch = urllib.request.Request(recording["RecordUrl"], headers=api.headers)  # Basic auth
+    with urllib.request.urlopen(fetch, timeout=5) as response:
         recorded = response.read()
     with wave.open(io.BytesIO(recorded)) as w:
         samples = np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16)
     assert tones_heard(samples, FREQS) == set(FREQS)
+    # Both recordings are filed as the room's (the REST one, MP3 by default, ended with it).
+    filed = client.recordings.list(conference_name=room)
+    assert sorted(r.recording_format for r in filed) == ["mp3", "wav"]
+    assert {r.recording_type for r in filed} == {"conference"}
+    assert {r.conference_uuid for r in filed} == {recording["ConferenceUUID"]}
+    assert started.recording_id in {r.recording_id for r in filed}
 
 
 def test_sdk_errors_name_the_field_or_the_missing_room(
@@ -228,7 +235,7 @@ def test_sdk_errors_name_the_field_or_the_missing_room(
         client.conferences.member_mute("nobody-here", "one")
     assert str(caught.value).startswith("member_id: ")
     with pytest.raises(plivo.exceptions.ValidationError) as caught:
-        client.conferences.record("nobody-here", file_format="mp3")
+        client.conferences.record("nobody-here", file_format="ogg")
     assert str(caught.value).startswith("file_format: ")
     client.conferences.hangup_all()  # nothing to hang up: still fine
 
