@@ -14,7 +14,8 @@ each member the slot of frame ``k`` is ``t0 + k * 20 ms`` (``k`` from the RTP
 timestamp), with ``t0`` the earliest (arrival - k * 20 ms) seen in the window, so a
 frame held back by the server, the kernel or a busy peer counts.  A frame that
 never arrives (a gap in a member's RTP timestamps) is **lost** and counts as late
-too.  Printed per configuration:
+too; a step of more than a second in a member's timestamps (which should never
+happen) is counted as a ``jump`` and starts a new slot grid.  Printed per configuration:
 members, mixed frames expected and received, late and lost %, lateness
 percentiles, the server's CPU (all threads) and RSS, the mixers' own count of
 ticks run more than a frame late, the tick's late wake-ups, the collector's runs,
@@ -34,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import itertools
 import json
 import os
 import platform
@@ -130,7 +132,7 @@ def run_peers(members: int, warmup: float, seconds: float) -> None:
                 ts = _RTP.unpack_from(data)[3]
                 arrivals[i].append((ts, at))
     lateness: list[float] = []
-    lost = received = 0
+    lost = received = jumps = 0
     expected = round(seconds / FRAME)
     for got in arrivals:
         inside = [(ts, at) for ts, at in got if window[0] <= at < window[1]]
@@ -138,19 +140,30 @@ def run_peers(members: int, warmup: float, seconds: float) -> None:
         if not inside:
             lost += expected
             continue
-        ts0 = inside[0][0]
-        # Frames missing between the first and last received (the window's edges
-        # cut each stream at a random phase, so counting against `expected` would
-        # add up to a frame per member that nobody lost).
-        span = ((inside[-1][0] - ts0) & 0xFFFFFFFF) // 160 + 1
-        lost += max(0, span - len(inside))
-        offsets = [at - (((ts - ts0) & 0xFFFFFFFF) / 160) * FRAME for ts, at in inside]
-        base = min(offsets)
-        lateness.extend(o - base for o in offsets)
+        # Each packet's frame number, unwrapped from its predecessor's; a step of more
+        # than a second either way (a new timeline) starts a new segment, counted, so a
+        # stray packet cannot make a whole stream look late.
+        segments: list[list[tuple[int, float]]] = [[(0, inside[0][1])]]
+        for (prev, _), (ts, at) in itertools.pairwise(inside):
+            step = (((ts - prev + 0x80000000) & 0xFFFFFFFF) - 0x80000000) // 160
+            if abs(step) > 50:
+                jumps += 1
+                segments.append([(0, at)])
+            else:
+                segments[-1].append((segments[-1][-1][0] + step, at))
+        for segment in segments:
+            frames = [k for k, _ in segment]
+            # Frames missing inside the segment (the window's edges cut each stream at a
+            # random phase: counting against `expected` would add a frame per member).
+            lost += max(0, max(frames) - min(frames) + 1 - len(set(frames)))
+            offsets = [at - k * FRAME for k, at in segment]
+            base = min(offsets)
+            lateness.extend(o - base for o in offsets)
     lateness.sort()
     usage = resource.getrusage(resource.RUSAGE_SELF)
     print(json.dumps({
         "expected": expected * members, "received": received, "lost": lost, "sent": sent,
+        "jumps": jumps,
         "late": sum(1 for v in lateness if v > LATE),
         "p50_ms": _pct(lateness, 50), "p99_ms": _pct(lateness, 99),
         "p999_ms": _pct(lateness, 99.9),
