@@ -303,6 +303,10 @@ class IMediaSession(Interface):
     def relay_audio(frame: AudioFrame) -> None:  # noqa: N805
         """Send a frame heard on another session to our peer, transcoding if needed."""
 
+    def send_frame(frame: int, codec: Codec, payload: bytes) -> None:  # noqa: N805
+        """Send a 20 ms frame made elsewhere (a conference mix) as our shared-tick
+        ``frame``, on our own timeline; dropped while our own output plays."""
+
     def relay_event(frame: EventFrame) -> None:  # noqa: N805
         """Send a telephone-event heard on another session to our peer."""
 

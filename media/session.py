@@ -473,20 +473,43 @@ class RTPSession(DatagramProtocol):
         """Send a frame heard elsewhere, transcoded to our codec, on our timeline."""
         self.relay_payload(frame.codec, frame.payload, frame.timestamp, frame.ssrc, frame.marker)
 
-    def relay_payload(
-        self, codec: Codec, payload: bytes, timestamp: int, ssrc: int, marker: bool
-    ) -> None:
-        """:meth:`relay_audio` without the frame object (the per-packet bridge path)."""
+    def _relayable(self, codec: Codec, payload: bytes) -> tuple[int, bytes] | None:
+        """Audio made elsewhere, as our payload type and codec; ``None`` (counted) while
+        we do not send it: not sending, not negotiated, our own output or DTMF."""
         neg = self.negotiated
         if not self._sending or neg is None or self._output is not None or self._suppress_audio:
             self.counters.dropped_relay += 1
-            return
+            return None
         if codec is not neg.codec:
             table = codec.transcode_table(neg.codec)
             if table is not None:
                 payload = payload.translate(table)
+        return neg.payload_type, payload
+
+    def relay_payload(
+        self, codec: Codec, payload: bytes, timestamp: int, ssrc: int, marker: bool
+    ) -> None:
+        """:meth:`relay_audio` without the frame object (the per-packet bridge path)."""
+        ours = self._relayable(codec, payload)
+        if ours is None:
+            return
         ts = self._relay_timestamp(ssrc, timestamp)
-        self._send(neg.payload_type, ts, payload, self._marker or marker)
+        self._send(ours[0], ts, ours[1], self._marker or marker)
+        self._marker = False
+        self.counters.relayed_in += 1
+
+    def send_frame(self, frame: int, codec: Codec, payload: bytes) -> None:
+        """Send a 20 ms frame made elsewhere (a conference mix) as our tick ``frame``.
+
+        It is stamped on our own timeline (``base + 160 * (frame - first frame)``),
+        transcoded to our codec if need be, and dropped (counted) while our own
+        output, or a DTMF event, holds the stream.
+        """
+        ours = self._relayable(codec, payload)
+        if ours is None:
+            return
+        timestamp = self.stream.timestamp_at(SAMPLES_PER_FRAME * (frame - self._first_frame))
+        self._send(ours[0], timestamp, ours[1], self._marker)
         self._marker = False
         self.counters.relayed_in += 1
 

@@ -3,7 +3,8 @@
 Each object is closed (``additionalProperties: false``) and lists what is always
 present as ``required``, so a response with a field too many, too few or of another
 type is a schema violation.  The shapes are those of
-:mod:`telephony.api.directory_v1` and :mod:`telephony.api.calls_v1`.
+:mod:`telephony.api.directory_v1`, :mod:`telephony.api.calls_v1` and
+:mod:`telephony.api.conference_v1`.
 """
 
 from __future__ import annotations
@@ -142,6 +143,18 @@ _LIVE_CALL: Mapping[str, Schema] = {
     "parent_call_uuid": nullable(STRING),
     "call_duration": INTEGER,
 }
+_MEMBER: Mapping[str, Schema] = {
+    "muted": BOOLEAN,
+    "member_id": STRING,
+    "deaf": BOOLEAN,
+    "from": STRING,
+    "to": STRING,
+    "caller_name": STRING,
+    "direction": {"type": "string", "enum": ["inbound", "outbound"]},
+    "call_uuid": STRING,
+    "join_time": {"type": "string", "pattern": "^[0-9]+$", "description": "Seconds in the room."},
+}
+_COUNT_TEXT: Schema = {"type": "string", "pattern": "^[0-9]+$"}
 
 #: ``components/schemas``: every response body.
 _DECIMAL: Schema = {"type": "string", "pattern": "^[0-9]+\\.00000$"}
@@ -213,6 +226,19 @@ SCHEMAS: Mapping[str, Schema] = {
     "RecordingStarted": _detail(
         {"message": STRING, "recording_id": STRING, "url": {"type": "string"}}
     ),
+    "ConferenceList": _detail({"conferences": {"type": "array", "items": STRING}}),
+    "ConferenceMember": _object(_MEMBER),
+    "ConferenceDetail": _detail(
+        {
+            "conference_name": STRING,
+            "conference_run_time": {**_COUNT_TEXT, "description": "Seconds since it began."},
+            "conference_member_count": _COUNT_TEXT,
+            "members": {"type": "array", "items": ref("ConferenceMember")},
+        }
+    ),
+    "MemberAction": _detail(
+        {"message": STRING, "member_id": {"type": "array", "items": STRING, "minItems": 1}}
+    ),
     "Recording": _object(_RECORDING),
     "RecordingDetail": _detail(_RECORDING),
     "RecordingList": _list("Recording"),
@@ -224,6 +250,6 @@ ERROR_STATUSES: Mapping[int, str] = {
     401: "No or wrong Basic credentials, or another account's path.",
     404: "No such resource (or the call is not live).",
     405: "The path exists but not with this method.",
-    409: "It clashes with what exists (a number already added).",
+    409: "It clashes with what exists (a number already added, a recording running).",
     413: "The body is larger than 1 MiB.",
 }

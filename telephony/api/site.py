@@ -50,10 +50,12 @@ def build_site(
     status_sections: tuple[Section, ...] = (),
     live_calls: Callable[[], list[dict[str, Any]]] | None = None,
     recordings_dir: Path | None = None,
+    live_conferences: Callable[[], list[dict[str, Any]]] | None = None,
 ) -> server.Site:
     """Assemble the resource tree; tracebacks are never shown to clients."""
     root = Resource()
-    root.putChild(b"", StatusPage(directory, clock, started_at, status_sections, live_calls))
+    status = StatusPage(directory, clock, started_at, status_sections, live_calls, live_conferences)
+    root.putChild(b"", status)
     root.putChild(b"healthz", HealthResource(directory))
     account = JSONRouter(routes, check_auth, prefix=f"/v1/Account/{auth_id}/")
     document = build_document(routes)

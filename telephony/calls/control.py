@@ -239,4 +239,8 @@ class CallControl:
     def join_conference(
         self, spec: ConferenceSpec, on_event: Callable[[ConferenceEvent], None]
     ) -> Deferred[ConferenceResult]:
-        return fail(ExecutionError("<Conference> is not supported by this server yet"))
+        try:
+            self._media()
+        except ExecutionError as exc:
+            return fail(exc)
+        return self.call.manager.conferences.join(self.call, spec, on_event)

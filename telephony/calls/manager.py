@@ -23,6 +23,7 @@ from media import MediaEngine, PortsExhaustedError
 from telephony.calls.call import Call
 from telephony.calls.causes import Cause
 from telephony.calls.cdr import CdrStore
+from telephony.calls.conference import Conferences
 from telephony.calls.dial import PlaceLeg
 from telephony.calls.hops import HopPlan, SipCredentials
 from telephony.calls.leg import Leg, LegEnd, LegState, SipContext
@@ -122,6 +123,8 @@ class CallManager:
         self.internal_token = secrets.token_hex(16)
         router.trust_internal(own_address, self.internal_token)
         self.originator = Originator(self)
+        #: The live conference rooms (``<Conference>``, REST ``/Conference/``).
+        self.conferences = Conferences(media=media, clock=clock, recordings=self.recordings)
 
     # -- SIP core hooks ----------------------------------------------------------------
 

@@ -25,7 +25,7 @@ from media import RecordingResult
 from telephony.directory.recordings import RecordingRow, RecordingStore, add_time_text
 from xml_dsl import RecordResult
 
-__all__ = ("CallRecordings", "PendingRecording")
+__all__ = ("CallInfo", "CallRecordings", "PendingRecording")
 
 log = Logger()
 
@@ -96,10 +96,18 @@ class CallRecordings:
         )
 
     def file(
-        self, call: CallInfo, pending: PendingRecording, result: RecordingResult
+        self,
+        call: CallInfo,
+        pending: PendingRecording,
+        result: RecordingResult,
+        conference: tuple[str, str] | None = None,
     ) -> Deferred[RecordResult]:
         """Move the finished file into place, store its row; fires with what the
-        application is told.  A row that cannot be stored is logged (the file stays)."""
+        application is told.  A row that cannot be stored is logged (the file stays).
+
+        :param conference: for a conference's recording, the room's name and UUID (its
+            row's type is then ``conference``).
+        """
         duration_ms = round(result.duration * 1000)
         start_ms = round(result.started_at * 1000)
         report = RecordResult(
@@ -120,7 +128,7 @@ class CallRecordings:
                 recording_id=pending.recording_id,
                 call_uuid=call.call_uuid,
                 recording_format=pending.file_format,
-                recording_type="normal",
+                recording_type="normal" if conference is None else "conference",
                 channels=result.channels,
                 recording_duration_ms=duration_ms,
                 recording_start_ms=start_ms,
@@ -129,8 +137,8 @@ class CallRecordings:
                 add_epoch=now,
                 from_number=call.from_number,
                 to_number=call.to_number,
-                conference_name=None,
-                conference_uuid=None,
+                conference_name=conference[0] if conference else None,
+                conference_uuid=conference[1] if conference else None,
                 file_bytes=size,
             )
             return self.store.add(row).addErrback(

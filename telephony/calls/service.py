@@ -130,7 +130,8 @@ class CallsService(service.Service):
 
     def stopService(self) -> Any:
         for call in list(self.manager.calls.values()):
-            call.leg.hangup()
+            call.leg.hangup()  # members leave their rooms as their calls end (no action)
+        self.manager.conferences.close_all()
         self.media.close_all()
         super().stopService()
         return self.http_pool.closeCachedConnections()
@@ -143,4 +144,5 @@ class CallsService(service.Service):
             "Outbound legs": self.manager.counters["outbound"],
             "Refused INVITEs": self.manager.counters["rejected"],
             "Media sessions": self.media.ports.in_use,
+            "Live conferences": len(self.manager.conferences.rooms),
         }

@@ -14,6 +14,7 @@ from lxml import html
 
 from telephony.api._http import ApiRequest, Route
 from telephony.api.calls_v1 import CallsAPI
+from telephony.api.conference_v1 import ConferenceAPI
 from telephony.api.directory_v1 import DirectoryAPI
 from telephony.api.docs_page import render_docs
 from telephony.api.openapi import OPERATIONS, PREFIX, build_document, path_template, undocumented
@@ -28,6 +29,7 @@ def all_routes() -> list[Route]:
     return [
         *DirectoryAPI(None, "example.test").routes(),  # type: ignore[arg-type]
         *CallsAPI(None, None).routes(),  # type: ignore[arg-type]
+        *ConferenceAPI(None, None).routes(),  # type: ignore[arg-type]
         *RecordingsAPI(None, None, None).routes(),  # type: ignore[arg-type]
     ]
 
