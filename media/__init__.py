@@ -3,7 +3,7 @@
 The call layer needs only what is re-exported here: a :class:`MediaEngine`
 (one per reactor, wrapped by :class:`MediaService`) creates an
 :class:`RTPSession` per call leg, which provides :class:`IMediaSession`;
-:class:`MediaBridge` relays between two legs.
+:class:`MediaBridge` relays between two legs; a :class:`Mixer` mixes a conference.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from media.interfaces import (
     RecordingResult,
     SessionState,
 )
+from media.mixer import Mixer, MixMember, MixRecording
 from media.sdp import Direction, Negotiated, SessionDescription, parse_sdp
 from media.session import RTPSession
 
@@ -56,6 +57,9 @@ __all__ = (
     "MediaEngine",
     "MediaError",
     "MediaService",
+    "MixMember",
+    "MixRecording",
+    "Mixer",
     "Negotiated",
     "PlayOutcome",
     "PortRange",

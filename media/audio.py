@@ -31,10 +31,12 @@ from media.g711 import alaw_decode, ulaw_decode
 __all__ = (
     "MAX_WAV_BYTES",
     "RATE",
+    "Resampler",
     "WavWriter",
     "decode_wav",
     "load_wav_8k",
     "resample",
+    "to_int16",
     "wav_bytes",
 )
 
@@ -166,6 +168,84 @@ def resample(samples: npt.ArrayLike, src_rate: int, dst_rate: int = RATE) -> Flo
         kernel = 2 * fc * np.sinc(2 * fc * d) * np.where(np.abs(w) < 1, window, 0.0)
         out[start : start + len(t)] = np.einsum("ij,ij->i", padded[idx + half], kernel)
     return out
+
+
+class Resampler:
+    """:func:`resample` a block at a time, for audio too long to hold whole.
+
+    Feeding blocks and then flushing gives exactly what :func:`resample` gives for
+    their concatenation; only the input the next outputs still need (one kernel
+    width) is kept between blocks.
+
+    :param src_rate: the input rate in Hz.
+    :param dst_rate: the output rate in Hz.
+    """
+
+    def __init__(self, src_rate: int, dst_rate: int = RATE) -> None:
+        self.src_rate = src_rate
+        self.dst_rate = dst_rate
+        self._same = src_rate == dst_rate
+        self._step = src_rate / dst_rate
+        scale = min(1.0, dst_rate / src_rate)
+        self._fc = 0.5 * _CUTOFF * scale
+        self._half = math.ceil(_ZEROS / scale)
+        self._offsets = np.arange(-self._half + 1, self._half + 1)
+        # Input kept from absolute index ``_base`` on; the half-kernel of zeros
+        # before the first sample is :func:`resample`'s left padding.
+        self._buf = np.zeros(self._half)
+        self._base = -self._half
+        self._fed = 0
+        self._next = 0  # the next output sample's index
+
+    def feed(self, samples: npt.ArrayLike) -> Float64Array:
+        """Add input samples; returns every output sample they complete."""
+        x = np.asarray(samples, dtype=np.float64)
+        if self._same:
+            self._fed += len(x)
+            return x.copy()
+        self._fed += len(x)
+        self._buf = np.concatenate([self._buf, x])
+        end = self._base + len(self._buf)  # one past the last input sample held
+        # Output n needs inputs up to floor(n * step) + half.
+        last = math.floor((end - 1 - self._half) / self._step)
+        while last >= 0 and math.floor(last * self._step) + self._half > end - 1:
+            last -= 1
+        return self._emit(last + 1)
+
+    def flush(self) -> Float64Array:
+        """The last output samples (the input is over; zeros after it)."""
+        if self._same:
+            return np.zeros(0)
+        total = int(self._fed * self.dst_rate // self.src_rate)
+        self._buf = np.concatenate([self._buf, np.zeros(self._half + 1)])
+        return self._emit(total)
+
+    def _emit(self, stop: int) -> Float64Array:
+        start = self._next
+        if stop <= start:
+            return np.zeros(0)
+        out = np.empty(stop - start)
+        for first in range(start, stop, _CHUNK):
+            t = np.arange(first, min(stop, first + _CHUNK)) * self._step
+            base = np.floor(t).astype(np.int64)
+            idx = base[:, None] + self._offsets[None, :]
+            d = t[:, None] - idx
+            w = d / self._half
+            window = 0.42 + 0.5 * np.cos(np.pi * w) + 0.08 * np.cos(2 * np.pi * w)
+            kernel = 2 * self._fc * np.sinc(2 * self._fc * d) * np.where(np.abs(w) < 1, window, 0.0)
+            taps = self._buf[idx - self._base]
+            out[first - start : first - start + len(t)] = np.einsum("ij,ij->i", taps, kernel)
+        self._next = stop
+        keep_from = math.floor(stop * self._step) - self._half + 1
+        if keep_from > self._base:
+            self._buf = self._buf[keep_from - self._base :]
+            self._base = keep_from
+        return out
+
+
+def to_int16(samples: Float64Array) -> Int16Array:
+    """Round and clip samples on the 16-bit scale to ``int16``."""
+    return _to_int16(samples)
 
 
 def _to_int16(samples: Float64Array) -> Int16Array:

@@ -31,6 +31,7 @@ from twisted.logger import Logger
 
 from media.config import MediaConfig, PortRange
 from media.errors import PortsExhaustedError
+from media.mixer import Mixer
 from media.player import AudioLoader, RunBlocking, run_synchronously
 from media.rtcp_port import RTCPPort
 from media.session import RTPSession
@@ -124,6 +125,7 @@ class MediaEngine:
 
             else:
                 run_blocking = run_synchronously
+        self.run_blocking: RunBlocking = run_blocking
         self.ticker = SharedTicker(clock=reactor, phases=config.tick_phases)
         self.ports = PortAllocator(config.rtp_ports)
         self.loader = AudioLoader(
@@ -169,6 +171,7 @@ class MediaEngine:
                 codecs=config.codecs,
                 call_uuid=call_uuid,
                 on_close=self._closed,
+                run_blocking=self.run_blocking,
             )
             try:
                 rtp = listen_rtp(self.reactor, port, session, host)
@@ -191,6 +194,17 @@ class MediaEngine:
         self.sessions[port] = session
         _log.debug("{call_uuid} media session on port {port}", call_uuid=call_uuid, port=port)
         return session
+
+    def create_mixer(self, *, name: str = "") -> Mixer:
+        """A conference mixer on this engine's tick, able to play files and speak."""
+        return Mixer(
+            ticker=self.ticker,
+            clock=self.reactor,
+            loader=self.loader,
+            speaker=self.speaker,
+            run_blocking=self.run_blocking,
+            name=name,
+        )
 
     def _closed(self, session: RTPSession) -> None:
         port = session.local_address[1]

@@ -91,22 +91,29 @@ class RecordEnd(enum.Enum):
     FINISH_KEY = "finish-key"
     SILENCE = "silence"
     STOPPED = "stopped"
+    #: The session closed (the call ended): what was recorded is kept.
+    CLOSED = "closed"
 
 
 @attrs.frozen
 class RecordingResult:
     """A finished recording.
 
-    :ivar path: the WAV file (8 kHz, 16-bit mono PCM).
+    :ivar path: the file (8 kHz, 16-bit WAV or MP3, mono or stereo).
     :ivar duration: its length in seconds.
     :ivar reason: why it ended.
     :ivar digits: the finish key pressed, or ``""``.
+    :ivar started_at: when its first sample was heard (the session's clock, seconds;
+        after any beep).
+    :ivar channels: 1, or 2 (left: the session's peer; right: what it was sent).
     """
 
     path: Path
     duration: float
     reason: RecordEnd
     digits: str = ""
+    started_at: float = 0.0
+    channels: int = 1
 
 
 @attrs.frozen
@@ -245,11 +252,34 @@ class IMediaSession(Interface):
         finish_on_key: str = "1234567890*#",
         silence_timeout: float = 15.0,
         beep: bool = True,
+        path: Path | None = None,
+        file_format: str = "wav",
     ) -> Deferred[RecordingResult]:
-        """Record what the peer says to a WAV file.
+        """Record what the peer says to a mono file (``path``, else a new name in
+        ``directory``), ``wav`` or ``mp3``.  When the session closes it ends with
+        what was recorded.
 
         :returns: Deferred firing with a :class:`RecordingResult`.
         """
+
+    def record_call(
+        *,
+        path: Path,
+        file_format: str = "wav",
+        stereo: bool = True,
+        max_length: float = 4 * 3600.0,
+    ) -> Deferred[RecordingResult]:
+        """Record both directions in the background: what the peer says and what it is
+        sent (prompts, or the other leg of a bridge), on two channels or mixed to one,
+        until :meth:`stop_recording`, ``max_length`` seconds, or the session closes
+        (all of which keep what was recorded).  Several may run at once.
+
+        :returns: Deferred firing with a :class:`RecordingResult`.
+        """
+
+    def watch(*, silence_ms: int | None = None, beep: bool = False) -> Deferred[str]:
+        """Fire with ``"silence"`` once ``silence_ms`` of silence is heard, or
+        ``"beep"`` when an answering machine's beep is, whichever comes first."""
 
     def stop() -> None:
         """End running play/speak/tone, collect and record operations with partial results."""
@@ -257,8 +287,9 @@ class IMediaSession(Interface):
     def stop_output() -> None:
         """End the running play/speak/tone only."""
 
-    def stop_recording() -> None:
-        """End the running recording only, keeping what was recorded."""
+    def stop_recording(path: Path | None = None) -> None:  # noqa: N805
+        """End the running recordings (or only the one writing ``path``), keeping
+        what was recorded."""
 
     def add_listener(listener: IMediaListener) -> None:  # noqa: N805
         """Deliver received frames and digits to ``listener``."""
@@ -271,6 +302,10 @@ class IMediaSession(Interface):
 
     def relay_audio(frame: AudioFrame) -> None:  # noqa: N805
         """Send a frame heard on another session to our peer, transcoding if needed."""
+
+    def send_frame(frame: int, codec: Codec, payload: bytes) -> None:  # noqa: N805
+        """Send a 20 ms frame made elsewhere (a conference mix) as our shared-tick
+        ``frame``, on our own timeline; dropped while our own output plays."""
 
     def relay_event(frame: EventFrame) -> None:  # noqa: N805
         """Send a telephone-event heard on another session to our peer."""

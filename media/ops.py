@@ -20,8 +20,9 @@ import numpy.typing as npt
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.python.failure import Failure
 
-from media.audio import RATE, WavWriter
+from media.audio import RATE
 from media.dtmf import DtmfSender
+from media.encoder import AudioFileFormat, FileSink
 from media.errors import MediaArgumentError
 from media.g711 import Codec
 from media.inband import dtmf_tone
@@ -32,6 +33,7 @@ from media.interfaces import (
     RecordEnd,
     RecordingResult,
 )
+from media.player import RunBlocking, run_synchronously
 from media.sources import SAMPLES_PER_FRAME, FrameSource
 
 __all__ = (
@@ -44,6 +46,7 @@ __all__ = (
     "Output",
     "Recording",
     "SessionCounters",
+    "deliver_recording",
 )
 
 T = TypeVar("T")
@@ -275,17 +278,22 @@ class Collector(Operation[DigitsResult]):
 
 
 class Recording(Operation[RecordingResult]):
-    """Plivo Record: the peer's audio into a WAV file.
+    """Plivo Record: the peer's audio into a mono WAV or MP3 file.
 
     Audio is placed by RTP timestamp: gaps up to :data:`MAX_GAP_FILL` samples
     are filled with silence, late and duplicate frames dropped.  Limits are
-    checked on the 20 ms tick, so they hold even when no packet arrives.
+    checked on the 20 ms tick, so they hold even when no packet arrives.  The
+    file is written through a :class:`~media.encoder.FileSink` (encoded in the
+    thread pool as it comes); the Deferred fires once the file is complete.
 
-    :param directory: where the file goes (created if missing).
+    :param directory: where the file goes (created if missing) when no ``path``.
     :param max_length: seconds, 1 to :data:`MAX_RECORD_SECONDS`.
     :param finish_on_key: keys that end the recording.
     :param silence_timeout: seconds of silence (RMS under :data:`SILENCE_RMS`)
         that end it.
+    :param path: the file to write.
+    :param file_format: WAV or MP3.
+    :param run_blocking: where file work runs (the reactor's thread pool).
     """
 
     def __init__(
@@ -296,6 +304,9 @@ class Recording(Operation[RecordingResult]):
         max_length: float,
         finish_on_key: str,
         silence_timeout: float,
+        path: Path | None = None,
+        file_format: AudioFileFormat = AudioFileFormat.WAV,
+        run_blocking: RunBlocking = run_synchronously,
     ) -> None:
         if not 1 <= max_length <= MAX_RECORD_SECONDS:
             raise MediaArgumentError(
@@ -305,13 +316,15 @@ class Recording(Operation[RecordingResult]):
             raise MediaArgumentError(f"silence_timeout: must be over 0 s, got {silence_timeout}")
         super().__init__(detach)
         self.directory = directory
-        self.path = directory / f"{uuid.uuid4().hex}.wav"
+        self.format = file_format
+        self.path = path or directory / f"{uuid.uuid4().hex}.{file_format.value}"
         self.max_length = max_length
         self.finish_on_key = finish_on_key
         self.silence_timeout = silence_timeout
         self.started_at: float | None = None
+        self._run = run_blocking
         self._last_voice = 0.0
-        self._writer: WavWriter | None = None
+        self._sink: FileSink | None = None
         self._next_ts: int | None = None
         self._max_samples = int(max_length * RATE)
         #: The beep played before recording starts, if any.
@@ -320,19 +333,21 @@ class Recording(Operation[RecordingResult]):
     @property
     def recording(self) -> bool:
         """Whether audio is being written (after the beep)."""
-        return self._writer is not None
+        return self._sink is not None
+
+    def _open(self) -> FileSink:
+        return FileSink(self.path, self.format, 1, run_blocking=self._run)
 
     def start(self, now: float) -> None:
         """Open the file and start taking audio."""
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self._writer = WavWriter(self.path.open("wb"))
+        self._sink = self._open()
         self.started_at = now
         self._last_voice = now
 
     def feed(self, samples: npt.NDArray[np.int16], timestamp: int, now: float) -> None:
         """Add decoded audio of one packet."""
-        writer = self._writer
-        if writer is None or self.ended:
+        sink = self._sink
+        if sink is None or self.ended:
             return
         if self._next_ts is not None:
             gap = ((timestamp - self._next_ts + 0x80000000) & 0xFFFFFFFF) - 0x80000000
@@ -341,11 +356,13 @@ class Recording(Operation[RecordingResult]):
             if gap <= MAX_GAP_FILL:
                 samples = np.concatenate([np.zeros(gap, dtype=np.int16), samples])
         self._next_ts = (timestamp + len(samples)) & 0xFFFFFFFF
-        room = self._max_samples - writer.samples_written
-        writer.write(samples[:room])
+        room = self._max_samples - sink.frames
+        if not sink.write(samples[:room]):
+            self._finish(RecordEnd.STOPPED)  # the disk cannot keep up: keep what we have
+            return
         if float(np.sqrt(np.mean(samples.astype(np.float64) ** 2))) >= SILENCE_RMS:
             self._last_voice = now
-        if writer.samples_written >= self._max_samples:
+        if sink.frames >= self._max_samples:
             self._finish(RecordEnd.MAX_LENGTH)
 
     def on_tick(self, now: float) -> None:
@@ -362,24 +379,47 @@ class Recording(Operation[RecordingResult]):
         if self.started_at is not None and digit in self.finish_on_key:
             self._finish(RecordEnd.FINISH_KEY, digit)
 
-    def stop(self) -> None:
+    def stop(self, reason: RecordEnd = RecordEnd.STOPPED) -> None:
         """End now, keeping what was recorded."""
-        self._finish(RecordEnd.STOPPED)
+        self._finish(reason)
 
     def _finish(self, reason: RecordEnd, digits: str = "") -> None:
-        writer = self._writer
-        samples = writer.samples_written if writer else 0
-        if writer is None:  # stopped during the beep: leave an empty, valid file
-            self.directory.mkdir(parents=True, exist_ok=True)
-            self._writer = WavWriter(self.path.open("wb"))
-        self.end(RecordingResult(self.path, samples / RATE, reason, digits))
+        if self.ended:
+            return
+        # Stopped during the beep: an empty, valid file.
+        sink = self._sink or self._open()
+        self._sink = None
+        result = RecordingResult(
+            self.path, sink.frames / RATE, reason, digits, started_at=self.started_at or 0.0
+        )
+        self._finish_cleanup(cancelled=False)  # detached: no more audio
+        deliver_recording(self, sink, result)
 
     def cleanup(self, *, cancelled: bool) -> None:
-        """Stop the beep, close the file; a cancelled recording's file is removed."""
+        """Stop the beep; a cancelled recording's file is removed."""
         if self.beep is not None and not self.beep.called:
             self.beep.cancel()
-        if self._writer is not None:
-            writer, self._writer = self._writer, None
-            writer.close()
-            if cancelled:
-                self.path.unlink(missing_ok=True)
+        if self._sink is not None:
+            sink, self._sink = self._sink, None
+            sink.abort()
+
+
+def deliver_recording(
+    op: Operation[RecordingResult], sink: FileSink, result: RecordingResult
+) -> None:
+    """Close ``sink``, then fire ``op``'s Deferred with ``result`` (or the write error).
+
+    Cancelled meanwhile: the Deferred has failed already; the file is removed.
+    """
+
+    def closed(_: int) -> None:
+        if op.deferred.called:
+            result.path.unlink(missing_ok=True)
+        else:
+            op.deferred.callback(result)
+
+    def failed(failure: Failure) -> None:
+        if not op.deferred.called:
+            op.deferred.errback(failure)
+
+    sink.close().addCallbacks(closed, failed)

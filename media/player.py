@@ -1,6 +1,7 @@
-"""Loading audio to play: WAV files under allowed roots, and URLs fetched with treq.
+"""Loading audio to play: WAV and MP3 files under allowed roots, and URLs fetched with treq.
 
-:class:`AudioLoader` turns a source string into 8 kHz mono 16-bit samples.
+:class:`AudioLoader` turns a source string into 8 kHz mono 16-bit samples
+(:func:`media.decode.decode_audio_8k`: the format is told by the content).
 
 * URLs (``http``/``https``) are fetched with treq and cached on disk by URL
   with their validators: the next play sends ``If-None-Match`` /
@@ -13,6 +14,9 @@
 * Local paths must resolve under one of ``roots``: an answer_url's XML comes
   from outside, and must not read arbitrary files of the server.
 * Decoded clips are kept in a memory LRU keyed by content hash.
+* A body that does not decode fails the load with an
+  :class:`~media.errors.AudioFormatError` naming the source and the rule; it is
+  never cached.
 
 Disk I/O and decoding run through ``run_blocking`` (the reactor's thread pool
 in production, synchronous in tests).
@@ -41,8 +45,9 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from media.audio import MAX_WAV_BYTES, load_wav_8k
+from media.audio import MAX_WAV_BYTES
 from media.cache import ClipMemo, DiskCache, cache_key
+from media.decode import decode_audio_8k
 from media.errors import AudioFormatError, FetchError, MediaArgumentError
 
 __all__ = ("AudioLoader", "RunBlocking", "load_all", "run_synchronously")
@@ -121,17 +126,22 @@ class AudioLoader:
             return self._load_url(source)
         return self._load_file(source)
 
-    def _decoded(self, content_key: str, data: bytes) -> Deferred[Int16Array]:
+    def _decoded(self, content_key: str, data: bytes, source: str) -> Deferred[Int16Array]:
         clip = self.memo.get(content_key)
         if clip is not None:
             return succeed(clip)
-        d: Deferred[Int16Array] = self._run(load_wav_8k, data)
+        d: Deferred[Int16Array] = self._run(decode_audio_8k, data)
 
         def keep(samples: Int16Array) -> Int16Array:
             self.memo.put(content_key, samples)
             return samples
 
-        return d.addCallback(keep)
+        def name_source(failure: Failure) -> Failure:
+            if failure.check(AudioFormatError):
+                raise AudioFormatError(f"play {source}: {failure.getErrorMessage()}")
+            return failure
+
+        return d.addCallbacks(keep, name_source)
 
     # Files --------------------------------------------------------------------------
 
@@ -143,7 +153,7 @@ class AudioLoader:
                 f" got {source!r}"
             )
         d: Deferred[tuple[str, bytes]] = self._run(_read_file, path, self.max_bytes)
-        return d.addCallback(lambda kv: self._decoded(*kv))
+        return d.addCallback(lambda kv: self._decoded(kv[0], kv[1], source))
 
     # URLs ---------------------------------------------------------------------------
 
@@ -153,7 +163,7 @@ class AudioLoader:
         now = self.clock.seconds()
         if meta and now < meta.get("fetched_at", 0) + meta.get("max_age", 0):
             self.fresh_hits += 1
-            return self._cached(key, meta)
+            return self._cached(key, meta, url)
         headers = {}
         if meta and meta.get("etag"):
             headers["If-None-Match"] = [meta["etag"]]
@@ -187,13 +197,13 @@ class AudioLoader:
         inner.chainDeferred(outer)
         return outer
 
-    def _cached(self, key: str, meta: dict[str, Any]) -> Deferred[Int16Array]:
+    def _cached(self, key: str, meta: dict[str, Any], url: str) -> Deferred[Int16Array]:
         clip = self.memo.get(meta["sha256"])
         if clip is not None:
             self.disk.touch(key)
             return succeed(clip)
         d: Deferred[bytes] = self._run(self.disk.read, key)
-        return d.addCallback(lambda data: self._decoded(meta["sha256"], data))
+        return d.addCallback(lambda data: self._decoded(meta["sha256"], data, url))
 
     def _got_response(
         self, response: Any, url: str, key: str, meta: dict[str, Any] | None
@@ -201,10 +211,10 @@ class AudioLoader:
         code = response.code
         if code == 304 and meta is not None:
             self.not_modified += 1
-            return self._cached(key, {**meta, "fetched_at": self.clock.seconds()})
+            return self._cached(key, {**meta, "fetched_at": self.clock.seconds()}, url)
         if code >= 500 and meta is not None:
             _log.warn("play {url}: HTTP {code}, using the cached copy", url=url, code=code)
-            return self._cached(key, meta)
+            return self._cached(key, meta, url)
         if code != 200:
             raise FetchError(f"play {url}: HTTP {code}")
         length = response.length
@@ -228,7 +238,7 @@ class AudioLoader:
             h.decode("latin-1") for h in headers.getRawHeaders(b"cache-control", [])
         )
         sha = hashlib.sha256(data).hexdigest()
-        decoded = self._decoded(sha, data)
+        decoded = self._decoded(sha, data, url)
         if "no-store" in cache_control:
             return decoded
         max_age = _MAX_AGE.search(cache_control)
@@ -263,7 +273,7 @@ class AudioLoader:
                 url=url,
                 error=failure.getErrorMessage(),
             )
-            return self._cached(key, meta)
+            return self._cached(key, meta, url)
         if "timeout" in why:
             raise FetchError(f"play {url}: no answer within {self.timeout} s")
         raise FetchError(f"play {url}: {failure.getErrorMessage()}")

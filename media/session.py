@@ -32,7 +32,9 @@ from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from media.detect import AudioWatch
 from media.dtmf import DtmfEventKind, DtmfReceiver, DtmfSender, plan_digits
+from media.encoder import AudioFileFormat
 from media.errors import MediaArgumentError, MediaError, RTPError, SessionClosedError
 from media.g711 import Codec
 from media.inband import InbandDtmfDetector
@@ -43,11 +45,13 @@ from media.interfaces import (
     IMediaListener,
     IMediaSession,
     PlayOutcome,
+    RecordEnd,
     RecordingResult,
     SessionState,
 )
 from media.ops import Collector, DigitsOut, Operation, Output, Recording, SessionCounters
-from media.player import AudioLoader, load_all
+from media.player import AudioLoader, RunBlocking, load_all, run_synchronously
+from media.recorder import CallRecording
 from media.rtcp import SourceTable
 from media.rtp import MAX_RTP_PACKET, RTP_HEADER_SIZE, OutboundStream, parse_rtp_fields
 from media.sdp import (
@@ -96,6 +100,7 @@ class RTPSession(DatagramProtocol):
     :param codecs: the codecs we offer and accept, in our preference order.
     :param call_uuid: for logs.
     :param on_close: called once when the session closes (the engine releases ports).
+    :param run_blocking: runs file work (recordings) off the reactor thread.
     """
 
     noisy = False  # one log line per session, not per protocol start/stop
@@ -113,8 +118,10 @@ class RTPSession(DatagramProtocol):
         codecs: Sequence[Codec] = (Codec.PCMU, Codec.PCMA),
         call_uuid: str = "",
         on_close: Callable[[RTPSession], None] | None = None,
+        run_blocking: RunBlocking = run_synchronously,
     ) -> None:
         self.clock = clock
+        self._run_blocking = run_blocking
         self.ticker = ticker
         self.local_address = local_address
         self.call_uuid = call_uuid
@@ -145,6 +152,8 @@ class RTPSession(DatagramProtocol):
         self._digits_out: list[DigitsOut] = []
         self._collector: Collector | None = None
         self._recording: Recording | None = None
+        #: Background recordings of both directions (recordSession, REST Record, …).
+        self._call_recordings: list[CallRecording] = []
         self._listeners: list[IMediaListener] = []
         self._dtmf_rx = DtmfReceiver()
         self._inband: InbandDtmfDetector | None = None
@@ -230,6 +239,8 @@ class RTPSession(DatagramProtocol):
             self._collector = None
         elif op is self._recording:
             self._recording = None
+        elif op in self._call_recordings:
+            self._call_recordings.remove(op)
         elif op in self._digits_out:
             self._digits_out.remove(op)
         self._update_receive_path()
@@ -344,12 +355,16 @@ class RTPSession(DatagramProtocol):
         finish_on_key: str = "1234567890*#",
         silence_timeout: float = 15.0,
         beep: bool = True,
+        path: Path | None = None,
+        file_format: str = "wav",
     ) -> Deferred[RecordingResult]:
-        """Record the peer (Plivo Record) to ``directory`` (the recordings directory)."""
+        """Record the peer (Plivo Record) to ``path``, or in ``directory`` (the
+        recordings directory), as ``wav`` or ``mp3``."""
         self._check_open()
         op = Recording(
             self._detach, directory=directory or self._recordings, max_length=max_length,
-            finish_on_key=finish_on_key, silence_timeout=silence_timeout,
+            finish_on_key=finish_on_key, silence_timeout=silence_timeout, path=path,
+            file_format=AudioFileFormat.parse(file_format), run_blocking=self._run_blocking,
         )  # fmt: skip
         if self._recording is not None:
             self._recording.stop()
@@ -367,15 +382,45 @@ class RTPSession(DatagramProtocol):
             op.start(self.clock.seconds())
         return op.deferred
 
+    def record_call(
+        self,
+        *,
+        path: Path,
+        file_format: str = "wav",
+        stereo: bool = True,
+        max_length: float = 4 * 3600.0,
+    ) -> Deferred[RecordingResult]:
+        """Record both directions in the background (see :mod:`media.recorder`)."""
+        self._check_open()
+        op = CallRecording(
+            self._detach, path=path, file_format=AudioFileFormat.parse(file_format), stereo=stereo,
+            max_length=max_length, clock=self.clock, run_blocking=self._run_blocking,
+        )  # fmt: skip
+        self._call_recordings.append(op)
+        self._update_receive_path()
+        return op.deferred
+
+    def watch(self, *, silence_ms: int | None = None, beep: bool = False) -> Deferred[str]:
+        """Fire with ``"silence"`` or ``"beep"`` (see :mod:`media.detect`)."""
+        self._check_open()
+        if not silence_ms and not beep:
+            raise MediaArgumentError("watch: give silence_ms or beep")
+        return AudioWatch(self, self.ticker, silence_ms=silence_ms, beep=beep).deferred
+
     def stop_output(self) -> None:
         """End the running play/speak/tone only (REST ``DELETE …/Play/``, ``…/Speak/``)."""
         if self._output is not None:
             self._output.end(PlayOutcome.STOPPED)
 
-    def stop_recording(self) -> None:
-        """End the running recording only, keeping what was recorded."""
+    def stop_recording(self, path: Path | None = None) -> None:
+        """End the running recordings (or the one writing ``path``), keeping what
+        was recorded."""
+        ops: list[Recording | CallRecording] = [*self._call_recordings]
         if self._recording is not None:
-            self._recording.stop()
+            ops.append(self._recording)
+        for op in ops:
+            if path is None or op.path == path:
+                op.stop()
 
     def stop(self) -> None:
         """End output, collection and recording now, with their partial results."""
@@ -428,20 +473,43 @@ class RTPSession(DatagramProtocol):
         """Send a frame heard elsewhere, transcoded to our codec, on our timeline."""
         self.relay_payload(frame.codec, frame.payload, frame.timestamp, frame.ssrc, frame.marker)
 
-    def relay_payload(
-        self, codec: Codec, payload: bytes, timestamp: int, ssrc: int, marker: bool
-    ) -> None:
-        """:meth:`relay_audio` without the frame object (the per-packet bridge path)."""
+    def _relayable(self, codec: Codec, payload: bytes) -> tuple[int, bytes] | None:
+        """Audio made elsewhere, as our payload type and codec; ``None`` (counted) while
+        we do not send it: not sending, not negotiated, our own output or DTMF."""
         neg = self.negotiated
         if not self._sending or neg is None or self._output is not None or self._suppress_audio:
             self.counters.dropped_relay += 1
-            return
+            return None
         if codec is not neg.codec:
             table = codec.transcode_table(neg.codec)
             if table is not None:
                 payload = payload.translate(table)
+        return neg.payload_type, payload
+
+    def relay_payload(
+        self, codec: Codec, payload: bytes, timestamp: int, ssrc: int, marker: bool
+    ) -> None:
+        """:meth:`relay_audio` without the frame object (the per-packet bridge path)."""
+        ours = self._relayable(codec, payload)
+        if ours is None:
+            return
         ts = self._relay_timestamp(ssrc, timestamp)
-        self._send(neg.payload_type, ts, payload, self._marker or marker)
+        self._send(ours[0], ts, ours[1], self._marker or marker)
+        self._marker = False
+        self.counters.relayed_in += 1
+
+    def send_frame(self, frame: int, codec: Codec, payload: bytes) -> None:
+        """Send a 20 ms frame made elsewhere (a conference mix) as our tick ``frame``.
+
+        It is stamped on our own timeline (``base + 160 * (frame - first frame)``),
+        transcoded to our codec if need be, and dropped (counted) while our own
+        output, or a DTMF event, holds the stream.
+        """
+        ours = self._relayable(codec, payload)
+        if ours is None:
+            return
+        timestamp = self.stream.timestamp_at(SAMPLES_PER_FRAME * (frame - self._first_frame))
+        self._send(ours[0], timestamp, ours[1], self._marker)
         self._marker = False
         self.counters.relayed_in += 1
 
@@ -471,6 +539,8 @@ class RTPSession(DatagramProtocol):
             sendto = self._sendto = sock.sendto if sock is not None else self.transport.write
             self._poller = getattr(self.transport, "poller", None)  # set when it listened
         packet = self.stream.packet(payload_type, timestamp, payload, marker)
+        if self._call_recordings:
+            self._record_sent(payload_type, timestamp, payload)
         poller = self._poller
         if poller is not None and poller.outbox is not None:  # sent after the poller's reads
             poller.outbox.append((sendto, packet, remote, self.counters))
@@ -482,7 +552,17 @@ class RTPSession(DatagramProtocol):
             return
         self.counters.sent += 1
 
+    def _record_sent(self, payload_type: int, timestamp: int, payload: bytes) -> None:
+        neg = self.negotiated
+        if neg is not None and payload_type == neg.payload_type:
+            samples = neg.codec.decode(payload)
+            now = self.clock.seconds()
+            for op in list(self._call_recordings):
+                op.feed(1, samples, timestamp, self.stream.ssrc, now)
+
     def _on_frame(self, frame: int, now: float) -> None:
+        for op in list(self._call_recordings):
+            op.on_tick(now)
         if (
             self._relaying
             and self._output is None
@@ -601,11 +681,13 @@ class RTPSession(DatagramProtocol):
             for listener in list(self._listeners):
                 listener.audio_received(self, frame)
         recording = self._recording
-        if recording is None and self._inband is None:
+        if recording is None and self._inband is None and not self._call_recordings:
             return
         samples = codec.decode(payload)
         if recording is not None:
             recording.feed(samples, timestamp, now)
+        for op in list(self._call_recordings):
+            op.feed(0, samples, timestamp, ssrc, now)
         if self._inband is not None:
             for digit in self._inband.feed(samples):
                 self._on_digit(digit, now)
@@ -647,6 +729,8 @@ class RTPSession(DatagramProtocol):
         self._fast = None
         if neg is None or not self.latched or self._recording or self._inband is not None:
             return
+        if self._call_recordings:
+            return
         audio = [x for x in self._listeners if getattr(x, "wants_audio", True)]
         if len(audio) == 1 and hasattr(audio[0], "relay_target"):
             target = audio[0].relay_target(self)
@@ -672,8 +756,12 @@ class RTPSession(DatagramProtocol):
         self._sending = False
         self._fast = None
         self.ticker.unsubscribe(self._on_frame)
+        # Recordings keep what they heard (a caller hanging up ends a voicemail).
+        for recording in [*self._call_recordings, self._recording]:
+            if recording is not None:
+                recording.stop(RecordEnd.CLOSED)
         ops: list[Operation[Any]] = [*self._digits_out]
-        ops += [op for op in (self._output, self._collector, self._recording) if op is not None]
+        ops += [op for op in (self._output, self._collector) if op is not None]
         for op in ops:
             op.fail(SessionClosedError(f"session {self.call_uuid}: closed"))
         self._listeners.clear()

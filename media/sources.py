@@ -69,6 +69,14 @@ class ClipSource(FrameSource):
         self.position += 1
         return encoded[start : start + SAMPLES_PER_FRAME]
 
+    def next_samples(self) -> Int16Array | None:
+        """The next 160 samples, unencoded (for a mixer), or ``None`` after the last loop."""
+        if self._frames == 0 or (self._loops and self.position >= self._frames * self._loops):
+            return None
+        start = (self.position % self._frames) * SAMPLES_PER_FRAME
+        self.position += 1
+        return self._samples[start : start + SAMPLES_PER_FRAME]
+
 
 @functools.cache
 def _beep() -> Int16Array:

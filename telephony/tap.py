@@ -26,7 +26,9 @@ from telephony._version import __version__
 from telephony.api._http import Route
 from telephony.api.builtin_apps import direct_dial_fields
 from telephony.api.calls_v1 import CallsAPI
+from telephony.api.conference_v1 import ConferenceAPI
 from telephony.api.directory_v1 import DirectoryAPI
+from telephony.api.recordings_v1 import RecordingsAPI
 from telephony.api.site import build_site
 from telephony.calls.service import CallsService
 from telephony.config import DEFAULTS, Config, ConfigError, build_config, load_toml
@@ -241,6 +243,8 @@ def makeService(options: Options) -> service.MultiService:
 
     api = DirectoryAPI(directory, config.domain, sip.registration_info)
     routes: list[Route] = api.routes() + CallsAPI(calls.manager, calls.cdrs).routes()
+    routes += ConferenceAPI(calls.manager.conferences, calls.fetcher.notify).routes()
+    routes += RecordingsAPI(calls.recordings, calls.manager.recordings.url_for, reactor).routes()
     site = build_site(
         directory=directory,
         auth_id=credentials.auth_id,
@@ -251,6 +255,7 @@ def makeService(options: Options) -> service.MultiService:
         status_sections=(("SIP", sip.status), ("Trunks", trunks.status), ("Calls", calls.status)),
         live_calls=calls.manager.live,
         recordings_dir=config.data_dir / "recordings",
+        live_conferences=calls.manager.conferences.live,
     )
     http = HTTPService(endpoints.serverFromString(reactor, config.http), site, directory)
     http.setName("http")
@@ -304,6 +309,7 @@ def _add_manhole(
         "registrar": sip.registrar,
         "location": sip.location,
         "calls": calls.manager,
+        "conferences": calls.manager.conferences,
         "trunks": trunks,
         "media": calls.media,
     }

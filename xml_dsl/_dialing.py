@@ -4,13 +4,20 @@ For ``<Dial>`` the call layer rings and bridges (:meth:`ICallControl.dial`); the
 owns the
 timers (ring ``timeout``, ``timeLimit``), ``hangupOnStar``, digit patterns, the
 callbackUrl events and cancellation when the caller hangs up.
+
+For ``<Conference>`` the executor fetches the sounds (enter, exit, wait), hands the
+call layer a :class:`~xml_dsl.control.ConferenceSpec`, turns the member's keys into
+``digitsMatch`` patterns and the room's events into callbackUrl requests, and asks for
+the action once the member has left.  The room itself (mixing, the start and end
+rules, ``timeLimit`` for the whole room, ``hangupOnStar``, recording) is the call
+layer's, since it spans every member's call.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 
@@ -18,6 +25,7 @@ from xml_dsl import params as cbp
 from xml_dsl.control import (
     Beep,
     ConferenceEvent,
+    ConferenceExit,
     ConferenceSpec,
     DialEnd,
     DialEvent,
@@ -120,13 +128,27 @@ async def run_dial(ex: Execution, verb: Dial) -> DialResult:
 
     waiter: Deferred[DialResult] = Deferred(caller_gone)
 
+    settled: list[object] = []
+
     def settle(result: object) -> None:
+        settled.append(result)
         if not cancelled and not waiter.called:
             waiter.callback(result)  # type: ignore[arg-type]
 
     attempt.result.addBoth(settle)
     try:
         result = await waiter
+    except CancelledError:
+        if armed is not None:
+            # The caller hung up: the conversation's recording is still filed (when
+            # the call layer is done with it) and its callbackUrl told.
+            def late(_: object) -> None:
+                result = settled[0] if settled else None
+                if isinstance(result, DialResult) and result.recording is not None:
+                    ex._recorded(armed)(result.recording)
+
+            attempt.result.addCallback(late)
+        raise
     finally:
         stop_timers()
         if listener is not None:
@@ -152,6 +174,11 @@ async def _sound(ex: Execution, sound: str, what: str) -> Beep | tuple[Prompt, .
 async def run_conference(ex: Execution, verb: Conference) -> Response | None:
     """Put the call in ``verb``'s room; report its events; request its action."""
     await ex._answered()
+    if verb.transcription_type is not None or verb.transcription_url is not None:
+        log.warn(
+            "call {call_uuid}: transcription is not available; conference recording only",
+            call_uuid=ex.call_uuid,
+        )
     record = RecordSpec(RecordMode.SESSION, verb.record_file_format) if verb.record else None
     spec = ConferenceSpec(
         room=verb.room,
@@ -191,6 +218,25 @@ async def run_conference(ex: Execution, verb: Conference) -> Response | None:
         )
 
     result = await ex.call.join_conference(spec, on_event)
+    if result.exit is ConferenceExit.FULL:
+        # As Plivo's own framework did: a member who cannot enter gets no callbacks
+        # and no action; the document goes on with the next verb.
+        log.warn(
+            "call {call_uuid} Conference (line {line}): room {room} is full "
+            "(maxMembers {max_members}); going on with the next verb",
+            call_uuid=ex.call_uuid,
+            line=verb.line,
+            room=verb.room,
+            max_members=verb.max_members,
+        )
+        return None
+    log.info(
+        "call {call_uuid} Conference (line {line}) left room {room}: {exit}",
+        call_uuid=ex.call_uuid,
+        line=verb.line,
+        room=verb.room,
+        exit=result.exit.value,
+    )
     return await ex._after(
         verb.action, verb.method, verb.redirect, cbp.conference_action_params(verb.room, result)
     )

@@ -26,6 +26,7 @@ __all__ = [
     "Beep",
     "ConferenceEvent",
     "ConferenceEventKind",
+    "ConferenceExit",
     "ConferenceResult",
     "ConferenceSpec",
     "DialEnd",
@@ -357,10 +358,26 @@ class ConferenceEvent:
     recording: RecordResult | None = None
 
 
+class ConferenceExit(Enum):
+    """How a member's time in a room ended."""
+
+    HANGUP = "hangup"  # the call ended (the verb is cancelled)
+    KICKED = "kicked"  # the REST API kicked the member
+    HANGUP_ON_STAR = "hangup-on-star"  # the member pressed * with hangupOnStar
+    ENDED = "conference-ended"  # endConferenceOnExit, stayAlone, or the REST API ended it
+    TIME_LIMIT = "time-limit"  # the room's timeLimit passed
+    FULL = "full"  # maxMembers were in already: the member never entered
+
+
 @frozen
 class ConferenceResult:
-    """This member left the room."""
+    """This member left the room (or, with ``exit`` ``FULL``, never entered it).
+
+    :ivar recording: the room's recording this member asked for (``record``), if one
+        was made: its URL and ID (the recording may still be running).
+    """
 
     conference_uuid: str
     member_id: str
     recording: RecordResult | None = None
+    exit: ConferenceExit = ConferenceExit.ENDED

@@ -33,7 +33,7 @@ from xml_dsl.control import (
     WaitUntil,
 )
 from xml_dsl.dtmf import Collected, CollectEnd, DigitCollector, send_keys
-from xml_dsl.errors import FetchError, XMLError
+from xml_dsl.errors import ExecutionError, FetchError, XMLError
 from xml_dsl.interfaces import ICallControl, IFetcher
 from xml_dsl.verbs import (
     DTMF,
@@ -333,15 +333,28 @@ class Execution:
 
     async def _prompt(self, prompt: Prompt) -> None:
         self._reached_caller = True
-        if isinstance(prompt, Speak):
-            await self._loop(
-                prompt.loop,
-                lambda: self.call.speak(prompt.text, prompt.ssml, prompt.voice, prompt.language),
+        try:
+            if isinstance(prompt, Speak):
+                await self._loop(
+                    prompt.loop,
+                    lambda: self.call.speak(
+                        prompt.text, prompt.ssml, prompt.voice, prompt.language
+                    ),
+                )
+            elif isinstance(prompt, Play):
+                await self._loop(prompt.loop, lambda: self.call.play(prompt.url))
+            else:
+                await self._wait(prompt, answer=False)
+        except ExecutionError as exc:
+            # A file that cannot be fetched or decoded (or speech that cannot be
+            # synthesised) is skipped, as Plivo skips it: the call goes on.
+            log.warn(
+                "call {call_uuid}: line {line}: <{verb}> skipped: {error}",
+                call_uuid=self.call_uuid,
+                line=prompt.line,
+                verb=type(prompt).__name__,
+                error=str(exc),
             )
-        elif isinstance(prompt, Play):
-            await self._loop(prompt.loop, lambda: self.call.play(prompt.url))
-        else:
-            await self._wait(prompt, answer=False)
 
     async def _prompts(self, prompts: tuple[Prompt, ...], beep: bool) -> None:
         for prompt in prompts:
@@ -592,7 +605,31 @@ class Execution:
             return None
         if verb.play_beep:
             await self.call.beep()
-        result = await self.call.record(self._record_spec(verb, RecordMode.FOREGROUND))
+        recording = self.call.record(self._record_spec(verb, RecordMode.FOREGROUND))
+        # Shielded: when the caller hangs up mid-message (the usual end of a voicemail)
+        # the call layer ends the recording with what was said; it is still filed and
+        # its callbackUrl and action told (the action without a document to run).
+        shield: Deferred[RecordResult] = Deferred()
+
+        def relay(result: object) -> object:
+            if not shield.called:
+                shield.callback(result)  # type: ignore[arg-type]
+            return result
+
+        recording.addBoth(relay)
+        try:
+            result = await shield
+        except CancelledError:
+
+            def late(result: RecordResult) -> None:
+                self._recorded(verb)(result)
+                self._notify(verb.action, verb.method, self._params(cbp.record_params(result)))
+
+            recording.addCallbacks(late, lambda _: None)
+            raise
+        except Exception:
+            recording.addErrback(lambda _: None)  # its failure went to the shield
+            raise
         self._recorded(verb)(result)
         return await self._after(verb.action, verb.method, verb.redirect, cbp.record_params(result))
 

@@ -136,14 +136,17 @@ def conference_callback_params(room: str, event: ConferenceEvent) -> dict[str, s
 
 def conference_action_params(room: str, result: ConferenceResult) -> dict[str, str]:
     """``<Conference>`` action, after the member left: ``ConferenceName``,
-    ``ConferenceUUID``, ``ConferenceMemberID`` and any recording's parameters."""
+    ``ConferenceUUID``, ``ConferenceMemberID``, and with ``record`` the room
+    recording's ``RecordUrl`` and ``RecordingID`` (Plivo's list: the recording may
+    still run, its length goes to callbackUrl's ``record`` event)."""
     params = {
         "ConferenceName": room,
         "ConferenceUUID": result.conference_uuid,
         "ConferenceMemberID": result.member_id,
     }
     if result.recording is not None:
-        params.update(record_params(result.recording))
+        params["RecordUrl"] = result.recording.url
+        params["RecordingID"] = result.recording.recording_id
     return params
 
 

@@ -3,7 +3,8 @@
 Each object is closed (``additionalProperties: false``) and lists what is always
 present as ``required``, so a response with a field too many, too few or of another
 type is a schema violation.  The shapes are those of
-:mod:`telephony.api.directory_v1` and :mod:`telephony.api.calls_v1`.
+:mod:`telephony.api.directory_v1`, :mod:`telephony.api.calls_v1` and
+:mod:`telephony.api.conference_v1`.
 """
 
 from __future__ import annotations
@@ -142,8 +143,42 @@ _LIVE_CALL: Mapping[str, Schema] = {
     "parent_call_uuid": nullable(STRING),
     "call_duration": INTEGER,
 }
+_MEMBER: Mapping[str, Schema] = {
+    "muted": BOOLEAN,
+    "member_id": STRING,
+    "deaf": BOOLEAN,
+    "from": STRING,
+    "to": STRING,
+    "caller_name": STRING,
+    "direction": {"type": "string", "enum": ["inbound", "outbound"]},
+    "call_uuid": STRING,
+    "join_time": {"type": "string", "pattern": "^[0-9]+$", "description": "Seconds in the room."},
+}
+_COUNT_TEXT: Schema = {"type": "string", "pattern": "^[0-9]+$"}
 
 #: ``components/schemas``: every response body.
+_DECIMAL: Schema = {"type": "string", "pattern": "^[0-9]+\\.00000$"}
+_RECORDING: Mapping[str, Schema] = {
+    "add_time": {"type": "string", "description": "YYYY-MM-DD HH:MM:SS.ffffff+00:00"},
+    "call_uuid": STRING,
+    "conference_name": nullable(STRING),
+    "conference_uuid": nullable(STRING),
+    "from_number": STRING,
+    "to_number": STRING,
+    "monthly_recording_storage_amount": STRING,
+    "recording_duration_ms": _DECIMAL,
+    "recording_end_ms": _DECIMAL,
+    "recording_format": {"type": "string", "enum": ["mp3", "wav"]},
+    "recording_id": STRING,
+    "recording_start_ms": _DECIMAL,
+    "recording_storage_duration": {"type": "integer", "minimum": 1},
+    "recording_storage_rate": STRING,
+    "recording_type": {"type": "string", "enum": ["normal", "conference"]},
+    "recording_url": STRING,
+    "resource_uri": STRING,
+    "rounded_recording_duration": {"type": "integer", "minimum": 60},
+}
+
 SCHEMAS: Mapping[str, Schema] = {
     "Error": {
         **_object({"api_id": STRING, "error": STRING}),
@@ -191,6 +226,22 @@ SCHEMAS: Mapping[str, Schema] = {
     "RecordingStarted": _detail(
         {"message": STRING, "recording_id": STRING, "url": {"type": "string"}}
     ),
+    "ConferenceList": _detail({"conferences": {"type": "array", "items": STRING}}),
+    "ConferenceMember": _object(_MEMBER),
+    "ConferenceDetail": _detail(
+        {
+            "conference_name": STRING,
+            "conference_run_time": {**_COUNT_TEXT, "description": "Seconds since it began."},
+            "conference_member_count": _COUNT_TEXT,
+            "members": {"type": "array", "items": ref("ConferenceMember")},
+        }
+    ),
+    "MemberAction": _detail(
+        {"message": STRING, "member_id": {"type": "array", "items": STRING, "minItems": 1}}
+    ),
+    "Recording": _object(_RECORDING),
+    "RecordingDetail": _detail(_RECORDING),
+    "RecordingList": _list("Recording"),
 }
 
 #: The error statuses REST v1 answers, and when.
@@ -199,6 +250,6 @@ ERROR_STATUSES: Mapping[int, str] = {
     401: "No or wrong Basic credentials, or another account's path.",
     404: "No such resource (or the call is not live).",
     405: "The path exists but not with this method.",
-    409: "It clashes with what exists (a number already added).",
+    409: "It clashes with what exists (a number already added, a recording running).",
     413: "The body is larger than 1 MiB.",
 }

@@ -11,7 +11,7 @@ Limits: at most 10 destinations per request, 10 SIP headers, 64 DTMF keys, 5 URL
 per Play.  As on Plivo, ``hangup_url`` (and ``hangup_method``) default to the
 ``answer_url`` (and ``answer_method``); ``send_digits`` may end with ``@<ms>``, the
 length of every tone; SIP header names Plivo reserves are dropped.  Not supported (a
-400 says so): machine detection, transcription, mp3 recordings, sub-accounts, cursors.
+400 says so): machine detection, transcription, sub-accounts, cursors.
 ``mix`` is accepted, but what is played replaces the leg's audio while it plays rather
 than being mixed into it.
 """
@@ -19,8 +19,6 @@ than being mixed into it.
 from __future__ import annotations
 
 import re
-import shutil
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -35,9 +33,11 @@ from telephony.calls.causes import Cause
 from telephony.calls.cdr import CallRecord, CdrStore, plivo_time
 from telephony.calls.manager import CallManager
 from telephony.calls.originate import OriginateRequest, split_destinations
+from telephony.calls.recordings import PARTIAL
 from telephony.directory import FieldError, rules
 from telephony.directory.models import ApplicationFields
-from xml_dsl import Method, is_reserved_header
+from xml_dsl import Method, RecordResult, is_reserved_header
+from xml_dsl.params import record_params
 from xml_dsl.verbs import Number, User
 
 __all__ = ("CallsAPI",)
@@ -410,7 +410,9 @@ class CallsAPI:
         return Reply(202, {"api_id": new_api_id(), "message": "digits sent"})
 
     async def record(self, req: ApiRequest) -> Reply:
-        """POST /Call/{uuid}/Record/: record the call to a WAV file; answers its URL now."""
+        """POST /Call/{uuid}/Record/: record both directions of the call in the
+        background (``file_format`` mp3 or wav, ``record_channel_type`` stereo or
+        mono, ``time_limit`` seconds); answers the recording's URL and ID at once."""
         req.allow(
             (
                 "time_limit", "file_format", "transcription_type", "transcription_url",
@@ -419,39 +421,35 @@ class CallsAPI:
             )
         )  # fmt: skip
         _refuse(req, ("transcription_type", "transcription_url"), "transcription is not supported")
-        if _choice("file_format", req.params.get("file_format", "wav"), ("wav", "mp3")) == "mp3":
-            raise FieldError("file_format", "only wav is supported by this server")
+        file_format = _choice("file_format", req.params.get("file_format", "mp3"), ("wav", "mp3"))
+        channels = _choice(
+            "record_channel_type", req.params.get("record_channel_type", "stereo"),
+            ("stereo", "mono"),
+        )  # fmt: skip
         time_limit = rules.parse_int("time_limit", req.params.get("time_limit", 60), 1, 14400)
         callback = rules.parse_optional_url("callback_url", req.params.get("callback_url"))
         callback_method = rules.parse_method(
             "callback_method", req.params.get("callback_method", "POST")
         )
+        call = self._live(req.path_args["call_uuid"])
         media = self._sessions(req)[0]
-        recording_id = uuid.uuid4().hex
-        final = self.manager.recordings_dir / f"{recording_id}.wav"
-        url = self.manager.recording_url(final)
-        scratch = self.manager.recordings_dir / "partial"
-        scratch.mkdir(parents=True, exist_ok=True)
-        d = media.record(
-            directory=scratch,
+        recordings = self.manager.recordings
+        pending = recordings.begin(file_format)
+        d = media.record_call(
+            path=pending.partial,
+            file_format=file_format,
+            stereo=channels == "stereo",
             max_length=float(time_limit),
-            finish_on_key="",
-            silence_timeout=float(time_limit),
-            beep=False,
         )
-        call_uuid = req.path_args["call_uuid"]
+        info = call.recording_info()
 
-        def done(result: RecordingResult) -> None:
-            shutil.move(str(result.path), final)
-            if callback:
-                params = {
-                    "CallUUID": call_uuid,
-                    "RecordUrl": url,
-                    "RecordingID": recording_id,
-                    "RecordingDuration": str(int(result.duration)),
-                    "RecordingDurationMs": str(int(result.duration * 1000)),
-                }
-                self.manager.fetcher.notify(callback, Method(callback_method), params)
+        def done(result: RecordingResult) -> Deferred[None]:
+            def tell(report: RecordResult) -> None:
+                if callback:
+                    params = {"CallUUID": info.call_uuid, **record_params(report)}
+                    self.manager.fetcher.notify(callback, Method(callback_method), params)
+
+            return recordings.file(info, pending, result).addCallback(tell)
 
         d.addCallback(done).addErrback(
             lambda f: log.info("REST record ended: {e}", e=f.getErrorMessage())
@@ -461,16 +459,22 @@ class CallsAPI:
             {
                 "api_id": new_api_id(),
                 "message": "call recording started",
-                "recording_id": recording_id,
-                "url": url,
+                "recording_id": pending.recording_id,
+                "url": pending.url,
             },
         )
 
     async def stop_record(self, req: ApiRequest) -> Reply:
-        """DELETE /Call/{uuid}/Record/: stop recording, keeping what was recorded."""
+        """DELETE /Call/{uuid}/Record/: stop recording (all, or the one at ``URL``),
+        keeping what was recorded."""
         req.allow(("URL", *_SDK_CALLBACK))
+        url = req.params.get("URL")
+        path = None
+        if url not in (None, ""):
+            name = str(url).rstrip("/").rpartition("/")[2]
+            path = self.manager.recordings.directory / PARTIAL / name
         for media in self._sessions(req, "both"):
-            media.stop_recording()
+            media.stop_recording(path)
         return Reply(204, None)
 
 

@@ -364,33 +364,132 @@ _CALLS = (
          _f("leg", {"type": "string", "enum": ["aleg", "bleg"], "default": "aleg"}, "Which leg."),
          *_shared(*_CALLBACK)),
         202, "Message", (400, 404), _LIVE_404),
-    _op("POST", "/Call/{call_uuid}/Record/", "recordCall", "Record a live call (WAV)",
+    _op("POST", "/Call/{call_uuid}/Record/", "recordCall", "Record both directions of a live call",
         (_f("time_limit", {"type": "integer", "minimum": 1, "maximum": 14400, "default": 60},
             "Longest recording, in seconds."),
-         _f("file_format", {"type": "string", "enum": ["wav"], "default": "wav"},
-            "Only wav (mp3 is refused)."),
+         _f("file_format", {"type": "string", "enum": ["mp3", "wav"], "default": "mp3"},
+            "The file's format."),
          _f("transcription_type", _EMPTY, _NOT_SUPPORTED),
          _f("transcription_url", _EMPTY, _NOT_SUPPORTED),
          _f("transcription_method", _METHOD, _IGNORED),
          _f("transcription_report_type", _TEXT, _IGNORED),
-         _f("record_channel_type", _TEXT, _IGNORED),
+         _f("record_channel_type", {"type": "string", "enum": ["stereo", "mono"],
+                                    "default": "stereo"},
+            "Stereo: the call's party left, what it hears right; mono: both mixed."),
          _f("callback_url", FIELDS["hangup_url"].schema,
             "Told when the recording is there."),
          _f("callback_method", _METHOD, "HTTP method for callback_url.")),
         202, "RecordingStarted", (400, 404),
-        "The URL is answered at once; the file is there when the recording ends. "
-        "callback_url is told (CallUUID, RecordUrl, RecordingID, RecordingDuration, "
-        "RecordingDurationMs) when it is." + " " + _LIVE_404),
+        "The URL is answered at once; the file is there when the recording ends "
+        "(time_limit, DELETE, or the call's end). callback_url is told (CallUUID, "
+        "RecordUrl, RecordingID, RecordingDuration, RecordingDurationMs, RecordingStartMs, "
+        "RecordingEndMs) when it is." + " " + _LIVE_404),
     _op("DELETE", "/Call/{call_uuid}/Record/", "stopRecording", "Stop recording",
-        (_f("URL", _TEXT, _IGNORED), *_shared(*_CALLBACK)), 204, None, (400, 404), _LIVE_404),
+        (_f("URL", _TEXT, "Stop only the recording at this URL."), *_shared(*_CALLBACK)),
+        204, None, (400, 404), _LIVE_404),
     _op("DELETE", "/Request/{request_uuid}/", "cancelCall", "Cancel a call that still rings",
         _shared(*_CALLBACK), 204, None, (400, 404),
         "404 when no call with this request_uuid rings (answered, over, or unknown)."),
 )  # fmt: skip
 
+_ROOM = "/Conference/{conference_name}"
+_MEMBER = _ROOM + "/Member/{member_id}"
+_ROOM_404 = "404 when no live conference has this name."
+_MEMBER_404 = "404 when the conference is not live or holds none of these members."
+
+
+def _member_op(method: str, what: str, op_id: str, summary: str, fields: tuple[Field, ...] = (),
+               message: bool = True) -> Operation:  # fmt: skip
+    status, body = (202, "MemberAction") if message else (204, None)
+    return _op(method, f"{_MEMBER}/{what}", op_id, summary, (*fields, *_shared(*_CALLBACK)),
+               status, body, (400, 404), _MEMBER_404)  # fmt: skip
+
+
+_CONFERENCES = (
+    _op("GET", "/Conference/", "listConferences", "List the live conferences by name",
+        _shared(*_CALLBACK), 200, "ConferenceList"),
+    _op("DELETE", "/Conference/", "hangupAllConferences",
+        "Hang up every member of every conference", _shared(*_CALLBACK), 204, None),
+    _op("GET", f"{_ROOM}/", "getConference", "Get a live conference and its members",
+        _shared(*_CALLBACK), 200, "ConferenceDetail", (400, 404), _ROOM_404),
+    _op("DELETE", f"{_ROOM}/", "hangupConference", "Hang up every member of a conference",
+        _shared(*_CALLBACK), 204, None, (400, 404), _ROOM_404),
+    _op("DELETE", f"{_MEMBER}/", "hangupMember", "Hang up members' calls",
+        _shared(*_CALLBACK), 204, None, (400, 404), _MEMBER_404),
+    _member_op("POST", "Kick/", "kickMember", "Take members out (their documents go on)"),
+    _member_op("POST", "Mute/", "muteMember", "Mute members"),
+    _member_op("DELETE", "Mute/", "unmuteMember", "Unmute members", message=False),
+    _member_op("POST", "Deaf/", "deafMember", "Make members deaf to the room"),
+    _member_op("DELETE", "Deaf/", "undeafMember", "Let members hear the room", message=False),
+    _member_op("POST", "Play/", "playToMember", "Play audio to members alone",
+               (_f("url", {"type": "string", "pattern": f"^{_URL_TEXT}(,{_URL_TEXT}){{0,4}}$"},
+                   "1 to 5 WAV URLs separated by commas (in JSON, or an array).",
+                   required=True, json_items=_URL),)),
+    _member_op("DELETE", "Play/", "stopPlayToMember", "Stop playing to members", message=False),
+    _member_op("POST", "Speak/", "speakToMember", "Speak text to members alone",
+               (_f("text", _printable(3000), "What to say.", required=True),
+                _f("voice", {"type": "string", "enum": ["WOMAN", "MAN"], "default": "WOMAN"},
+                   "Voice."),
+                _f("language", {"type": "string", "pattern": "^[a-z]{2,3}(-[A-Za-z]{2,4})?$",
+                                "default": "en-US"}, "A language tag."))),
+    _member_op("DELETE", "Speak/", "stopSpeakToMember", "Stop speaking to members",
+               message=False),
+    _op("POST", f"{_ROOM}/Record/", "recordConference", "Record a conference's mix",
+        (_f("file_format", {"type": "string", "enum": ["mp3", "wav"], "default": "mp3"},
+            "mp3 (32 kbit/s) or wav (16-bit), mono."),
+         _f("transcription_type", _EMPTY, _NOT_SUPPORTED),
+         _f("transcription_url", _EMPTY, _NOT_SUPPORTED),
+         _f("transcription_method", _METHOD, _IGNORED),
+         _f("callback_url", FIELDS["hangup_url"].schema, "Told when the recording is there."),
+         _f("callback_method", _METHOD, "HTTP method for callback_url.")),
+        202, "RecordingStarted", (400, 404, 409),
+        "The URL is answered at once; the file is there when the recording ends (DELETE, "
+        "or the conference ends). callback_url is told (ConferenceName, ConferenceUUID, "
+        "RecordUrl, RecordingID, RecordingDuration, RecordingDurationMs, RecordingStartMs, "
+        "RecordingEndMs) when it is, and it is listed under /Recording/ (recording_type "
+        "conference).  409 while a recording runs. " + _ROOM_404),
+    _op("DELETE", f"{_ROOM}/Record/", "stopRecordingConference", "Stop recording a conference",
+        _shared(*_CALLBACK), 204, None, (400, 404), _ROOM_404),
+)  # fmt: skip
+
+_ADD_TIME = {"type": "string", "pattern": r"^[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}"
+              r"(:[0-9]{2}(\.[0-9]{1,6})?)?$"}  # fmt: skip
+_RECORDING_FILTERS = (
+    *(
+        _f(name, _printable(128), f"Only recordings with this {name}.")
+        for name in ("call_uuid", "from_number", "to_number", "conference_name", "conference_uuid")
+    ),
+    *(
+        _f(f"add_time{b}", _ADD_TIME, "When it was filed, UTC, YYYY-MM-DD HH:MM[:ss[.uuuuuu]].")
+        for b in ("", "__gt", "__gte", "__lt", "__lte")
+    ),
+    *(
+        _f(
+            f"recording_storage_duration{b}",
+            {"type": "integer", "minimum": 0, "maximum": 100000},
+            "Days stored (1 in the first 24 hours).",
+        )
+        for b in ("", "__gt", "__gte", "__lt", "__lte")
+    ),
+    _f("mpc_name", _EMPTY, _NOT_SUPPORTED),
+    _f("mpc_uuid", _EMPTY, _NOT_SUPPORTED),
+)
+_RECORDINGS = (
+    _op("GET", "/Recording/", "listRecordings", "List recordings, newest first",
+        (*_shared("limit", "offset", "subaccount", *_CALLBACK), *_RECORDING_FILTERS),
+        200, "RecordingList", (400,),
+        "Every recording matches without filters (no seven-day window). recording_url "
+        "is served with the same Basic credentials as the API."),
+    _op("GET", "/Recording/{recording_id}/", "getRecording", "Get a recording",
+        _shared(*_CALLBACK), 200, "RecordingDetail", (400, 404)),
+    _op("DELETE", "/Recording/{recording_id}/", "deleteRecording",
+        "Delete a recording: its row and its file, together",
+        _shared(*_CALLBACK), 204, None, (400, 404)),
+)  # fmt: skip
+
 #: Every documented operation, by (method, path template).
 OPERATIONS: Mapping[tuple[str, str], Operation] = {
-    (op.method, op.path): op for op in (*_DIRECTORY, *_CALLS)
+    (op.method, op.path): op for op in (*_DIRECTORY, *_CALLS, *_CONFERENCES, *_RECORDINGS)
 }
 
 _PATH_PARAMS: Mapping[str, tuple[Schema, str]] = {
@@ -400,13 +499,20 @@ _PATH_PARAMS: Mapping[str, tuple[Schema, str]] = {
     "number": (_E164, "The number, E.164."),
     "call_uuid": ({"type": "string"}, "The call's UUID."),
     "request_uuid": ({"type": "string"}, "The request_uuid that POST /Call/ answered."),
+    "conference_name": ({"type": "string", "maxLength": 64}, "The conference's name."),
+    "member_id": (
+        {"type": "string", "pattern": "^(all|[0-9]{1,12}(,[0-9]{1,12}){0,99})$"},
+        "A member ID, IDs separated by commas, or all.",
+    ),
+    "recording_id": ({"type": "string"}, "The recording's ID."),
 }
 
 PREFIX = "/v1/Account/{auth_id}"
 
 DESCRIPTION = (
-    "Plivo's REST API for the directory (endpoints, applications, numbers) and for "
-    "calls, with Plivo's paths, fields and JSON.  Every operation needs HTTP Basic auth: "
+    "Plivo's REST API for the directory (endpoints, applications, numbers), for "
+    "calls and for conferences, with Plivo's paths, fields and JSON.  Every operation "
+    "needs HTTP Basic auth: "
     "your auth ID and auth token.  GET takes its parameters in the query string; POST "
     "in a JSON or form-encoded body; DELETE in the query string or a JSON body.  A "
     "parameter the server does not know, or one Plivo defines that this server does "

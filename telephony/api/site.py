@@ -8,13 +8,14 @@ from pathlib import Path
 from typing import Any
 
 from twisted.internet.interfaces import IReactorTime
-from twisted.web import resource, server, static
+from twisted.web import server
 from twisted.web.resource import Resource
 
 from telephony.api._http import BoundedRequest, JSONRouter, Route
 from telephony.api.builtin_apps import DirectDialResource
 from telephony.api.docs_page import DocsPage, OpenAPIResource
 from telephony.api.openapi import build_document
+from telephony.api.recording_files import RecordingFiles
 from telephony.api.status import HealthResource, Section, StatusPage
 from telephony.directory import Directory
 
@@ -49,10 +50,12 @@ def build_site(
     status_sections: tuple[Section, ...] = (),
     live_calls: Callable[[], list[dict[str, Any]]] | None = None,
     recordings_dir: Path | None = None,
+    live_conferences: Callable[[], list[dict[str, Any]]] | None = None,
 ) -> server.Site:
     """Assemble the resource tree; tracebacks are never shown to clients."""
     root = Resource()
-    root.putChild(b"", StatusPage(directory, clock, started_at, status_sections, live_calls))
+    status = StatusPage(directory, clock, started_at, status_sections, live_calls, live_conferences)
+    root.putChild(b"", status)
     root.putChild(b"healthz", HealthResource(directory))
     account = JSONRouter(routes, check_auth, prefix=f"/v1/Account/{auth_id}/")
     document = build_document(routes)
@@ -63,10 +66,8 @@ def build_site(
     root.putChild(b"apps", apps)
     if recordings_dir is not None:
         recordings_dir.mkdir(parents=True, exist_ok=True)
-        # Recording URLs are unguessable (UUID file names); the directory is not listed.
-        recordings = static.File(str(recordings_dir), defaultType="audio/wav")
-        recordings.directoryListing = lambda: resource.ForbiddenResource()  # type: ignore[method-assign]
-        root.putChild(b"recordings", recordings)
+        # Only with the REST credentials; unguessable names, never listed.
+        root.putChild(b"recordings", RecordingFiles(recordings_dir, check_auth))
     site = server.Site(root)
     site.requestFactory = BoundedRequest
     site.displayTracebacks = False

@@ -49,6 +49,7 @@ class StatusPage(Resource):
         started_at: float,
         sections: tuple[Section, ...] = (),
         live_calls: Callable[[], list[dict[str, Any]]] | None = None,
+        live_conferences: Callable[[], list[dict[str, Any]]] | None = None,
     ) -> None:
         super().__init__()
         self._directory = directory
@@ -56,6 +57,7 @@ class StatusPage(Resource):
         self._started_at = started_at
         self._sections = sections
         self._live_calls = live_calls
+        self._live_conferences = live_conferences
 
     def render_GET(self, request: server.Request) -> int:
         d: Deferred[str] = self._directory.counts().addCallbacks(self._page, self._unavailable)
@@ -83,6 +85,8 @@ class StatusPage(Resource):
             parts.append(_table(title, source()))
         if self._live_calls is not None:
             parts.append(_calls_table(self._live_calls()))
+        if self._live_conferences is not None:
+            parts.append(_conferences_table(self._live_conferences()))
         return "\n".join(parts)
 
     def _finish(self, body: str, request: server.Request) -> None:
@@ -119,6 +123,34 @@ def _calls_table(calls: list[dict[str, Any]]) -> str:
         for c in calls[:200]
     )
     return f"<h2>Live calls ({len(calls)})</h2>\n<table><tr>{head}</tr>{rows}</table>"
+
+
+_MEMBER_COLUMNS = (
+    "room", "member_id", "call_uuid", "from", "muted", "deaf", "held", "talking", "floor",
+    "joined", "recording",
+)  # fmt: skip
+#: Most conference members the page lists (as for calls).
+MAX_LISTED = 200
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def _conferences_table(members: list[dict[str, Any]]) -> str:
+    """One row per member of every live room (the room's name first)."""
+    rooms = len({m["room"] for m in members})
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in _MEMBER_COLUMNS)
+    rows = "".join(
+        "<tr>"
+        + "".join(f"<td>{html.escape(str(m.get(k, '')))}</td>" for k in _MEMBER_COLUMNS)
+        + "</tr>"
+        for m in members[:MAX_LISTED]
+    )
+    return (
+        f"<h2>Live conferences ({_count(rooms, 'room')}, {_count(len(members), 'member')})</h2>\n"
+        f"<table><tr>{head}</tr>{rows}</table>"
+    )
 
 
 class HealthResource(Resource):

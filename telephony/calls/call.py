@@ -15,13 +15,14 @@ from typing import TYPE_CHECKING, Any
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 
-from media import Direction, RecordingResult, SessionDescription
+from media import Direction, SessionDescription
 from telephony.calls.causes import Cause
 from telephony.calls.cdr import CallRecord, plivo_time
 from telephony.calls.control import CallControl
 from telephony.calls.dial import DialAttempt
 from telephony.calls.journal import CallJournal, LiveCall
 from telephony.calls.leg import Leg, LegEnd, LegState
+from telephony.calls.recordings import CallInfo
 from telephony.directory import Application
 from xml_dsl import (
     DialEnd,
@@ -32,7 +33,6 @@ from xml_dsl import (
     EndedBy,
     Method,
     Outcome,
-    RecordResult,
     Ringback,
     run_call,
 )
@@ -227,17 +227,9 @@ class Call:
         """The caller ID a B leg shows: the Dial's callerId, else the caller's."""
         return spec.caller_id or self.caller
 
-    def recording_result(self, result: RecordingResult, started: float) -> RecordResult:
-        """A media recording as the executor reports it (URL on our HTTP site)."""
-        ended = started + result.duration
-        return RecordResult(
-            url=self.manager.recording_url(result.path),
-            recording_id=result.path.stem,
-            duration_ms=int(result.duration * 1000),
-            start_ms=int(started * 1000),
-            end_ms=int(ended * 1000),
-            digits=result.digits,
-        )
+    def recording_info(self) -> CallInfo:
+        """What this call's recordings are filed under."""
+        return CallInfo(self.uuid, self.caller, self.called)
 
     def _reoffer(self, leg: Leg, offer: SessionDescription) -> SessionDescription:
         """A re-INVITE with SDP: answer it, and pass hold/resume on to the bridged leg."""

@@ -12,9 +12,16 @@ from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import Deferred, fail
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from media import AudioFrame, EventFrame, IMediaListener, IMediaSession, RecordingResult
+from media import (
+    AudioFrame,
+    EventFrame,
+    IMediaListener,
+    IMediaSession,
+    MediaError,
+)
 from telephony.calls.causes import Cause
 from telephony.calls.leg import Leg
 from xml_dsl import (
@@ -27,12 +34,14 @@ from xml_dsl import (
     HangupCause,
     ICallControl,
     IDialAttempt,
+    RecordMode,
     RecordResult,
     RecordSpec,
     SpeechResult,
     SpeechSpec,
     WaitUntil,
 )
+from xml_dsl.verbs import ChannelType
 
 if TYPE_CHECKING:
     from telephony.calls.call import Call
@@ -124,7 +133,14 @@ class CallControl:
             d = op(media)
         except Exception as exc:  # MediaArgumentError, SessionClosedError, ExecutionError
             return fail(ExecutionError(str(exc)))
-        return d.addCallback(lambda _: None)
+
+        def media_failed(failure: Failure) -> None:
+            # A file that cannot be fetched or decoded, speech that cannot be made:
+            # the executor skips the verb (the call goes on); cancellation passes.
+            failure.trap(MediaError)
+            raise ExecutionError(failure.getErrorMessage())
+
+        return d.addCallbacks(lambda _: None, media_failed)
 
     def play(self, url: str) -> Deferred[None]:
         return self._run(lambda media: media.play([url]))
@@ -139,15 +155,19 @@ class CallControl:
         return self._run(lambda media: media.play_tone("beep"))
 
     def wait(self, until: WaitUntil) -> Deferred[None]:
-        # No silence or beep detection yet: the executor's <Wait length> bounds the wait.
-        d: Deferred[None] = Deferred()
+        """Fire once the caller has been silent ``silence_ms`` or a beep was heard
+        (:meth:`IMediaSession.watch`); the executor bounds it by ``<Wait length>``."""
+        try:
+            watching = self._media().watch(silence_ms=until.silence_ms, beep=until.beep)
+        except Exception as exc:
+            return fail(ExecutionError(str(exc)))
 
         def ended(_: object) -> None:
-            if not d.called:
-                d.errback(ExecutionError("the call ended"))
+            if not watching.called:
+                watching.cancel()
 
         self.call.when_ended().addCallback(ended)
-        return d
+        return watching.addCallback(lambda _: None)
 
     def collect_digits(self, on_digit: Callable[[str], None]) -> Deferred[None]:
         try:
@@ -179,27 +199,39 @@ class CallControl:
         return self._run(lambda media: media.send_digits(keys))
 
     def record(self, spec: RecordSpec) -> Deferred[RecordResult]:
+        """A foreground recording of the caller (mono), or the whole session in the
+        background (both directions until the call ends, stereo or mixed); the
+        file is filed once the media side is done.  ``DIAL`` recordings are armed
+        through the Dial's spec instead (:class:`~telephony.calls.dial.DialAttempt`)."""
         try:
             media = self._media()
         except ExecutionError as exc:
             return fail(exc)
-        started = self.leg.clock.seconds()
-        keys = "".join(sorted(spec.finish_on_key))
+        recordings = self.call.manager.recordings
+        pending = recordings.begin(spec.file_format.value)
         try:
-            d = media.record(
-                directory=self.call.recordings_dir,
-                max_length=float(spec.max_length),
-                finish_on_key=keys,
-                silence_timeout=float(spec.silence_timeout) if spec.silence_timeout else 3600.0,
-                beep=False,
-            )
+            if spec.mode is RecordMode.FOREGROUND:
+                keys = "".join(sorted(spec.finish_on_key))
+                d = media.record(
+                    path=pending.partial,
+                    file_format=pending.file_format,
+                    max_length=float(spec.max_length),
+                    finish_on_key=keys,
+                    silence_timeout=float(spec.silence_timeout) if spec.silence_timeout else 3600.0,
+                    beep=False,
+                )
+            elif spec.mode is RecordMode.SESSION:
+                d = media.record_call(
+                    path=pending.partial,
+                    file_format=pending.file_format,
+                    stereo=spec.channels is ChannelType.STEREO,
+                )
+            else:
+                return fail(ExecutionError("a Dial recording is armed by the Dial's spec"))
         except Exception as exc:
             return fail(ExecutionError(str(exc)))
-
-        def done(result: RecordingResult) -> RecordResult:
-            return self.call.recording_result(result, started)
-
-        return d.addCallback(done)
+        info = self.call.recording_info()
+        return d.addCallback(lambda result: recordings.file(info, pending, result))
 
     def dial(self, spec: DialSpec, on_event: Callable[[DialEvent], None]) -> IDialAttempt:
         return self.call.dial(spec, on_event)
@@ -207,4 +239,8 @@ class CallControl:
     def join_conference(
         self, spec: ConferenceSpec, on_event: Callable[[ConferenceEvent], None]
     ) -> Deferred[ConferenceResult]:
-        return fail(ExecutionError("<Conference> is not supported by this server yet"))
+        try:
+            self._media()
+        except ExecutionError as exc:
+            return fail(exc)
+        return self.call.manager.conferences.join(self.call, spec, on_event)

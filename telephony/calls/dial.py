@@ -32,6 +32,7 @@ come of it.  Any other end (caller gone, ``hangupOnStar``) hangs up screened leg
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -54,9 +55,10 @@ from xml_dsl import (
     DialSpec,
     DialStatus,
     IDialAttempt,
+    RecordResult,
     Ringback,
 )
-from xml_dsl.verbs import CallType, Number, Play, Prompt, Speak, User
+from xml_dsl.verbs import CallType, ChannelType, Number, Play, Prompt, Speak, User
 
 if TYPE_CHECKING:
     from telephony.calls.call import Call
@@ -110,6 +112,8 @@ class DialAttempt:
         #: B legs whose sendDigits went out already (on early media or at the answer).
         self._digits_sent: set[Leg] = set()
         self._screening: dict[Leg, _Screening] = {}
+        #: The startOnDialAnswer recording: its file, and its filing (None on failure).
+        self._recording: tuple[Path, Deferred[RecordResult | None]] | None = None
 
     @property
     def screens(self) -> bool:
@@ -209,6 +213,7 @@ class DialAttempt:
         if self.bridge is None and a.media is not None and leg.media is not None:
             self.bridge = MediaBridge(a.media, leg.media)
             self.bridge.start()
+        self._start_recording()
         position = self.legs[leg]
         for kind in (DialEventKind.ANSWER, DialEventKind.CONNECTED):
             self._event(kind, leg, position)
@@ -244,7 +249,7 @@ class DialAttempt:
                 self.bridge.stop()
                 self.bridge = None
             self._event(DialEventKind.HANGUP, leg, position, end)
-            self._finish(
+            self._finish_recorded(
                 DialResult(
                     DialStatus.COMPLETED,
                     rang=True,
@@ -320,6 +325,51 @@ class DialAttempt:
             )
         if not self.legs:
             self._finish(DialResult(DialStatus.NO_ANSWER, rang=self.rang))
+
+    # -- startOnDialAnswer -------------------------------------------------------------------
+
+    def _start_recording(self) -> None:
+        """Record both parties from the answer (``<Record startOnDialAnswer>``): the
+        caller's session hears the caller and sends the callee."""
+        spec, media = self.spec.record, self.call.leg.media
+        if spec is None or media is None or self._recording is not None:
+            return
+        recordings = self.call.manager.recordings
+        pending = recordings.begin(spec.file_format.value)
+        try:
+            recording = media.record_call(
+                path=pending.partial,
+                file_format=pending.file_format,
+                stereo=spec.channels is ChannelType.STEREO,
+            )
+        except Exception as exc:  # the session closed meanwhile
+            log.warn("call {call_uuid}: Dial recording not started: {error}",
+                     call_uuid=self.call.uuid, error=str(exc))  # fmt: skip
+            return
+        info = self.call.recording_info()
+        filed = recording.addCallback(lambda result: recordings.file(info, pending, result))
+
+        def failed(failure: Failure) -> None:
+            log.failure(
+                "call {call_uuid}: Dial recording failed", failure, call_uuid=self.call.uuid
+            )
+
+        self._recording = (pending.partial, filed.addErrback(failed))
+
+    def _finish_recorded(self, result: DialResult) -> None:
+        """The bridge is over: stop its recording, and finish once the file is filed."""
+        if self._recording is None:
+            self._finish(result)
+            return
+        path, filed = self._recording
+        media = self.call.leg.media
+        if media is not None:
+            media.stop_recording(path)
+
+        def done(report: RecordResult | None) -> None:
+            self._finish(attrs.evolve(result, recording=report))
+
+        filed.addCallback(done)
 
     def _finish(self, result: DialResult) -> None:
         self._stop_ringback()

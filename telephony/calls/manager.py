@@ -23,11 +23,13 @@ from media import MediaEngine, PortsExhaustedError
 from telephony.calls.call import Call
 from telephony.calls.causes import Cause
 from telephony.calls.cdr import CdrStore
+from telephony.calls.conference import Conferences
 from telephony.calls.dial import PlaceLeg
 from telephony.calls.hops import HopPlan, SipCredentials
 from telephony.calls.journal import CallJournal
 from telephony.calls.leg import Leg, LegEnd, LegState, SipContext
 from telephony.calls.originate import Originator
+from telephony.calls.recordings import CallRecordings
 from telephony.calls.routing import APP_PREFIX, Route, RouteKind, Router, normalize_number
 from telephony.location import LocationService
 from telephony.randompool import uuid4
@@ -125,6 +127,14 @@ class CallManager:
         self.locator = locator
         self.recordings_dir = recordings_dir
         self.site_url = site_url
+        #: Names and files recordings; the calls service gives it the store.
+        self.recordings = CallRecordings(
+            directory=recordings_dir,
+            url_for=lambda name: f"{self.site_url() or ''}/recordings/{name}",
+            store=None,
+            run_blocking=media.run_blocking,
+            clock=clock,
+        )
         self.ring_timeout = ring_timeout
         #: Where calls are journaled while they are up (None: not journaled).
         self.journal = journal
@@ -138,6 +148,8 @@ class CallManager:
         self.internal_token = secrets.token_hex(16)
         router.trust_internal(own_address, self.internal_token)
         self.originator = Originator(self)
+        #: The live conference rooms (``<Conference>``, REST ``/Conference/``).
+        self.conferences = Conferences(media=media, clock=clock, recordings=self.recordings)
 
     # -- SIP core hooks ----------------------------------------------------------------
 

@@ -24,6 +24,7 @@ from telephony.calls.routing import Router
 from telephony.config import Config
 from telephony.directory import Directory
 from telephony.directory.database import Database
+from telephony.directory.recordings import RecordingStore
 from telephony.sip.transport import Peer
 from telephony.sipservice import SIPService
 from telephony.trunks.service import TrunksService
@@ -122,12 +123,26 @@ class CallsService(service.Service):
             own_address=Peer("udp", listen.host, listen.port),
             journal=self.journal,
         )
+        self.recordings = RecordingStore(
+            database, config.data_dir / "recordings", self.media.run_blocking
+        )
+        self.manager.recordings.store = self.recordings
         sip.core.calls = self.manager.handle
         sip.core.acks = self.manager.handle_ack
 
     def startService(self) -> None:
-        """Report the calls a crash left in the journal, then start the heartbeat."""
+        """Settle what a crash interrupted (recording deletions, the calls left in the
+        journal), then start the journal's heartbeat."""
         super().startService()
+
+        # Deletions a crash interrupted are settled before any request is served.
+        def settled(n: int) -> None:
+            if n:
+                log.info("Settled {n} interrupted recording deletion(s)", n=n)
+
+        self.recordings.recover().addCallbacks(
+            settled, lambda f: log.failure("Could not settle interrupted recording deletions", f)
+        )
         d = self.journal.recover()
         d.addCallback(self._recovered)
         d.addErrback(lambda f: log.failure("Could not recover the live-call journal", f))
@@ -164,7 +179,8 @@ class CallsService(service.Service):
         if self._heartbeat.running:
             self._heartbeat.stop()
         for call in list(self.manager.calls.values()):
-            call.leg.hangup()
+            call.leg.hangup()  # members leave their rooms as their calls end (no action)
+        self.manager.conferences.close_all()
         self.media.close_all()
         super().stopService()
         return self.http_pool.closeCachedConnections()
@@ -177,5 +193,6 @@ class CallsService(service.Service):
             "Outbound legs": self.manager.counters["outbound"],
             "Refused INVITEs": self.manager.counters["rejected"],
             "Media sessions": self.media.ports.in_use,
+            "Live conferences": len(self.manager.conferences.rooms),
             "Calls recovered at start": self.recovered,
         }

@@ -117,6 +117,31 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(
         4,
+        "recordings: one row per finished recording file",
+        (
+            """CREATE TABLE recordings (
+                recording_id TEXT PRIMARY KEY,
+                call_uuid TEXT NOT NULL,
+                recording_format TEXT NOT NULL CHECK (recording_format IN ('wav', 'mp3')),
+                recording_type TEXT NOT NULL,
+                channels INTEGER NOT NULL,
+                recording_duration_ms INTEGER NOT NULL,
+                recording_start_ms INTEGER NOT NULL,
+                recording_end_ms INTEGER NOT NULL,
+                add_time TEXT NOT NULL,
+                add_epoch REAL NOT NULL,
+                from_number TEXT NOT NULL,
+                to_number TEXT NOT NULL,
+                conference_name TEXT,
+                conference_uuid TEXT,
+                file_bytes INTEGER NOT NULL
+            )""",
+            "CREATE INDEX recordings_add_time ON recordings (add_time)",
+            "CREATE INDEX recordings_call_uuid ON recordings (call_uuid)",
+        ),
+    ),
+    Migration(
+        5,
         "calls: journal of live calls, and the server's heartbeat",
         (
             """CREATE TABLE live_calls (

@@ -14,9 +14,11 @@ from lxml import html
 
 from telephony.api._http import ApiRequest, Route
 from telephony.api.calls_v1 import CallsAPI
+from telephony.api.conference_v1 import ConferenceAPI
 from telephony.api.directory_v1 import DirectoryAPI
 from telephony.api.docs_page import render_docs
 from telephony.api.openapi import OPERATIONS, PREFIX, build_document, path_template, undocumented
+from telephony.api.recordings_v1 import RecordingsAPI
 from tests.api.conftest import Api
 
 ensure = pytest_twisted.ensureDeferred
@@ -27,6 +29,8 @@ def all_routes() -> list[Route]:
     return [
         *DirectoryAPI(None, "example.test").routes(),  # type: ignore[arg-type]
         *CallsAPI(None, None).routes(),  # type: ignore[arg-type]
+        *ConferenceAPI(None, None).routes(),  # type: ignore[arg-type]
+        *RecordingsAPI(None, None, None).routes(),  # type: ignore[arg-type]
     ]
 
 

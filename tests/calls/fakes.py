@@ -33,6 +33,8 @@ class FakeSession:
         self.stopped_outputs = 0
         self.listeners: list[IMediaListener] = []
         self.relaying = False
+        #: Frames a conference mixer sent: (tick frame, payload).
+        self.frames_sent: list[tuple[int, bytes]] = []
         self._offer: SessionDescription | None = None
         self._version = 0
 
@@ -115,6 +117,9 @@ class FakeSession:
 
     def relay_event(self, frame: Any) -> None:
         pass
+
+    def send_frame(self, frame: int, codec: Any, payload: bytes) -> None:
+        self.frames_sent.append((frame, payload))
 
     def close(self) -> None:
         self.closed = True

@@ -288,9 +288,13 @@ def test_close_fails_running_operations(clock: Clock, tmp_path: Path) -> None:
         session.play_tone("ringback"),
         session.send_digits("123"),
         session.collect_digits(),
-        session.record(directory=tmp_path, beep=False),
     ]
+    recording = session.record(directory=tmp_path, beep=False)
+    Peer(session, clock).audio(tone((500.0,), 800))
     session.close()
+    # A recording keeps what it heard (a caller who hangs up ends a voicemail).
+    assert recording.result.reason is RecordEnd.CLOSED
+    assert len(read_wav(recording.result.path)) == 800
     for d in ops:
         assert isinstance(d.result.value, SessionClosedError)
         d.addErrback(lambda _: None)

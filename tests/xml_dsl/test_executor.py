@@ -486,6 +486,39 @@ def test_conference_reports_events_and_requests_the_action(clock: Clock) -> None
     assert fetcher.fetched[0][2]["ConferenceUUID"] == "conf-1"
 
 
+def test_conference_action_carries_the_recording_reference_only(clock: Clock) -> None:
+    from xml_dsl.control import ConferenceExit, ConferenceResult, RecordResult
+
+    xml = (
+        b'<Response><Conference action="http://127.0.0.1:9/left" record="true" '
+        b'transcriptionType="auto">room-8</Conference></Response>'
+    )
+    call, fetcher, _ = run(clock, xml, {APP + "left": b"<Response/>"})
+    spec, _, d = call.conferences[0]
+    assert spec.record is not None
+    recording = RecordResult(url="http://h/r.wav", recording_id="r1", duration_ms=5000)
+    d.callback(ConferenceResult("conf-2", "m-2", recording, ConferenceExit.KICKED))
+    params = fetcher.fetched[0][2]
+    assert (params["RecordUrl"], params["RecordingID"]) == ("http://h/r.wav", "r1")
+    assert "RecordingDuration" not in params  # that goes to callbackUrl's record event
+    drain(clock)
+
+
+def test_a_full_conference_goes_on_with_the_next_verb_without_action(clock: Clock) -> None:
+    from xml_dsl.control import ConferenceExit, ConferenceResult
+
+    xml = (
+        b'<Response><Conference action="http://127.0.0.1:9/left" callbackUrl="http://127.0.0.1:9/c">'
+        b"room-9</Conference><Speak>the room is full</Speak></Response>"
+    )
+    call, fetcher, _ = run(clock, xml, {APP + "left": b"<Response/>"})
+    call.conferences[0][2].callback(ConferenceResult("", "", exit=ConferenceExit.FULL))
+    assert fetcher.fetched == []
+    assert fetcher.notified == []
+    assert call.ops[-1][1:] == ("speak", "the room is full")
+    drain(clock)
+
+
 def test_run_call_uses_the_fallback_url_when_the_answer_url_fails(clock: Clock) -> None:
     from xml_dsl import run_call
 
