@@ -15,6 +15,7 @@ Every thread and loop here is bounded in time; only loopback addresses are used.
 from __future__ import annotations
 
 import contextlib
+import select
 import socket
 import threading
 import time
@@ -106,10 +107,15 @@ class Probe:
 
 
 def slow_connections(
-    server: tuple[str, int], count: int, head_bytes: int, host: str = "127.0.0.1"
+    server: tuple[str, int],
+    count: int,
+    head_bytes: int,
+    host: str = "127.0.0.1",
+    settle: float = 1.0,
 ) -> tuple[list[socket.socket], int]:
     """Open *count* TCP connections from *host*, each sending *head_bytes* of a head
-    that never ends; the ones open, and how many the server refused (closed at once)."""
+    that never ends; the ones open, and how many the server refused (closed within
+    *settle* seconds)."""
     opened: list[socket.socket] = []
     refused = 0
     head = (
@@ -128,21 +134,21 @@ def slow_connections(
             sock.close()
             continue
         opened.append(sock)
-    # A refused connection is accepted by the kernel, then closed by the server.
-    still: list[socket.socket] = []
-    for sock in opened:
-        sock.setblocking(False)
-        try:
-            closed = sock.recv(1) == b""
-        except BlockingIOError:
-            closed = False
-        except OSError:
-            closed = True
-        if closed:
-            refused += 1
-            sock.close()
-        else:
-            still.append(sock)
+    # A refused connection is accepted by the kernel, then closed by the server: give
+    # the server *settle* seconds to close those (it may be busy), then count them.
+    still = list(opened)
+    deadline = time.monotonic() + settle
+    while still and time.monotonic() < deadline:
+        readable, _, _ = select.select(still, [], [], 0.05)
+        for sock in readable:
+            try:
+                closed = sock.recv(1) == b""
+            except OSError:
+                closed = True
+            if closed:
+                refused += 1
+                sock.close()
+                still.remove(sock)
     return still, refused
 
 
