@@ -28,7 +28,6 @@ import argparse
 import contextlib
 import json
 import os
-import sqlite3
 import sys
 import tempfile
 import time
@@ -43,7 +42,7 @@ from bench.register_bench import machine, seed_endpoints, status_figure  # noqa:
 from tests.appserver import app_server  # noqa: E402
 from tests.interop.callpeers import GATEWAY_IP, Api, auth, start_sipp  # noqa: E402
 from tests.restapi import RestClient  # noqa: E402
-from tests.serverproc import Server, start_server  # noqa: E402
+from tests.serverproc import Server, database_rows, start_server  # noqa: E402
 from tests.sipp import free_udp_port  # noqa: E402
 from tests.storm import Login, register_storm  # noqa: E402
 
@@ -52,14 +51,6 @@ NUMBER = "18001231234"
 PASSWORD = "crash-bench-1"  # noqa: S105 - a throw-away endpoint of the bench
 #: Most seconds any wait of the bench takes.
 WAIT = 120.0
-
-
-def _rows(path: Path, sql: str) -> list[tuple[Any, ...]]:
-    conn = sqlite3.connect(str(path))
-    try:
-        return list(conn.execute(sql))
-    finally:
-        conn.close()
 
 
 def _restart(data: Path, args: list[str]) -> tuple[Server, float]:
@@ -90,7 +81,7 @@ def storm_phase(options: argparse.Namespace, work: Path) -> dict[str, Any]:
         )
     finally:
         server.kill()
-    stored = set(_rows(data / DATABASE, "SELECT username, contact_uri FROM bindings"))
+    stored = set(database_rows(data, "SELECT username, contact_uri FROM bindings"))
     lost = [u for u, c in result.acknowledged.items() if (u, c) not in stored]
     again, seconds = _restart(data, [])
     try:
@@ -149,12 +140,12 @@ def calls_phase(options: argparse.Namespace, work: Path) -> dict[str, Any]:
                     time.sleep(1)
             deadline = time.monotonic() + WAIT
             query = "SELECT COUNT(*) FROM live_calls WHERE answered_at IS NOT NULL"
-            while _rows(data / DATABASE, query)[0][0] < 2 * options.calls:
+            while database_rows(data, query)[0][0] < 2 * options.calls:
                 if time.monotonic() > deadline:
                     break
                 time.sleep(0.2)
-            figures["legs_journaled_before_kill"] = _rows(data / DATABASE, query)[0][0]
-            figures["cdrs_before_kill"] = _rows(data / DATABASE, "SELECT COUNT(*) FROM cdrs")[0][0]
+            figures["legs_journaled_before_kill"] = database_rows(data, query)[0][0]
+            figures["cdrs_before_kill"] = database_rows(data, "SELECT COUNT(*) FROM cdrs")[0][0]
             time.sleep(6)  # a heartbeat after the answers
             server.process.kill()
         finally:
@@ -182,7 +173,7 @@ def calls_phase(options: argparse.Namespace, work: Path) -> dict[str, Any]:
             again.stop()
         figures["cdrs_after_restart_by_cause"] = causes
         figures["hangup_url_told_after_restart"] = len(apps.seen("/hangup")) - told_before
-    figures["journal_rows_left"] = _rows(data / DATABASE, "SELECT COUNT(*) FROM live_calls")[0][0]
+    figures["journal_rows_left"] = database_rows(data, "SELECT COUNT(*) FROM live_calls")[0][0]
     figures["restart_seconds"] = round(seconds, 2)
     return figures
 

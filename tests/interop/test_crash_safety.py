@@ -14,7 +14,6 @@ The long runs (10,000 registrations, 100 live calls) are ``bench/crash_bench.py`
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +23,7 @@ import pytest
 
 from tests.appserver import app_server
 from tests.restapi import RestClient
-from tests.serverproc import Server, running_server, start_server
+from tests.serverproc import Server, database_rows, running_server, start_server
 from tests.sipp import free_udp_port
 from tests.storm import Login, register_storm
 
@@ -32,7 +31,6 @@ from .callpeers import GATEWAY_IP, Api, Sipp, auth, start_sipp
 
 pytestmark = pytest.mark.interop
 
-DATABASE = "telephony.sqlite3"
 PASSWORD = "crash-pw-1"
 #: Endpoints in the suite's storm, and how many 200s come before the kill.
 STORM_ENDPOINTS = 300
@@ -43,15 +41,6 @@ LIVE_CALLS = 3
 NUMBER = "18001231234"
 #: Seconds any wait for the server or a peer may take.
 WAIT = 20.0
-
-
-def _rows(path: Path, sql: str) -> list[tuple[Any, ...]]:
-    """Rows read by a connection of our own, as a new process reads the file."""
-    conn = sqlite3.connect(str(path))
-    try:
-        return list(conn.execute(sql))
-    finally:
-        conn.close()
 
 
 def _wait_until(predicate: Any, what: str, timeout: float = WAIT) -> None:
@@ -92,7 +81,7 @@ def test_kill_9_in_a_registration_storm_loses_no_acknowledged_binding(tmp_path: 
         server.kill()
     assert KILL_AFTER <= len(result.acknowledged) < STORM_ENDPOINTS, "killed mid-storm"
     assert result.failed == {}
-    stored = set(_rows(data / DATABASE, "SELECT username, contact_uri FROM bindings"))
+    stored = set(database_rows(data, "SELECT username, contact_uri FROM bindings"))
     lost = [u for u, contact in result.acknowledged.items() if (u, contact) not in stored]
     assert lost == [], f"{len(lost)} acknowledged bindings lost"
 
@@ -162,7 +151,7 @@ def test_kill_9_with_live_calls_reports_them_ended(tmp_path: Path, peers: list[S
             gateway.ok(WAIT)
             finished = [r.params["CallUUID"] for r in apps.wait_for("/hangup", FINISHED_CALLS)]
             _wait_until(
-                lambda: len(_rows(data / DATABASE, "SELECT 1 FROM cdrs")) == 2 * FINISHED_CALLS,
+                lambda: len(database_rows(data, "SELECT 1 FROM cdrs")) == 2 * FINISHED_CALLS,
                 "the finished calls' CDRs",
             )
             # Calls that are up when the server dies: both legs answered and journaled.
@@ -170,19 +159,12 @@ def test_kill_9_with_live_calls_reports_them_ended(tmp_path: Path, peers: list[S
                 tmp_path, "live", server, gateway_port, phone, "phone_waits", LIVE_CALLS
             )
             peers += [gateway, caller]
+            answered = "SELECT 1 FROM live_calls WHERE answered_at IS NOT NULL"
             _wait_until(
-                lambda: (
-                    len(
-                        _rows(
-                            data / DATABASE,
-                            "SELECT 1 FROM live_calls WHERE answered_at IS NOT NULL",
-                        )
-                    )
-                    == 2 * LIVE_CALLS
-                ),
+                lambda: len(database_rows(data, answered)) == 2 * LIVE_CALLS,
                 "every live leg answered and journaled",
             )
-            live = [row[0] for row in _rows(data / DATABASE, "SELECT call_uuid FROM live_calls")]
+            live = [row[0] for row in database_rows(data, "SELECT call_uuid FROM live_calls")]
             time.sleep(HEARTBEAT_WAIT)  # a heartbeat past the answers: durations > 0
             server.kill()
         finally:
@@ -206,7 +188,7 @@ def test_kill_9_with_live_calls_reports_them_ended(tmp_path: Path, peers: list[S
             told = apps.wait_for("/hangup", FINISHED_CALLS + LIVE_CALLS)[FINISHED_CALLS:]
             assert {r.params["HangupCauseName"] for r in told} == {"Server Restart"}
             assert {r.params["CallUUID"] for r in told} <= set(live)
-            assert _rows(data / DATABASE, "SELECT 1 FROM live_calls") == []
+            assert database_rows(data, "SELECT 1 FROM live_calls") == []
             assert f"{LIVE_CALLS * 2} call(s) were live" in again.log()
 
 
