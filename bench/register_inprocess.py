@@ -88,6 +88,9 @@ class _FakeDatabase:
         self.pending.append((fn, d))
         return d
 
+    def add_writer(self, drained: Callable[[], Deferred[None]]) -> None:
+        """Group commits register here so that stopping can drain them; not used."""
+
     def commit(self) -> None:
         while self.pending:
             batch, self.pending = self.pending, []

@@ -57,7 +57,7 @@ class PortRange:
         :raises MediaArgumentError: naming the option and the rule.
         """
         low, sep, high = text.strip().partition("-")
-        if not sep or not low.isdigit() or not high.isdigit():
+        if not sep or not (low + high).isascii() or not low.isdigit() or not high.isdigit():
             raise MediaArgumentError(f"rtp-ports: must be LOW-HIGH, e.g. 16384-32767; got {text!r}")
         return cls(int(low), int(high))
 

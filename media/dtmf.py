@@ -361,6 +361,9 @@ class DtmfReceiver:
         self._active_duration = 0
         #: Units of the active event reported by its earlier segments (long events).
         self._segments_before = 0
+        #: Most units of the active event any of its segments reached so far: a
+        #: segment stamped inside the last one must not shorten the event.
+        self._covered = 0
         self._last_seen = 0.0
         self._ended: deque[tuple[int, int]] = deque(maxlen=REMEMBERED_EVENTS)
         #: Packets ignored: malformed, non-DTMF events, duration 0, too quiet.
@@ -387,6 +390,7 @@ class DtmfReceiver:
         previous = self._active
         if previous is not None and previous != key and self._continues(previous, key, ev):
             self._ended.append(previous)  # late packets of the old segment are stale
+            self._covered = max(self._covered, self._segments_before + self._active_duration)
             self._segments_before += (timestamp - previous[1]) & 0xFFFFFFFF
             self._active = key
             self._active_duration = 0
@@ -396,6 +400,7 @@ class DtmfReceiver:
             self._active_digit = EVENT_DIGITS[ev.event]
             self._active_duration = 0
             self._segments_before = 0
+            self._covered = 0
             out.append(DtmfEvent(DtmfEventKind.BEGIN, self._active_digit, ev.duration, *key))
         self._active_duration = max(self._active_duration, ev.duration)
         self._last_seen = now
@@ -421,7 +426,7 @@ class DtmfReceiver:
             return []
         key, self._active = self._active, None
         self._ended.append(key)
-        total = self._segments_before + self._active_duration
+        total = max(self._covered, self._segments_before + self._active_duration)
         return [DtmfEvent(DtmfEventKind.END, self._active_digit, total, *key)]
 
     def next_deadline(self) -> float | None:

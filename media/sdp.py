@@ -201,7 +201,8 @@ def _address_type(address: str) -> str:
 
 
 def _int(text: str, field: str, low: int, high: int) -> int:
-    if not text.isdigit() or len(text) > 20:
+    # isascii: str.isdigit() is true of '²', which int() refuses (found by fuzzing).
+    if not (text.isascii() and text.isdigit()) or len(text) > 20:
         raise SDPError(f"{field} must be a number {low}-{high}, got {text[:40]!r}")
     value = int(text)
     if not low <= value <= high:
@@ -308,7 +309,8 @@ def parse_sdp(body: bytes | str) -> SessionDescription:
     """Parse an SDP body.
 
     Unknown line types and attributes are kept or skipped, never rejected
-    (RFC 4566 §5: a parser must ignore attributes it does not understand).
+    (RFC 4566 §5: a parser must ignore attributes it does not understand); so are
+    the attributes of media other than audio, which are never answered.
 
     :param body: the body, CRLF or LF line ends, UTF-8.
     :raises SDPError: naming the line type and rule, for a missing or
@@ -361,6 +363,11 @@ def parse_sdp(body: bytes | str) -> SessionDescription:
             if current is None:
                 if attr in _DIRECTION_NAMES:
                     direction = Direction(attr)
+            elif current.media != "audio":
+                # Only audio is ever answered: another stream's attributes are kept as
+                # they are, not checked (RFC 4475's valid INVITEs carry a video
+                # ``a=rtpmap:31 LPC`` without a clock rate; refusing it refused them).
+                current.attributes.append((attr, attr_value if sep else None))
             else:
                 _media_attribute(current, attr, attr_value if sep else None)
     if current is not None:
@@ -403,7 +410,7 @@ class Negotiated:
 
 def _audio_formats(m: MediaDescription, supported: Sequence[Codec]) -> tuple[Codec, int] | None:
     for fmt in m.formats:
-        if not fmt.isdigit() or int(fmt) > 127:
+        if not (fmt.isascii() and fmt.isdigit()) or int(fmt) > 127:
             continue
         rtpmap = m.rtpmap(int(fmt))
         if rtpmap is None or rtpmap.clock_rate != 8000 or rtpmap.channels != 1:
@@ -546,7 +553,7 @@ def accept_answer(offer: SessionDescription, answer: SessionDescription) -> Nego
     m = answer.media[0]
     if m.media != "audio" or m.port == 0:
         raise SDPError("m=audio: the peer refused the audio stream (port 0)", status_hint=488)
-    offered = [Codec.for_payload_type(int(f)) for f in ours.formats if f.isdigit()]
+    offered = [Codec.for_payload_type(int(f)) for f in ours.formats if f.isascii() and f.isdigit()]
     choice = _audio_formats(m, [c for c in offered if c is not None])
     if choice is None:
         raise SDPError("m=audio: the answer picked no codec from our offer", status_hint=488)

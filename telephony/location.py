@@ -22,13 +22,25 @@ from twisted.logger import Logger
 
 from telephony.directory.bindings import Binding, BindingStore
 
-__all__ = ("LocationService",)
+__all__ = ("HEAP_SLACK", "MAX_QUEUED_CHANGES", "LocationBusyError", "LocationService")
 
 log = Logger()
 T = TypeVar("T")
 
 #: Seconds between sweeps of lapsed bindings (lookups never return them anyway).
 SWEEP_INTERVAL = 1.0
+#: Changes of one endpoint that may wait behind the one being committed [ours]: a
+#: phone sends one REGISTER at a time, a few devices a few; a storm for one endpoint
+#: past this fails at once instead of queueing without end (the registrar answers 503).
+MAX_QUEUED_CHANGES = 32
+#: Stale expiry entries the heap may hold beyond two per live binding before it is
+#: rebuilt [ours]: every refresh pushes a new entry and the old one used to stay until
+#: its time (up to an hour), so 10,000 refreshes of one binding kept 10,000 entries.
+HEAP_SLACK = 1024
+
+
+class LocationBusyError(Exception):
+    """Too many changes of one endpoint are already waiting (see :data:`MAX_QUEUED_CHANGES`)."""
 
 
 class LocationService:
@@ -39,6 +51,8 @@ class LocationService:
         self._clock = clock
         self._by_user: dict[str, dict[str, Binding]] = {}
         self._heap: list[tuple[float, str, str]] = []
+        #: Bindings held at the heap's last rebuild (see :data:`HEAP_SLACK`).
+        self._live = 0
         #: Users with a change in progress, and the changes queued behind it.
         self._busy: dict[str, list[tuple[Callable[..., Any], Deferred[Any]]]] = {}
         self._sweeper: IDelayedCall | None = None
@@ -118,6 +132,8 @@ class LocationService:
             return self.when_ready().addCallback(lambda _: self.update(username, compute))
         waiting = self._busy.get(username)
         if waiting is not None:
+            if len(waiting) >= MAX_QUEUED_CHANGES:
+                return fail(LocationBusyError(f"{len(waiting)} changes of {username} waiting"))
             queued: Deferred[T] = Deferred()
             waiting.append((compute, queued))
             return queued
@@ -175,6 +191,18 @@ class LocationService:
     def _put(self, binding: Binding) -> None:
         self._by_user.setdefault(binding.username, {})[binding.contact_uri] = binding
         heapq.heappush(self._heap, (binding.expires_at, binding.username, binding.contact_uri))
+        if len(self._heap) > 2 * self._live + HEAP_SLACK:
+            self._compact()
+
+    def _compact(self) -> None:
+        """Rebuild the expiry heap from the bindings held (drops refreshed entries)."""
+        self._heap = [
+            (b.expires_at, b.username, b.contact_uri)
+            for entries in self._by_user.values()
+            for b in entries.values()
+        ]
+        heapq.heapify(self._heap)
+        self._live = len(self._heap)
 
     def _notify(self, username: str) -> None:
         for listener in list(self._listeners):

@@ -24,7 +24,7 @@ from twisted.python.failure import Failure
 from telephony.auth import RequestAuthenticator
 from telephony.directory import Endpoint
 from telephony.directory.bindings import Binding
-from telephony.location import LocationService
+from telephony.location import LocationBusyError, LocationService
 from telephony.sip.errors import SipError, SipParseError
 from telephony.sip.headers import Headers, parse_contacts
 from telephony.sip.message import Request
@@ -45,6 +45,11 @@ class RegistrarPolicy:
     default_expires: int = 3600
     #: Devices one endpoint may have registered at once.
     max_bindings: int = 10
+
+
+#: Seconds a phone is asked to wait (``Retry-After`` of a 503) when too many
+#: REGISTERs of its endpoint are already waiting to be stored [ours].
+BUSY_RETRY_AFTER = 5
 
 
 class _RegisterRefusedError(SipError):
@@ -174,9 +179,16 @@ class Registrar:
         txn.respond(200, None, headers)
 
     def _not_stored(self, failure: Failure, txn: ServerTransactionHandle, username: str) -> None:
-        """Answer a refusal from ``compute``, or 500 when the store failed."""
+        """Answer a refusal from ``compute``, 503 when the endpoint has too many
+        changes waiting, or 500 when the store failed."""
         error = failure.value
-        if not isinstance(error, _RegisterRefusedError):
+        if isinstance(error, LocationBusyError):
+            error = _RegisterRefusedError(
+                503,
+                "Service Unavailable (registrations of this user in progress)",
+                [("Retry-After", str(BUSY_RETRY_AFTER))],
+            )
+        elif not isinstance(error, _RegisterRefusedError):
             log.failure("Could not store the registration of {user}", failure, user=username)
             error = _RegisterRefusedError(500, "Server Internal Error (registration not stored)")
         self._refuse(txn, error)
@@ -266,7 +278,7 @@ class Registrar:
         if raw is None:
             raw = header_expires
         value = self.policy.default_expires
-        if raw is not None and raw.strip().isdigit():
+        if raw is not None and raw.strip().isascii() and raw.strip().isdigit():
             value = min(int(raw.strip()), 2**32 - 1)
         if 0 < value < self.policy.min_expires:
             raise _RegisterRefusedError(

@@ -71,7 +71,8 @@ class SipCore:
     def handle_request(self, request: Request, txn: ServerTransactionHandle) -> None:
         if not self.guard.allow(txn.peer.host, self.clock.seconds()):
             self.counters["dropped"] += 1
-            return  # silence: a banned source learns nothing
+            txn.drop()  # silence: a banned source learns nothing, and leaves nothing
+            return
         user_agent = request.headers.get("User-Agent") or ""
         if self.blocked is not None and self.blocked.search(user_agent):
             self.counters["blocked_user_agent"] += 1
@@ -91,7 +92,8 @@ class SipCore:
             txn.respond(416, f"Unsupported URI Scheme ({request.uri.scheme})")
             return
         max_forwards = (request.headers.get("Max-Forwards") or "70").strip()
-        if not max_forwards.isdigit():
+        # isascii: str.isdigit() is true of '²', which int() refuses (found by fuzzing).
+        if not (max_forwards.isascii() and max_forwards.isdigit()):
             txn.respond(400, "Bad Max-Forwards")
             return
         if int(max_forwards) == 0 and request.method != "OPTIONS":

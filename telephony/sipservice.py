@@ -147,6 +147,10 @@ class SIPService(service.Service):
             "Authentication failures": self.auth.counters["auth_failures"],
             "Blocked User-Agents": self.core.counters["blocked_user_agent"],
             "Banned sources": len(self.guard.banned(now)),
+            "Dropped requests (banned sources)": self.core.counters["dropped"],
+            "TCP connections": len(self.tcp.connections),
+            "TCP connections refused": self.tcp.refused,
+            "TCP read timeouts": self.tcp.read_timeouts,
         }
 
 

@@ -16,7 +16,8 @@ from typing import Any, ClassVar
 from twisted.application import service
 from twisted.application.internet import StreamServerEndpointService
 from twisted.internet import endpoints
-from twisted.internet.interfaces import IListeningPort
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IListeningPort, IReactorTime
 from twisted.logger import Logger
 from twisted.python import usage
 from twisted.web.server import Site
@@ -135,8 +136,9 @@ class Options(usage.Options):
 class StoreService(service.Service):
     """Applies the schema migrations before anything listens; closes the pool at stop."""
 
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, clock: IReactorTime) -> None:
         self.database = database
+        self.clock = clock
         self.setName("store")
 
     def privilegedStartService(self) -> None:
@@ -148,9 +150,13 @@ class StoreService(service.Service):
             raise SystemExit(f"twistd telephony: {exc}") from None
         super().privilegedStartService()
 
-    def stopService(self) -> None:
-        self.database.close()
+    def stopService(self) -> Deferred[None]:
+        """Close the pool once the writes queued by the services stopped before us
+        (the CDRs of the calls they hung up) are committed."""
         super().stopService()
+        d = self.database.drain(clock=self.clock)
+        d.addBoth(lambda _: self.database.close())
+        return d
 
 
 class HTTPService(StreamServerEndpointService):
@@ -215,7 +221,7 @@ def makeService(options: Options) -> service.MultiService:
     _announce(credentials, created, config.data_dir)
 
     database = open_sqlite(config.data_dir / DATABASE_FILE, reactor)
-    StoreService(database).setServiceParent(root)
+    StoreService(database, reactor).setServiceParent(root)
     directory = Directory(database, config.domain, reactor)
 
     sip = SIPService(config, directory, database, reactor)

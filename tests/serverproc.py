@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -23,6 +24,16 @@ from tests.sipp import free_udp_port
 
 #: How long the server may take to answer /healthz after it is started, in seconds.
 START_TIMEOUT = 20.0
+
+
+def database_rows(data_dir: Path, sql: str) -> list[tuple[Any, ...]]:
+    """Rows of the server's SQLite file read by a connection of our own, as a new
+    process (a restarted server) would read them."""
+    conn = sqlite3.connect(str(data_dir / "telephony.sqlite3"))
+    try:
+        return list(conn.execute(sql))
+    finally:
+        conn.close()
 
 
 def free_port() -> int:
@@ -66,6 +77,13 @@ class Server:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def kill(self) -> None:
+        """``kill -9``: no shutdown code runs, as in a crash or an OOM kill."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=15)
+        self.log_file.close()
 
     def stop(self) -> int:
         """SIGTERM, then wait for a clean exit; returns the exit code."""

@@ -20,6 +20,7 @@ from telephony.calls.causes import Cause
 from telephony.calls.cdr import CallRecord, plivo_time
 from telephony.calls.control import CallControl
 from telephony.calls.dial import DialAttempt
+from telephony.calls.journal import CallJournal, LiveCall
 from telephony.calls.leg import Leg, LegEnd, LegState
 from telephony.calls.recordings import CallInfo
 from telephony.directory import Application
@@ -89,6 +90,8 @@ class Call:
         self._waiting: list[Deferred[None]] = []
         leg.on_reoffer = self._reoffer
         leg.ended.addCallback(self._leg_ended)
+        if manager.journal is not None:
+            self._journal_start(manager.journal)
 
     def __repr__(self) -> str:
         state = self.leg.state.value
@@ -242,6 +245,35 @@ class Call:
             for other in others:
                 other.reinvite(direction)
         return answer
+
+    def _journal_start(self, journal: CallJournal) -> None:
+        """Journal this call while it is up, so that a crash does not lose it; its
+        CDR's commit takes it out of the journal (telephony.calls.journal)."""
+        app = self.application
+        entry = LiveCall(
+            call_uuid=self.uuid,
+            parent_call_uuid=self.parent.uuid if self.parent else None,
+            request_uuid=self.request_uuid,
+            direction=self.direction,
+            from_number=self.caller,
+            to_number=self.called,
+            caller_name=self.caller_name,
+            app_id=app.app_id if app else None,
+            sip_call_id=self.leg.call_id,
+            started_at=self.leg.started_at,
+            hangup_url=app.fields.hangup_url if app else None,
+            hangup_method=app.fields.hangup_method if app else "POST",
+        )
+        journal.started(entry).addErrback(self._journal_failed)
+
+        def answered(leg: Leg, state: LegState) -> None:
+            if state is LegState.ANSWERED and leg.answered_at is not None:
+                journal.answered(self.uuid, leg.answered_at).addErrback(self._journal_failed)
+
+        self.leg.listeners.append(answered)
+
+    def _journal_failed(self, failure: Any) -> None:
+        log.failure("call {call_uuid}: live-call journal not written", failure, call_uuid=self.uuid)
 
     # -- the end ----------------------------------------------------------------------------
 

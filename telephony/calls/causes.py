@@ -38,6 +38,10 @@ class Cause(enum.Enum):
     SIP_AUTH_FAILED = ("sip_auth_failed", 4240, 503)
     #: A gateway challenged us and then did not answer the authenticated INVITE.
     SIP_AUTH_TIMEOUT = ("sip_auth_timeout", 4250, 408)
+    #: The server stopped without ending the call (killed, crashed, power cut): found
+    #: in the live-call journal at the next start.  Plivo documents no such cause; the
+    #: name says what happened, where its "Unknown" (0) would hide it.
+    SERVER_RESTART = ("Server Restart", None, 500)
 
     @property
     def cause_name(self) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -68,15 +68,25 @@ def _write_one(cur: Cursor, record: CallRecord) -> None:
 
 
 class CdrStore:
-    """Writes and reads call detail records; writes are group-committed."""
+    """Writes and reads call detail records; writes are group-committed.
 
-    def __init__(self, db: Database) -> None:
+    :param write: writes one record (the live-call journal's, which also drops the
+        call from the journal in the same commit); default: a group commit of its own.
+    """
+
+    def __init__(
+        self, db: Database, write: Callable[[CallRecord], Deferred[None]] | None = None
+    ) -> None:
         self._db = db
-        self._writes: GroupCommit[CallRecord] = GroupCommit(db, _write_all, _write_one)
+        self._writes: GroupCommit[CallRecord] | None = None
+        if write is None:
+            self._writes = GroupCommit(db, _write_all, _write_one)
+            write = self._writes.submit
+        self._write = write
 
     def write(self, record: CallRecord) -> Deferred[None]:
         """Store one record (replacing one with the same UUID); fires once committed."""
-        return self._writes.submit(record)
+        return self._write(record)
 
     def get(self, call_uuid: str) -> Deferred[CallRecord | None]:
         """The record of one leg, or None."""

@@ -245,6 +245,13 @@ class Leg:
     def invite(self, request: Request) -> None:
         self._invite = request
 
+    @property
+    def call_id(self) -> str:
+        """The SIP Call-ID, without building an outgoing leg's INVITE to read it."""
+        if self._invite is None and self._out is not None and self._out.template is not None:
+            return self._out.template.call_id
+        return self.invite.call_id
+
     # -- events ---------------------------------------------------------------------
 
     def _set_state(self, state: LegState) -> None:

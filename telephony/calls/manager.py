@@ -26,6 +26,7 @@ from telephony.calls.cdr import CdrStore
 from telephony.calls.conference import Conferences
 from telephony.calls.dial import PlaceLeg
 from telephony.calls.hops import HopPlan, SipCredentials
+from telephony.calls.journal import CallJournal
 from telephony.calls.leg import Leg, LegEnd, LegState, SipContext
 from telephony.calls.originate import Originator
 from telephony.calls.recordings import CallRecordings
@@ -66,6 +67,27 @@ class Destination:
     plan: HopPlan | None = None
 
 
+#: The only body we read and write in INVITEs and their answers.
+SDP = "application/sdp"
+_ACCEPTING_SDP = frozenset((SDP, "application/*", "*/*"))
+
+
+def _unacceptable_content(invite: Request) -> tuple[int, str, Headers] | None:
+    """415 for a body that is not SDP (RFC 3261 §8.2.3: with an Accept naming what we
+    read), 406 when the caller's Accept excludes SDP, which our answer carries (§21.4.7;
+    RFC 4475 §3.3.6 invut and §3.3.15 sdp01); None when the INVITE can be answered."""
+    accept = Headers([("Accept", SDP)])
+    if invite.body:
+        content_type = invite.headers.get("Content-Type") or ""
+        if content_type.split(";")[0].strip().lower() != SDP:
+            return 415, "Unsupported Media Type", accept
+    if "Accept" in invite.headers:
+        types = {v.split(";")[0].strip().lower() for v in invite.headers.values("Accept")}
+        if not types & _ACCEPTING_SDP:
+            return 406, "Not Acceptable", accept
+    return None
+
+
 def _credentials(target: Number | User) -> SipCredentials | None:
     """The target's own digest credentials (``sipAuthUsername``/``sipAuthPassword``)."""
     if target.sip_auth_username is None or target.sip_auth_password is None:
@@ -92,6 +114,7 @@ class CallManager:
         site_url: Callable[[], str | None],
         own_address: Peer,
         ring_timeout: int = 60,
+        journal: CallJournal | None = None,
     ) -> None:
         self.ctx = ctx
         self.media = media
@@ -113,6 +136,8 @@ class CallManager:
             clock=clock,
         )
         self.ring_timeout = ring_timeout
+        #: Where calls are journaled while they are up (None: not journaled).
+        self.journal = journal
         self.calls: dict[str, Call] = {}
         self.legs: dict[str, Leg] = {}
         self._pending: dict[tuple[str, ...], Leg] = {}
@@ -166,13 +191,23 @@ class CallManager:
     # -- new calls -----------------------------------------------------------------------
 
     async def _new_invite(self, invite: Request, txn: ServerTransactionHandle) -> None:
-        txn.respond(100)  # the application's answer may take longer than 200 ms (§17.2.1)
+        # The application's answer may take longer than 200 ms: 100 Trying (§17.2.1).
+        # Not before a stateless challenge: a phone that got a 100 stops resending its
+        # INVITE (§17.1.1.2), and a lost 407, which nothing resends, hung the call until
+        # the phone's Timer B (found through a lossy network, issue 16).
+        if not self.router.challenges_at_once(invite, txn.peer):
+            txn.respond(100)
         route = await self.router.route(invite, txn)
         if route is None:
             return  # challenged
         if route.kind is RouteKind.REJECT:
             self.counters["rejected"] += 1
             txn.respond(route.status, route.reason)
+            return
+        refusal = _unacceptable_content(invite)
+        if refusal is not None:
+            self.counters["rejected"] += 1
+            txn.respond(*refusal)
             return
         call_uuid = uuid4()
         try:

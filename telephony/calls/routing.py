@@ -116,6 +116,17 @@ class Router:
             return await found
         return found
 
+    def challenges_at_once(self, invite: Request, peer: Peer) -> bool:
+        """Whether :meth:`route` will answer *invite* with a stateless challenge and
+        nothing else: it carries no credentials and comes from no trusted source.
+        Such an INVITE must get no 100 Trying first (see ``CallManager``)."""
+        return (
+            invite.headers.get("Proxy-Authorization") is None
+            and isinstance(invite.uri, SipURI)
+            and self.gateway_for(peer) is None
+            and not self._is_internal(invite, peer)
+        )
+
     def gateway_for(self, peer: Peer) -> Gateway | None:
         """The gateway *peer* is, if any."""
         return self.gateways.match(peer)

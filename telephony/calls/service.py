@@ -6,11 +6,18 @@ from collections.abc import Callable
 from typing import Any
 
 from twisted.application import service
+from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.web.client import HTTPConnectionPool, _HTTP11ClientFactory
 
 from media import MediaConfig, MediaEngine, PortRange
 from telephony.calls.cdr import CdrStore
+from telephony.calls.journal import (
+    HEARTBEAT_INTERVAL,
+    CallJournal,
+    Recovered,
+    tell_applications,
+)
 from telephony.calls.leg import SipContext
 from telephony.calls.manager import CallManager
 from telephony.calls.routing import Router
@@ -21,7 +28,7 @@ from telephony.directory.recordings import RecordingStore
 from telephony.sip.transport import Peer
 from telephony.sipservice import SIPService
 from telephony.trunks.service import TrunksService
-from xml_dsl import Fetcher
+from xml_dsl import Fetcher, Method
 from xml_dsl.fetcher import application_agent
 
 __all__ = ("CallsService",)
@@ -72,7 +79,13 @@ class CallsService(service.Service):
                 data_dir=config.data_dir,
             ),
         )
-        self.cdrs = CdrStore(database)
+        self.journal = CallJournal(database)
+        self.cdrs = CdrStore(database, self.journal.ended)
+        #: Calls found in the journal at start (the last run ended without them).
+        self.recovered = 0
+        self._reactor = reactor
+        self._heartbeat = LoopingCall(self._beat)
+        self._heartbeat.clock = reactor
         # answer_url, action and hangup_url requests over persistent connections: a
         # TCP connection per request took a sixth of the CPU of a call's setup
         # (bench/calls_bench.py; docs/benchmarks.md).
@@ -108,6 +121,7 @@ class CallsService(service.Service):
             recordings_dir=config.data_dir / "recordings",
             site_url=site_url,
             own_address=Peer("udp", listen.host, listen.port),
+            journal=self.journal,
         )
         self.recordings = RecordingStore(
             database, config.data_dir / "recordings", self.media.run_blocking
@@ -117,6 +131,8 @@ class CallsService(service.Service):
         sip.core.acks = self.manager.handle_ack
 
     def startService(self) -> None:
+        """Settle what a crash interrupted (recording deletions, the calls left in the
+        journal), then start the journal's heartbeat."""
         super().startService()
 
         # Deletions a crash interrupted are settled before any request is served.
@@ -127,8 +143,41 @@ class CallsService(service.Service):
         self.recordings.recover().addCallbacks(
             settled, lambda f: log.failure("Could not settle interrupted recording deletions", f)
         )
+        d = self.journal.recover()
+        d.addCallback(self._recovered)
+        d.addErrback(lambda f: log.failure("Could not recover the live-call journal", f))
+        d.addBoth(lambda _: self._heartbeat.start(HEARTBEAT_INTERVAL) if self.running else None)
+
+    def _recovered(self, calls: list[Recovered]) -> None:
+        self.recovered = len(calls)
+        if not calls:
+            return
+        log.warn(
+            "{n} call(s) were live when the server last stopped without ending them;"
+            " recorded with cause Server Restart",
+            n=len(calls),
+        )
+        for call in calls:
+            record = call.record
+            log.info(
+                "call {call_uuid} ({direction} {caller} -> {called}) ended by the restart",
+                call_uuid=record.call_uuid,
+                direction=record.direction,
+                caller=record.from_number,
+                called=record.to_number,
+            )
+        tell_applications(
+            calls, lambda url, method, params: self.fetcher.notify(url, Method(method), params)
+        )
+
+    def _beat(self) -> None:
+        self.journal.heartbeat(self._reactor.seconds()).addErrback(
+            lambda f: log.failure("Heartbeat not written", f)
+        )
 
     def stopService(self) -> Any:
+        if self._heartbeat.running:
+            self._heartbeat.stop()
         for call in list(self.manager.calls.values()):
             call.leg.hangup()  # members leave their rooms as their calls end (no action)
         self.manager.conferences.close_all()
@@ -145,4 +194,5 @@ class CallsService(service.Service):
             "Refused INVITEs": self.manager.counters["rejected"],
             "Media sessions": self.media.ports.in_use,
             "Live conferences": len(self.manager.conferences.rooms),
+            "Calls recovered at start": self.recovered,
         }

@@ -25,7 +25,8 @@ from typing import Any, Protocol, TypeVar
 
 import attrs
 from twisted.enterprise import adbapi
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from telephony.directory.migrations import MIGRATIONS, Migration
@@ -34,6 +35,9 @@ __all__ = ("Cursor", "Database", "SchemaError", "open_sqlite")
 
 T = TypeVar("T")
 log = Logger()
+
+#: Seconds stopping the server waits for queued writes to commit [ours].
+DRAIN_TIMEOUT = 10.0
 
 
 class SchemaError(RuntimeError):
@@ -96,6 +100,31 @@ class Database:
     _connect_blocking: Callable[[], Any]
     description: str
     _paramstyle: str = "qmark"
+    #: Writers that may hold queued writes (group commits), asked before closing.
+    _writers: list[Callable[[], Deferred[None]]] = attrs.field(factory=list, init=False)
+
+    def add_writer(self, drained: Callable[[], Deferred[None]]) -> None:
+        """Register a writer's ``drained()``: :meth:`drain` waits for it."""
+        self._writers.append(drained)
+
+    def drain(self, *, clock: IReactorTime, timeout: float = DRAIN_TIMEOUT) -> Deferred[None]:
+        """Fires once every registered writer has committed what it holds, or after
+        *timeout* seconds (a stuck write must not stop the server stopping).
+
+        Work given to the pool before :meth:`close` still runs; work given after it
+        never runs, so a group commit whose next batch waits for the current one must
+        be drained first (writes made while stopping, such as the CDRs of the calls
+        hung up at shutdown, were lost otherwise).
+        """
+        pending = gatherResults([drained() for drained in self._writers], consumeErrors=True)
+        pending.addErrback(lambda f: log.failure("A write failed while stopping", f))
+        return (
+            pending.addTimeout(timeout, clock)
+            .addErrback(
+                lambda f: log.warn("Writes still pending after {t} s; closing anyway", t=timeout)
+            )
+            .addCallback(lambda _: None)
+        )
 
     def run_interaction(self, fn: Callable[[Cursor], T]) -> Deferred[T]:
         """Run ``fn(cursor)`` in one transaction on a pool thread."""

@@ -45,8 +45,20 @@ class GroupCommit(Generic[T]):
         self._write_one = write_one
         self._queue: list[tuple[T, Deferred[None]]] = []
         self._flushing = False
+        self._idle_waiters: list[Deferred[None]] = []
         #: Transactions committed (for tests and benchmarks).
         self.commits = 0
+        db.add_writer(self.drained)
+
+    def drained(self) -> Deferred[None]:
+        """Fires once everything submitted so far is committed (or failed): the
+        database may be closed then without losing a queued write."""
+        done: Deferred[None] = Deferred()
+        if not self._flushing and not self._queue:
+            done.callback(None)
+        else:
+            self._idle_waiters.append(done)
+        return done
 
     def submit(self, item: T) -> Deferred[None]:
         """Queue ``item``; the Deferred fires once it is committed (errback if not)."""
@@ -82,7 +94,12 @@ class GroupCommit(Generic[T]):
         return txn
 
     def _flush(self) -> None:
-        if self._flushing or not self._queue:
+        if self._flushing:
+            return
+        if not self._queue:
+            waiters, self._idle_waiters = self._idle_waiters, []
+            for waiter in waiters:
+                waiter.callback(None)
             return
         batch, self._queue = self._queue, []
         self._flushing = True

@@ -140,4 +140,29 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX recordings_call_uuid ON recordings (call_uuid)",
         ),
     ),
+    Migration(
+        5,
+        "calls: journal of live calls, and the server's heartbeat",
+        (
+            """CREATE TABLE live_calls (
+                call_uuid TEXT PRIMARY KEY,
+                parent_call_uuid TEXT,
+                request_uuid TEXT,
+                direction TEXT NOT NULL,
+                from_number TEXT NOT NULL,
+                to_number TEXT NOT NULL,
+                caller_name TEXT NOT NULL,
+                app_id TEXT,
+                sip_call_id TEXT NOT NULL,
+                started_at REAL NOT NULL,
+                hangup_url TEXT,
+                hangup_method TEXT NOT NULL,
+                answered_at REAL
+            )""",
+            """CREATE TABLE call_heartbeat (
+                id INTEGER PRIMARY KEY CHECK (id = 1),
+                alive_at REAL NOT NULL
+            )""",
+        ),
+    ),
 )

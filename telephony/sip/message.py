@@ -413,6 +413,11 @@ class StreamParser:
         """True after a framing error: nothing more can be read from this stream."""
         return self._failed
 
+    @property
+    def buffered(self) -> int:
+        """Bytes of a message not yet complete (0 between messages), for read timeouts."""
+        return len(self._buffer)
+
     def feed(self, data: bytes) -> list[Request | Response | SipParseError]:
         """Add bytes; return the messages (or per-message errors) they complete."""
         if self._failed:

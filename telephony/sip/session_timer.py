@@ -68,7 +68,7 @@ def parse_session_expires(value: str) -> tuple[int, str | None]:
     """``1800;refresher=uac`` → (1800, "uac").  :raises SipProtocolError: malformed."""
     delta, _, params = value.partition(";")
     delta = delta.strip()
-    if not delta.isdigit() or len(delta) > 9:
+    if not (delta.isascii() and delta.isdigit()) or len(delta) > 9:
         raise SipProtocolError("Bad Session-Expires", 400)
     refresher = None
     for param in params.split(";"):

@@ -26,7 +26,7 @@ import attrs
 from twisted.internet import endpoints, protocol
 from twisted.internet.defer import Deferred
 from twisted.internet.error import InvalidAddressError
-from twisted.internet.interfaces import IAddress, IReactorTime
+from twisted.internet.interfaces import IAddress, IDelayedCall, IPushProducer, IReactorTime
 from twisted.logger import Logger
 from zope.interface import Interface, implementer
 
@@ -183,6 +183,16 @@ class ServerTransactionHandle:
         """Send a response built by the TU through the transaction."""
         self._stack._respond(self._txn, response, self.peer, self._key)
 
+    def drop(self) -> None:
+        """Forget the request without answering it (a source the guard dropped).
+
+        A server transaction waits for its TU's answer with no timer (RFC 3261
+        Figures 7 and 8), so one the TU never answers would stay for good: a flood
+        from a banned address grew the stack by one transaction per request.  A
+        retransmission of the request is then a new request (and dropped again).
+        """
+        self._stack._drop(self._txn, self._key or server_key(self.request))
+
 
 #: A response as sent: the message, its bytes, where they went.
 _Sent = tuple[Response, bytes, Peer]
@@ -232,7 +242,10 @@ class SipStack:
         try:
             message = parse_datagram(data)
         except SipParseError as exc:
-            self._malformed(exc, peer)
+            try:
+                self._malformed(exc, peer)
+            except Exception:
+                log.failure("Unexpected error refusing a message from {peer}", peer=peer)
             return
         self.message_received(message, peer)
 
@@ -353,6 +366,11 @@ class SipStack:
                 return
         self._run(entry, actions)
 
+    def _drop(self, txn: Transaction, key: tuple[str, ...]) -> None:
+        entry = self._server.get(key)
+        if entry is not None and entry.txn is txn:
+            self._forget(entry)
+
     def send_request(
         self,
         request: Request,
@@ -463,7 +481,7 @@ class SipStack:
         via = response.top_via
         host = via.param("received") or via.host.strip("[]")
         rport = via.param("rport")
-        port = int(rport) if rport and rport.isdigit() else (via.port or 5060)
+        port = int(rport) if rport and rport.isascii() and rport.isdigit() else (via.port or 5060)
         if (
             host == request_peer.host
             and port == request_peer.port
@@ -524,6 +542,8 @@ def _stamp_via(request: Request, peer: Peer) -> None:
     first = request.headers.get("Via") or ""
     if "," in first:  # several Via values on the top line: rewrite the first one
         values = split_commas(first)
+        if not values:  # "Via: ," with the top Via on a later line (found by fuzzing)
+            raise SipParseError("Bad Via header: an empty value")
         values[0] = str(stamped)
         text = ", ".join(values)
     elif _appends_only(via, first):
@@ -578,6 +598,15 @@ CONNECT_TIMEOUT = 5.0
 #: Messages held for one peer while our connection to it is being made [ours]: a
 #: request and its retransmissions, and a few more; past that they are dropped.
 MAX_WAITING_MESSAGES = 64
+#: Seconds a TCP peer has to send a whole message once its first byte arrived, and
+#: to send its first message once it connected (Kamailio's ``tcp_msg_read_timeout``
+#: default).  A connection that misses it is closed: a peer that trickles a message
+#: (or never sends one) cannot hold a connection and its buffer for ever.
+MESSAGE_READ_TIMEOUT = 20.0
+#: TCP connections accepted from one IP address at once [ours]: a few hundred phones
+#: behind one NAT fit; one host cannot take every connection the server accepts
+#: (``StreamTransportFactory.max_connections``).
+MAX_CONNECTIONS_PER_SOURCE = 256
 
 
 @implementer(ITransport)
@@ -658,33 +687,97 @@ class UDPTransport(protocol.DatagramProtocol):
             )
 
 
+@implementer(IPushProducer)
 class StreamProtocol(protocol.Protocol):
-    """One TCP connection: frames messages by Content-Length, hands them to the stack."""
+    """One TCP connection: frames messages by Content-Length, hands them to the stack.
 
-    def __init__(self, factory: StreamTransportFactory) -> None:
+    A message must arrive whole within :data:`MESSAGE_READ_TIMEOUT` of its first
+    byte, and a connection a peer opened must bring its first message as fast, else
+    the connection is aborted.  The protocol is its transport's producer: when the
+    peer does not read our answers and they pile up past the transport's buffer, we
+    stop reading its requests (so it cannot make us buffer more) until it reads.
+    """
+
+    def __init__(self, factory: StreamTransportFactory, *, accepted: bool = False) -> None:
         self.factory = factory
         self.parser = StreamParser()
         self.peer: Peer | None = None
+        #: Opened by the peer (the first-message deadline applies), not by us.
+        self.accepted = accepted
+        self._deadline: IDelayedCall | None = None
 
     def connectionMade(self) -> None:
         address: IAddress = self.transport.getPeer()  # type: ignore[union-attr]
         self.peer = Peer("tcp", getattr(address, "host", ""), getattr(address, "port", 0), self)
         self.factory.connection_made(self)
+        self.transport.registerProducer(self, True)  # type: ignore[union-attr]
+        if self.accepted:
+            self._arm()
 
     def dataReceived(self, data: bytes) -> None:
         if self.peer is None:
             return
+        completed = False
         for item in self.parser.feed(data):
+            completed = True
             if isinstance(item, SipParseError):
                 self.factory.stack._malformed(item, self.peer)
             else:
                 self.factory.stack.message_received(item, self.peer)
         if self.parser.failed:
+            self._disarm()
             self.transport.loseConnection()  # type: ignore[union-attr]
+            return
+        if completed:
+            self._disarm()  # a message arrived in time; the next one starts now
+        if self.parser.buffered and self._deadline is None:
+            self._arm()
+
+    def _arm(self) -> None:
+        self._deadline = self.factory.stack.clock.callLater(
+            MESSAGE_READ_TIMEOUT, self._read_timed_out
+        )
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            if self._deadline.active():
+                self._deadline.cancel()
+            self._deadline = None
+
+    def _read_timed_out(self) -> None:
+        self._deadline = None
+        self.factory.read_timeouts += 1
+        peer = self.peer
+        log.info(
+            "Closed the TCP connection from {host}:{port}: no complete message in {t:g} s"
+            " ({n} bytes buffered)",
+            host=peer.host if peer else "?",
+            port=peer.port if peer else 0,
+            t=MESSAGE_READ_TIMEOUT,
+            n=self.parser.buffered,
+        )
+        self.transport.abortConnection()  # type: ignore[union-attr]
+
+    def pauseProducing(self) -> None:
+        """Our answers fill the transport's buffer: stop reading the peer's requests
+        (and give it :data:`MESSAGE_READ_TIMEOUT` to start reading again)."""
+        self.transport.pauseProducing()  # type: ignore[union-attr]
+        if self._deadline is None:
+            self._arm()
+
+    def resumeProducing(self) -> None:
+        """The peer read our answers: read its requests again."""
+        self.transport.resumeProducing()  # type: ignore[union-attr]
+        if not self.parser.buffered:
+            self._disarm()
+
+    def stopProducing(self) -> None:
+        """The connection is going away (``connectionLost`` follows)."""
 
     def connectionLost(self, reason: Any = None) -> None:
         # Twisted sets ``connected`` in makeConnection; nothing resets it on loss.
         self.connected = False
+        self._disarm()
         self.factory.connection_lost(self)
 
     def write(self, data: bytes) -> None:
@@ -707,26 +800,48 @@ class StreamTransportFactory(protocol.ServerFactory):
         #: only answer on the connections peers open.
         self.reactor = reactor
         self.connections: dict[tuple[str, int], StreamProtocol] = {}
+        #: Open connections per peer IP address (see :data:`MAX_CONNECTIONS_PER_SOURCE`).
+        self.per_source: dict[str, int] = {}
+        #: Connections closed for a message (or a first message) not read in time.
+        self.read_timeouts = 0
+        #: Connections refused: too many open in all, or from one address.
+        self.refused = 0
         #: Messages waiting for a connection being made, by peer address.
         self._connecting: dict[tuple[str, int], list[bytes]] = {}
         self._ids = itertools.count()
 
     def buildProtocol(self, addr: IAddress) -> StreamProtocol | None:  # type: ignore[override]
         if len(self.connections) >= self.max_connections:
+            self.refused += 1
             log.warn("Refused a TCP connection: {n} already open", n=len(self.connections))
             return None
-        return StreamProtocol(self)
+        host = getattr(addr, "host", "")
+        if self.per_source.get(host, 0) >= MAX_CONNECTIONS_PER_SOURCE:
+            self.refused += 1
+            log.info(
+                "Refused a TCP connection from {host}: {n} already open from it",
+                host=host,
+                n=MAX_CONNECTIONS_PER_SOURCE,
+            )
+            return None
+        return StreamProtocol(self, accepted=True)
 
     def connection_made(self, proto: StreamProtocol) -> None:
         if proto.peer is not None:
             self.connections[(proto.peer.host, proto.peer.port)] = proto
+            self.per_source[proto.peer.host] = self.per_source.get(proto.peer.host, 0) + 1
 
     def connection_lost(self, proto: StreamProtocol) -> None:
-        if (
-            proto.peer is not None
-            and self.connections.get((proto.peer.host, proto.peer.port)) is proto
-        ):
-            del self.connections[(proto.peer.host, proto.peer.port)]
+        if proto.peer is None:
+            return
+        host = proto.peer.host
+        left = self.per_source.get(host, 0) - 1
+        if left > 0:
+            self.per_source[host] = left
+        else:
+            self.per_source.pop(host, None)
+        if self.connections.get((host, proto.peer.port)) is proto:
+            del self.connections[(host, proto.peer.port)]
 
     def send(self, data: bytes, peer: Peer) -> None:
         proto = (

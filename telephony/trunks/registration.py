@@ -231,7 +231,7 @@ class TrunkRegistration:
                 continue
             if response.status == 423 and interval_retries < MAX_INTERVAL_RETRIES:
                 minimum = (response.headers.get("Min-Expires") or "").strip()
-                if minimum.isdigit() and int(minimum) > expires:
+                if minimum.isascii() and minimum.isdigit() and int(minimum) > expires:
                     interval_retries += 1
                     expires = int(minimum)
                     continue
@@ -284,10 +284,10 @@ class TrunkRegistration:
                 and uri.user == self.gateway.username
                 and f"{uri.host}:{uri.port or 5060}" == self.contact_host
             )
-            if ours and expires.isdigit():
+            if ours and expires.isascii() and expires.isdigit():
                 return int(expires)
         header = (response.headers.get("Expires") or "").strip()
-        if header.isdigit():
+        if header.isascii() and header.isdigit():
             return int(header)
         return self.gateway.register_expires
 
@@ -324,4 +324,4 @@ class TrunkRegistration:
 
 def _retry_after(response: Response) -> float | None:
     value = (response.headers.get("Retry-After") or "").split(";")[0].strip()
-    return float(value) if value.isdigit() else None
+    return float(value) if value.isascii() and value.isdigit() else None

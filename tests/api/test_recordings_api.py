@@ -172,6 +172,10 @@ class _FailingCommit:
 
         return self.db.run_interaction(txn)
 
+    def add_writer(self, drained: Any) -> None:
+        """Group commits register to be drained at stop (telephony.directory.database)."""
+        self.db.add_writer(drained)
+
 
 @ensure
 async def test_a_failed_delete_keeps_both(env: Env, database: Database) -> None:

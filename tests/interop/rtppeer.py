@@ -233,22 +233,48 @@ class RtpPeer:
     def send_audio(self, dest: tuple[str, int], count: int, pt: int = 8) -> None:
         """Start sending *count* 20 ms G.711 silence packets to *dest* (a thread, paced)."""
         silence = PCMA_SILENCE if pt == 8 else PCMU_SILENCE
+        self._send_paced(dest, [(pt, i == 0, 160 * i, silence) for i in range(count)])
+
+    def send_dtmf(self, dest: tuple[str, int], digits: str, pt: int = 101) -> None:
+        """Start sending *digits* to *dest* as RFC 4733 events (a thread, paced 20 ms),
+        as a phone does: each digit 100 ms (updates every 20 ms, the marker on the
+        first, the end packet three times), 100 ms of PCMA silence between digits, all
+        in one stream (one SSRC and sequence space)."""
+        packets: list[tuple[int, bool, int, bytes]] = []
+        ts = 0
+        for digit in digits:
+            event = _EVENTS.index(digit)
+            for k in range(1, 6):
+                end = 0x80 if k == 5 else 0
+                packets.append((pt, k == 1, ts, struct.pack("!BBH", event, end | 10, 160 * k)))
+            packets += [packets[-1]] * 2  # the end packet, three times (§2.5.1.4)
+            ts += 800
+            for _ in range(5):
+                packets.append((8, False, ts, PCMA_SILENCE))
+                ts += 160
+        self._send_paced(dest, packets)
+
+    def _send_paced(
+        self, dest: tuple[str, int], packets: Sequence[tuple[int, bool, int, bytes]]
+    ) -> None:
+        """Send (payload type, marker, timestamp offset, payload) packets every 20 ms,
+        from a thread, in one stream with a random SSRC, sequence and timestamp base."""
         ssrc, seq0, ts0 = secrets.randbits(32), secrets.randbits(16), secrets.randbits(32)
 
         def run() -> None:
             start = time.monotonic()
-            for i in range(count):
+            for i, (pt, marker, timestamp, payload) in enumerate(packets):
                 if self._closed.is_set():
                     return
                 delay = start + i * 0.020 - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
                 header = _RTP.pack(
-                    0x80, (0x80 if i == 0 else 0) | pt, (seq0 + i) & 0xFFFF,
-                    (ts0 + 160 * i) & 0xFFFFFFFF, ssrc,
+                    0x80, (0x80 if marker else 0) | pt, (seq0 + i) & 0xFFFF,
+                    (ts0 + timestamp) & 0xFFFFFFFF, ssrc,
                 )  # fmt: skip
                 try:
-                    self.sock.sendto(header + silence, dest)
+                    self.sock.sendto(header + payload, dest)
                 except OSError:
                     return
                 self.sent += 1

@@ -369,3 +369,16 @@ def test_long_tone_segments_on_the_wire(clock: Clock) -> None:
     assert [e.end for _, _, e in events[-3:]] == [True] * 3
     assert {e.duration for _, _, e in events[-3:]} == {6560}
     session.close()
+
+
+def test_a_segment_that_overlaps_the_last_one_never_shortens_the_event() -> None:
+    """Found by fuzzing (tools/fuzz.py rfc4733): a next segment stamped inside what
+    the active one already covered (a sender's clock going back) made the END report
+    less than the BEGIN had (448 units after a BEGIN of 12,704)."""
+    rx = DtmfReceiver()
+    events = rx.feed(1, 100, TelephoneEvent(5, False, 10, 12_704).to_bytes(), 0.0)
+    events += rx.feed(1, 228, TelephoneEvent(5, True, 10, 320).to_bytes(), 0.02)
+    assert [(e.kind, e.duration) for e in events] == [
+        (DtmfEventKind.BEGIN, 12_704),
+        (DtmfEventKind.END, 12_704),
+    ]

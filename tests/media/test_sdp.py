@@ -267,3 +267,18 @@ def test_unknown_attributes_are_kept() -> None:
     sd = parse_sdp(offer("0", "a=rtcp:5005", "a=ice-lite"))
     assert sd.media[0].attributes == (("rtcp", "5005"), ("ice-lite", None))
     assert parse_sdp(sd.to_bytes()) == sd
+
+
+def test_attributes_of_a_video_stream_are_kept_unchecked() -> None:
+    """RFC 4475's valid INVITEs (esc01, sdp01...) offer video with ``a=rtpmap:31 LPC``
+    (no clock rate): refusing the whole description answered them 400."""
+    body = (
+        b"v=0\r\no=mhandley 29739 7272939 IN IP4 192.0.2.5\r\ns=-\r\nc=IN IP4 192.0.2.5\r\n"
+        b"t=0 0\r\nm=audio 49217 RTP/AVP 0 12\r\nm=video 3227 RTP/AVP 31\r\na=rtpmap:31 LPC\r\n"
+    )
+    sd = parse_sdp(body)
+    assert sd.media[1].attributes == (("rtpmap", "31 LPC"),)
+    assert parse_sdp(sd.to_bytes()) == sd
+    answer, negotiated = answer_offer(sd, OURS, address="127.0.0.1", port=4000)
+    assert negotiated.payload_type == 0
+    assert [m.port for m in answer.media] == [4000, 0]  # video refused, audio taken

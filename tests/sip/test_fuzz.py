@@ -8,7 +8,6 @@ example database, so CI sees the same inputs every run; each test is bounded by
 from __future__ import annotations
 
 import contextlib
-from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -28,6 +27,7 @@ from telephony.sip.transport import (
     StreamTransportFactory,
 )
 from telephony.sip.uri import NameAddr, SipURI, parse_name_addr, parse_uri
+from tests.fuzz._sip import SIP_SEEDS
 from tests.sip.helpers import RecordingTransport, make_stack, request_bytes
 
 FUZZ = settings(
@@ -42,29 +42,8 @@ STREAMS = settings(FUZZ, max_examples=300)
 GENERATED = settings(FUZZ, max_examples=80)
 CHEAP = settings(FUZZ, max_examples=200)
 
-DATA = Path(__file__).parent / "rfc4475"
 #: The seeds: every RFC 4475 message (valid or not) and a few everyday ones.
-SEEDS = [path.read_bytes() for path in sorted(DATA.glob("*.dat"))] + [
-    b"REGISTER sip:example.test SIP/2.0\r\n"
-    b"Via: SIP/2.0/UDP 192.0.2.10:5060;rport;branch=z9hG4bK.3a1f2bc9\r\n"
-    b"Max-Forwards: 70\r\n"
-    b'From: "Alice" <sip:alice@example.test>;tag=8f3b2a\r\n'
-    b"To: <sip:alice@example.test>\r\n"
-    b"Call-ID: 5a0e3c1d@192.0.2.10\r\n"
-    b"CSeq: 2 REGISTER\r\n"
-    b"Contact: <sip:alice@192.0.2.10:5060;transport=udp>;expires=3600\r\n"
-    b'Authorization: Digest username="alice", realm="example.test", nonce="abc", '
-    b'uri="sip:example.test", response="0123456789abcdef", qop=auth, nc=00000001\r\n'
-    b"Content-Length: 0\r\n\r\n",
-    b"SIP/2.0 401 Unauthorized\r\n"
-    b"Via: SIP/2.0/TCP [2001:db8::1]:5060;branch=z9hG4bKx;received=2001:db8::2;rport=4000\r\n"
-    b"From: <sip:alice@example.test>;tag=8f3b2a\r\n"
-    b"To: <sip:alice@example.test>;tag=srv\r\n"
-    b"Call-ID: 5a0e3c1d@192.0.2.10\r\n"
-    b"CSeq: 2 REGISTER\r\n"
-    b'WWW-Authenticate: Digest realm="example.test", nonce="n", qop="auth"\r\n'
-    b"Content-Length: 5\r\n\r\nhello",
-]
+SEEDS = SIP_SEEDS
 
 #: Bytes that matter to the grammar, for insertions.
 INTERESTING = [
@@ -436,6 +415,8 @@ def test_tcp_stack_survives_mutated_streams_and_still_answers(
         assert isinstance(answer, Response)
         assert (answer.status, answer.call_id) == (200, "after-fuzz")
     finally:
+        for open_proto in list(factory.connections.values()):
+            open_proto.connectionLost()  # their read deadlines go with them
         stack.stop()
         globalLogPublisher.removeObserver(failures)
     assert failures.events == []

@@ -17,7 +17,7 @@ from telephony.auth import CredentialCache, RequestAuthenticator
 from telephony.directory import Directory
 from telephony.directory.bindings import BindingStore
 from telephony.directory.database import Database
-from telephony.location import LocationService
+from telephony.location import LocationBusyError, LocationService
 from telephony.registrar import Registrar, RegistrarPolicy
 from telephony.sip.digest import DigestAuthenticator
 from telephony.sip.guard import SourceGuard, parse_networks
@@ -473,6 +473,19 @@ async def test_a_failed_store_write_gets_500_and_changes_nothing(
     assert phone.location.latest(user) is None
     monkeypatch.undo()
     assert (await phone.register(user, "s3cret", cseq=5)).status == 200, "the user's turn passed on"
+
+
+@ensure
+async def test_a_storm_for_one_endpoint_gets_503_with_retry_after(
+    phone: Phone, directory: Directory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user = await _endpoint(directory)
+    monkeypatch.setattr(
+        phone.location, "update", lambda *a: fail(LocationBusyError("32 changes waiting"))
+    )
+    reply = await phone.register(user, "s3cret")
+    assert reply.status == 503
+    assert reply.headers.get("Retry-After") == "5"
 
 
 @ensure
