@@ -147,9 +147,8 @@ class Server:
         directory: Any = _FakeDirectory(endpoints)
         self.location = LocationService(BindingStore(self.db), clock=self.clock)  # type: ignore[arg-type]
         guard = SourceGuard(exempt=parse_networks("127.0.0.0/8, ::1"))
-        digest = DigestAuthenticator(
-            realm=REALM, algorithms=(DigestAlgorithm.MD5, DigestAlgorithm.SHA256)
-        )
+        # The server's default: one MD5 challenge (issue 11).
+        digest = DigestAuthenticator(realm=REALM, algorithms=(DigestAlgorithm.MD5,))
         auth = RequestAuthenticator(
             CredentialCache(directory, self.clock), digest, guard, self.clock
         )
