@@ -14,15 +14,25 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+import attrs
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from telephony.directory.bindings import Binding, BindingStore
+from telephony.sip.errors import SipParseError
+from telephony.sip.uri import parse_name_addr
 
-__all__ = ("HEAP_SLACK", "MAX_QUEUED_CHANGES", "LocationBusyError", "LocationService")
+__all__ = (
+    "HEAP_SLACK",
+    "MAX_QUEUED_CHANGES",
+    "LocationBusyError",
+    "LocationService",
+    "RegistrationInfo",
+)
 
 log = Logger()
 T = TypeVar("T")
@@ -37,6 +47,19 @@ MAX_QUEUED_CHANGES = 32
 #: rebuilt [ours]: every refresh pushes a new entry and the old one used to stay until
 #: its time (up to an hour), so 10,000 refreshes of one binding kept 10,000 entries.
 HEAP_SLACK = 1024
+
+
+@attrs.frozen
+class RegistrationInfo:
+    """What the REST API shows of an endpoint's current registration.
+
+    :ivar contact: the SIP URI of the device calls go to (the latest binding).
+    :ivar expires: when that binding expires, ``YYYY-MM-DD HH:MM:SS`` UTC (Plivo's format).
+    """
+
+    contact: str
+    expires: str
+    user_agent: str
 
 
 class LocationBusyError(Exception):
@@ -109,6 +132,18 @@ class LocationService:
         """The binding calls go to: the device that logged in last."""
         current = self.bindings(username)
         return current[0] if current else None
+
+    def registration_info(self, username: str) -> RegistrationInfo | None:
+        """The endpoint's latest registration, as the REST API shows it."""
+        binding = self.latest(username)
+        if binding is None:
+            return None
+        try:
+            contact = str(parse_name_addr(binding.contact).uri)
+        except (SipParseError, ValueError):
+            contact = binding.contact_uri
+        expires = datetime.fromtimestamp(binding.expires_at, UTC).strftime("%Y-%m-%d %H:%M:%S")
+        return RegistrationInfo(contact, expires, binding.user_agent)
 
     def counts(self) -> dict[str, int]:
         """Live bindings, and endpoints with at least one."""

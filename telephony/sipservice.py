@@ -7,7 +7,6 @@ registrations, and stops in reverse order.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from twisted.application import service
@@ -16,13 +15,12 @@ from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 
-from telephony.api.directory_v1 import RegistrationInfo
 from telephony.auth import CredentialCache, RequestAuthenticator
 from telephony.config import Config
 from telephony.directory import Directory
 from telephony.directory.bindings import BindingStore
 from telephony.directory.database import Database
-from telephony.location import LocationService
+from telephony.location import LocationService, RegistrationInfo
 from telephony.registrar import Registrar, RegistrarPolicy
 from telephony.sip.digest import DigestAlgorithm, DigestAuthenticator
 from telephony.sip.guard import SourceGuard, parse_networks
@@ -120,17 +118,7 @@ class SIPService(service.Service):
 
     def registration_info(self, username: str) -> RegistrationInfo | None:
         """The endpoint's latest registration, as the REST API shows it."""
-        binding = self.location.latest(username)
-        if binding is None:
-            return None
-        from telephony.sip.uri import parse_name_addr
-
-        try:
-            contact = str(parse_name_addr(binding.contact).uri)
-        except ValueError:
-            contact = binding.contact_uri
-        expires = datetime.fromtimestamp(binding.expires_at, UTC).strftime("%Y-%m-%d %H:%M:%S")
-        return RegistrationInfo(contact, expires, binding.user_agent)
+        return self.location.registration_info(username)
 
     def status(self) -> dict[str, object]:
         """Figures for the status page."""

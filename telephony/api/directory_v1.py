@@ -19,21 +19,9 @@ import attrs
 from telephony.api._http import ApiRequest, Reply, Route, new_api_id
 from telephony.directory import Application, Directory, Endpoint, FieldError, Number, rules
 from telephony.directory.models import ApplicationFields, Page
+from telephony.location import RegistrationInfo
 
-__all__ = ("DirectoryAPI", "RegistrationInfo")
-
-
-@attrs.frozen
-class RegistrationInfo:
-    """What the REST API shows of an endpoint's current registration.
-
-    :ivar contact: the SIP URI of the device calls go to (the latest binding).
-    :ivar expires: when that binding expires, ``YYYY-MM-DD HH:MM:SS`` UTC (Plivo's format).
-    """
-
-    contact: str
-    expires: str
-    user_agent: str
+__all__ = ("DirectoryAPI",)
 
 
 #: Looks up an endpoint's registration by full username; the registrar provides it.

@@ -25,7 +25,6 @@ from twisted.python.failure import Failure
 
 from media import Direction, IMediaSession, MediaEngine, SDPError, SessionDescription, parse_sdp
 from telephony.calls.causes import Cause, cause_for_status
-from telephony.calls.hops import FixedPlan, Hop, HopPlan, SipCredentials
 from telephony.calls.uac import (
     AUTH_HEADERS,
     InviteTemplate,
@@ -46,6 +45,7 @@ from telephony.sip.session_timer import (
 )
 from telephony.sip.transport import Peer, ServerTransactionHandle, SipStack, new_tag
 from telephony.sip.uri import NameAddr, SipURI
+from telephony.trunks.hops import FixedPlan, Hop, HopPlan, SipCredentials
 
 __all__ = ("Leg", "LegEnd", "LegState", "SipContext")
 

@@ -25,7 +25,6 @@ from telephony.calls.causes import Cause
 from telephony.calls.cdr import CdrStore
 from telephony.calls.conference import Conferences
 from telephony.calls.dial import PlaceLeg
-from telephony.calls.hops import HopPlan, SipCredentials
 from telephony.calls.journal import CallJournal
 from telephony.calls.leg import Leg, LegEnd, LegState, SipContext
 from telephony.calls.originate import Originator
@@ -40,6 +39,7 @@ from telephony.sip.transaction import server_key
 from telephony.sip.transport import Peer, ServerTransactionHandle
 from telephony.sip.uri import NameAddr, SipURI, parse_name_addr, parse_uri
 from telephony.trunks.gateway import Gateway
+from telephony.trunks.hops import HopPlan, SipCredentials
 from telephony.trunks.plan import GatewayPlan, Locator, UriPlan
 from xml_dsl import DialSpec, IFetcher
 from xml_dsl.verbs import Number, User

@@ -28,12 +28,12 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from telephony.calls.causes import Cause, cause_for_status
-from telephony.calls.hops import Hop, HopPlan, SipCredentials
 from telephony.sip.digest_client import AuthRefused, DigestClient, RefusalReason
 from telephony.sip.headers import Headers
 from telephony.sip.message import Request, Response
 from telephony.sip.session_timer import offer_as_uac
 from telephony.sip.transport import Peer, SipStack, new_branch
+from telephony.trunks.hops import Hop, HopPlan, SipCredentials
 
 __all__ = (
     "AUTH_HEADERS",

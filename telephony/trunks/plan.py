@@ -14,10 +14,10 @@ from typing import Protocol
 
 from twisted.internet.defer import CancelledError, Deferred
 
-from telephony.calls.hops import Hop, SipCredentials
 from telephony.sip.transport import Peer
 from telephony.sip.uri import NameAddr, SipURI
 from telephony.trunks.gateway import Gateway
+from telephony.trunks.hops import Hop, SipCredentials
 
 __all__ = ("MAX_HOPS", "MAX_HOPS_PER_GATEWAY", "GatewayPlan", "Locator")
 

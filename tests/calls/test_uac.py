@@ -12,13 +12,13 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
 
 from telephony.calls.causes import Cause
-from telephony.calls.hops import SipCredentials
 from telephony.calls.leg import Leg, LegState
 from telephony.sip.digest import DigestAlgorithm, DigestAuthenticator, Verdict, compute_ha1
 from telephony.sip.message import Request, Response
 from telephony.sip.transport import Peer
 from telephony.sip.uri import NameAddr, SipURI, parse_uri
 from telephony.trunks.gateway import parse_gateways
+from telephony.trunks.hops import SipCredentials
 from telephony.trunks.plan import GatewayPlan, UriPlan
 from tests.calls.test_leg import Harness, _answer, _run
 

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import ast
-import pathlib
-
 import pytest
 
 from telephony.sip.digest import (
@@ -122,22 +119,6 @@ def test_parse_quoted_values_with_commas_and_escapes() -> None:
         "sip:x;y=1",
         "SHA-256",
     )
-
-
-def test_only_the_transport_module_imports_twisted_internet() -> None:
-    package = pathlib.Path(__file__).resolve().parents[2] / "telephony" / "sip"
-    offenders = []
-    for path in package.glob("*.py"):
-        tree = ast.parse(path.read_text())
-        for node in ast.walk(tree):
-            names = []
-            if isinstance(node, ast.Import):
-                names = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module:
-                names = [node.module]
-            if any(n.startswith("twisted.internet") for n in names) and path.name != "transport.py":
-                offenders.append(path.name)
-    assert offenders == []
 
 
 def test_nc_zero_is_never_accepted() -> None:
