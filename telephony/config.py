@@ -17,6 +17,8 @@ from typing import Any
 
 import attrs
 
+from media import MediaArgumentError, PortRange
+from telephony.sip.guard import Network, parse_networks
 from telephony.trunks.gateway import Gateway, GatewayError, parse_gateways
 
 __all__ = (
@@ -151,19 +153,11 @@ def _parse_seconds(option: str, value: str, low: float, high: float) -> float:
     return seconds
 
 
-def _checked_with(option: str, value: str, check: Callable[[str], object]) -> str:
-    """*value* as given, once *check* (which raises ValueError) accepts it."""
+def _parse_networks(option: str, value: str) -> tuple[Network, ...]:
     try:
-        check(value)
+        return parse_networks(value)
     except ValueError as exc:
         raise ConfigError(f"{option}: {exc}") from None
-    return value
-
-
-def _parse_networks(option: str, value: str) -> str:
-    from telephony.sip.guard import parse_networks
-
-    return _checked_with(option, value, parse_networks)
 
 
 def _parse_algorithms(option: str, value: str) -> tuple[str, ...]:
@@ -184,14 +178,11 @@ def _parse_log_level(option: str, value: str) -> str:
     return level
 
 
-def _parse_rtp_ports(option: str, value: str) -> str:
-    from media import MediaArgumentError, PortRange
-
+def _parse_rtp_ports(option: str, value: str) -> PortRange:
     try:
-        PortRange.parse(value)
+        return PortRange.parse(value)
     except MediaArgumentError as exc:
         raise ConfigError(str(exc).replace("rtp-ports", option, 1)) from None
-    return value
 
 
 def _parse_gateways(option: str, value: str | list[dict[str, Any]]) -> tuple[Gateway, ...]:
@@ -255,6 +246,13 @@ def _parse_optional_auth_token(option: str, value: str | None) -> str | None:
     return None if value is None else parse_auth_token(option, value)
 
 
+#: The defaults of options whose values are parsed into objects, as written.
+_THROTTLE_EXEMPT = "127.0.0.0/8, ::1"
+_RTP_PORTS = "16384-32767"
+_DEFAULT_EXEMPT = parse_networks(_THROTTLE_EXEMPT)
+_DEFAULT_PORTS = PortRange.parse(_RTP_PORTS)
+
+
 @attrs.frozen
 class Config:
     """Everything the server needs to start, already validated.
@@ -273,8 +271,8 @@ class Config:
     :ivar min_expires: shortest registration accepted, seconds (shorter: 423).
     :ivar max_expires: longest registration granted, seconds (longer is shortened).
     :ivar t1, t2, t4: SIP timers, seconds (RFC 3261 §17).
-    :ivar throttle_exempt: networks never throttled or banned (comma-separated).
-    :ivar rtp_ports: ``LOW-HIGH`` UDP ports for RTP (even) and RTCP (odd).
+    :ivar throttle_exempt: networks never throttled or banned.
+    :ivar rtp_ports: UDP ports for RTP (even) and RTCP (odd).
     :ivar gateways: the carrier trunks, in the order calls to numbers try them; INVITEs
         from any of their addresses are trusted (by source IP, and port if given).
     :ivar dns_servers: DNS servers for gateway host names; empty: the system's
@@ -304,9 +302,9 @@ class Config:
     t1: float = 0.5
     t2: float = 4.0
     t4: float = 5.0
-    throttle_exempt: str = "127.0.0.0/8, ::1"
+    throttle_exempt: tuple[Network, ...] = _DEFAULT_EXEMPT
     digest_algorithms: tuple[str, ...] = ("MD5",)
-    rtp_ports: str = "16384-32767"
+    rtp_ports: PortRange = _DEFAULT_PORTS
     gateways: tuple[Gateway, ...] = ()
     dns_servers: tuple[HostPort, ...] = ()
     min_se: int = 90
@@ -332,9 +330,9 @@ DEFAULTS: Mapping[str, Any] = {
     "t1": str(_DEFAULT.t1),
     "t2": str(_DEFAULT.t2),
     "t4": str(_DEFAULT.t4),
-    "throttle-exempt": _DEFAULT.throttle_exempt,
+    "throttle-exempt": _THROTTLE_EXEMPT,
     "digest-algorithms": ",".join(_DEFAULT.digest_algorithms),
-    "rtp-ports": _DEFAULT.rtp_ports,
+    "rtp-ports": _RTP_PORTS,
     "gateway": "",
     "dns-servers": "",
     "min-se": str(_DEFAULT.min_se),

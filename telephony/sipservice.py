@@ -23,7 +23,7 @@ from telephony.directory.database import Database
 from telephony.location import LocationService, RegistrationInfo
 from telephony.registrar import Registrar, RegistrarPolicy
 from telephony.sip.digest import DigestAlgorithm, DigestAuthenticator
-from telephony.sip.guard import SourceGuard, parse_networks
+from telephony.sip.guard import SourceGuard
 from telephony.sip.message import MAX_MESSAGE_BYTES
 from telephony.sip.transaction import TimerValues
 from telephony.sip.transport import SipStack, StreamTransportFactory, UDPTransport
@@ -43,7 +43,7 @@ class SIPService(service.Service):
         self.setName("sip")
         self.config = config
         self.reactor = reactor
-        self.guard = SourceGuard(exempt=parse_networks(config.throttle_exempt))
+        self.guard = SourceGuard(exempt=config.throttle_exempt)
         self.location = LocationService(BindingStore(database), clock=reactor)
         self.authenticator = DigestAuthenticator(
             realm=config.domain,

@@ -10,7 +10,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.web.client import HTTPConnectionPool, _HTTP11ClientFactory
 
-from media import MediaConfig, MediaEngine, PortRange
+from media import MediaConfig, MediaEngine
 from telephony.calls.cdr import CdrStore
 from telephony.calls.journal import (
     HEARTBEAT_INTERVAL,
@@ -73,7 +73,7 @@ class CallsService(service.Service):
         self.media = MediaEngine(
             reactor=reactor,
             config=MediaConfig(
-                rtp_ports=PortRange.parse(config.rtp_ports),
+                rtp_ports=config.rtp_ports,
                 bind_host=listen.host if listen.host not in ("0.0.0.0", "::") else "0.0.0.0",  # noqa: S104
                 advertise_host=config.media_address or None,
                 data_dir=config.data_dir,
