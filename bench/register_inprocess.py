@@ -217,7 +217,7 @@ def run(
     t_challenge = t_auth = t_commit = 0
     step = 1.0 / rate
     ok_before = server.registrar.counters["registered"]
-    clock_ns = time.perf_counter_ns
+    clock_ns = time.thread_time_ns  # CPU time: other processes on the core do not count
     for n in range(start, start + count):
         i = n % len(users)
         user, peer = users[i], peers[i]

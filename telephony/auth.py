@@ -138,7 +138,7 @@ class RequestAuthenticator:
         """What :meth:`check` gives, at once when the user's credentials are cached
         (the common case: no coroutine, no Deferred), else as a Deferred."""
         header = request.headers.get("Proxy-Authorization" if proxy else "Authorization")
-        now = self.clock.seconds()
+        now = txn.now
         creds: Credentials | str | None = header
         if header is not None:
             creds = parse_authorization(header) or header
@@ -201,7 +201,7 @@ class RequestAuthenticator:
         wrong credentials is not counted twice against its source.
         """
         self.counters["challenged"] += 1
-        challenges = self.digest.challenges(self.clock.seconds(), stale=stale)
+        challenges = self.digest.challenges(txn.now, stale=stale)
         name = "Proxy-Authenticate" if proxy else "WWW-Authenticate"
         respond = txn.respond_statelessly if stateless else txn.respond
         respond(407 if proxy else 401, None, Headers((name, c) for c in challenges))

@@ -91,6 +91,8 @@ class Registrar:
             d = self._handle(request, txn)
         except Exception:
             d = fail()
+        if d.called and not isinstance(d.result, Failure):
+            return d  # answered at once (a challenge, a refusal): nothing can fail later
         return d.addErrback(self._crashed, txn)
 
     def _handle(self, request: Request, txn: ServerTransactionHandle) -> Deferred[None]:
@@ -151,7 +153,7 @@ class Registrar:
         except (_RegisterRefusedError, SipParseError) as exc:
             self._refuse(txn, exc)
             return succeed(None)
-        now = self.clock.seconds()
+        now = txn.now
         header_expires = request.headers.get("Expires")
         username = endpoint.username
 

@@ -69,7 +69,7 @@ class SipCore:
         return methods
 
     def handle_request(self, request: Request, txn: ServerTransactionHandle) -> None:
-        if not self.guard.allow(txn.peer.host, self.clock.seconds()):
+        if not self.guard.allow(txn.peer.host, txn.now):
             self.counters["dropped"] += 1
             txn.drop()  # silence: a banned source learns nothing, and leaves nothing
             return
@@ -99,11 +99,15 @@ class SipCore:
         if int(max_forwards) == 0 and request.method != "OPTIONS":
             txn.respond(483, "Too Many Hops")
             return
-        unsupported = [
-            tag
-            for tag in request.headers.values("Require")
-            if tag.lower() not in SUPPORTED_EXTENSIONS
-        ]
+        unsupported = (
+            [
+                tag
+                for tag in request.headers.values("Require")
+                if tag.lower() not in SUPPORTED_EXTENSIONS
+            ]
+            if "Require" in request.headers
+            else None
+        )
         if unsupported and request.method not in ("CANCEL", "ACK"):
             txn.respond(420, "Bad Extension", Headers([("Unsupported", ", ".join(unsupported))]))
             return

@@ -88,10 +88,13 @@ class Headers:
     :meth:`values` to get comma-separated values split out.
     """
 
-    __slots__ = ("_items",)
+    __slots__ = ("_first", "_items")
 
     def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
         self._items: list[tuple[str, str]] = [(canonical_name(k), v) for k, v in items]
+        #: The first value of each name, built on the first :meth:`get` and dropped by
+        #: every change: a request's headers are read a dozen times, changed rarely.
+        self._first: dict[str, str] | None = None
 
     @classmethod
     def from_lines(cls, lines: Iterable[str]) -> Headers:
@@ -144,12 +147,13 @@ class Headers:
 
     def get(self, name: str, default: str | None = None) -> str | None:
         """The first value of *name*, or *default*."""
-        name = canonical_name(name)
+        name = _EXACT.get(name) or canonical_name(name)
         if name in _CANONICAL_NAMES:  # every line of it was stored under this spelling
-            for key, value in self._items:
-                if key == name:
-                    return value
-            return default
+            first = self._first
+            if first is None:
+                # Reversed, so that the first line of each name is the one kept.
+                first = self._first = {key: value for key, value in reversed(self._items)}
+            return first.get(name, default)
         lowered = name.lower()
         for key, value in self._items:
             if key.lower() == lowered:
@@ -173,14 +177,17 @@ class Headers:
 
     def add(self, name: str, value: str) -> None:
         """Append a header line."""
+        self._first = None
         self._items.append((canonical_name(name), value))
 
     def prepend(self, name: str, value: str) -> None:
         """Insert a header line before all others (a new top Via)."""
+        self._first = None
         self._items.insert(0, (canonical_name(name), value))
 
     def set(self, name: str, value: str) -> None:
         """Replace every line of *name* with one line (in the first one's place)."""
+        self._first = None
         name = canonical_name(name)
         items = self._items
         if name in _CANONICAL_NAMES:  # stored in this spelling: compare with ==
@@ -197,6 +204,7 @@ class Headers:
 
     def replace_first(self, name: str, value: str) -> None:
         """Replace the first line of *name* (e.g. the top Via line), keeping the others."""
+        self._first = None
         name = canonical_name(name)
         exact = name in _CANONICAL_NAMES
         lowered = name.lower()
@@ -208,6 +216,7 @@ class Headers:
 
     def remove(self, name: str) -> None:
         """Drop every line of *name*."""
+        self._first = None
         lowered = canonical_name(name).lower()
         self._items = [(k, v) for k, v in self._items if k.lower() != lowered]
 
@@ -217,20 +226,28 @@ class Headers:
 
     def extend(self, other: Headers) -> None:
         """Append every line of *other*, in order."""
+        self._first = None
         self._items.extend(other._items)  # already stored under canonical names
 
-    def subset(self, names: Iterable[str]) -> Headers:
-        """A new Headers with every line of each of *names*, grouped in that order.
+    def subset(self, names: Iterable[str], **suffixes: str) -> Headers:
+        """A new Headers with every line of each of *names*, grouped in that order,
+        the first line of a name given in *suffixes* with that text appended
+        (``To=";tag=…"``).
 
         One pass over the lines (what a response copies from its request, §8.2.6.2).
         """
         wanted: dict[str, list[tuple[str, str]]] = {canonical_name(n): [] for n in names}
-        if not wanted.keys() <= _CANONICAL_NAMES:
-            return Headers((n, v) for n in wanted for v in self.get_all(n))
+        if not wanted.keys() <= _CANONICAL_NAMES or not suffixes.keys() <= wanted.keys():
+            new = Headers((n, v) for n in wanted for v in self.get_all(n))
+            for name, suffix in suffixes.items():
+                if suffix:
+                    new.replace_first(name, f"{new.get(name) or ''}{suffix}")
+            return new
         for item in self._items:
             bucket = wanted.get(item[0])
             if bucket is not None:
-                bucket.append(item)
+                extra = suffixes.get(item[0]) if not bucket else None
+                bucket.append((item[0], item[1] + extra) if extra else item)
         new = Headers()
         new._items = [item for bucket in wanted.values() for item in bucket]
         return new

@@ -132,8 +132,13 @@ class Message:
         return self._to[1]
 
     def _serialize(self, start_line: str) -> bytes:
-        self.headers.set("Content-Length", str(len(self.body)))
-        head = f"{start_line}\r\n{self.headers.serialize()}\r\n"
+        headers = self.headers
+        length = str(len(self.body))
+        if "Content-Length" in headers:
+            headers.set("Content-Length", length)
+        else:  # most messages we make: appended, no search-and-replace
+            headers.add("Content-Length", length)
+        head = f"{start_line}\r\n{headers.serialize()}\r\n"
         return head.encode("utf-8") + self.body
 
     def restamp_top_via(self, via: Via) -> None:
@@ -209,12 +214,10 @@ class Response(Message):
 
         *to_tag* is added to To unless the request's To already has a tag.
         """
-        headers = request.headers.subset(_MANDATORY)
+        tagged = to_tag is not None and status > 100 and not _has_to_tag(request)
+        headers = request.headers.subset(_MANDATORY, To=f";tag={to_tag}" if tagged else "")
         if status == 100 and "Timestamp" in request.headers:
             headers.add("Timestamp", request.headers.get("Timestamp") or "")
-        tagged = to_tag is not None and status > 100 and not _has_to_tag(request)
-        if tagged:
-            headers.set("To", f"{request.headers.get('To') or ''};tag={to_tag}")
         response = cls(status, reason or reason_phrase(status), headers)
         # The copied lines are the request's text, so its parsed views hold for them:
         # routing the response (by its top Via) needs no parse.

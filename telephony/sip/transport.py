@@ -130,17 +130,45 @@ class IRequestHandler(Interface):
         """An ACK that matched no transaction (the ACK of a 2xx, §17.2.1)."""
 
 
-@attrs.define
 class ServerTransactionHandle:
-    """The TU's grip on one server transaction: the request, where it came from, respond()."""
+    """The TU's grip on one server transaction: the request, where and when it came,
+    respond().
 
-    request: Request
-    peer: Peer
-    _stack: SipStack
-    _txn: Transaction = attrs.field(repr=False)
-    to_tag: str = attrs.field(factory=new_tag)
-    #: The transaction's key in the stack (computed again from the request if None).
-    _key: tuple[str, ...] | None = attrs.field(default=None, repr=False)
+    The transaction itself is made only when the TU answers statefully, or returns
+    without answering (it will answer later): a request answered statelessly (the
+    challenge of every login, §8.2.7) never has one.
+    """
+
+    __slots__ = ("_finished", "_key", "_stack", "_tag", "_txn", "now", "peer", "request")
+
+    def __init__(
+        self,
+        request: Request,
+        peer: Peer,
+        stack: SipStack,
+        key: tuple[str, ...],
+        now: float,
+    ) -> None:
+        self.request = request
+        self.peer = peer
+        #: When the request arrived (the stack's clock): the TU's "now" for it.
+        self.now = now
+        self._stack = stack
+        self._key = key
+        self._txn: Transaction | None = None
+        self._tag: str | None = None
+        #: Answered statelessly, or dropped: the stack holds nothing for it.
+        self._finished = False
+
+    def __repr__(self) -> str:
+        return f"<ServerTransactionHandle {self.request!r} from {self.peer}>"
+
+    @property
+    def to_tag(self) -> str:
+        """The To tag of our answers (made on first use: a stateless answer has its own)."""
+        if self._tag is None:
+            self._tag = new_tag()
+        return self._tag
 
     def respond(
         self,
@@ -163,25 +191,25 @@ class ServerTransactionHandle:
         """Answer as a stateless UAS does (RFC 3261 §8.2.7); for challenging a request
         that carried no credentials.
 
-        The To tag comes from the request, and the transaction ends with the answer:
-        nothing is kept for Timer J, and an INVITE's challenge is not retransmitted
-        (Timer G) nor its ACK awaited (Timer H); the ACK is then ignored.  A request
-        that arrives again is simply challenged again.  A flood of unauthenticated
-        requests leaves no state behind and is not answered several times over (a
-        stateful 407 to a spoofed INVITE went out up to 11 times), and a
-        registration keeps one transaction for 32 s instead of two.
+        The To tag comes from the request, and no transaction is kept: nothing for
+        Timer J, and an INVITE's challenge is not retransmitted (Timer G) nor its ACK
+        awaited (Timer H); the ACK is then ignored.  A request that arrives again is
+        simply challenged again.  A flood of unauthenticated requests leaves no state
+        behind and is not answered several times over (a stateful 407 to a spoofed
+        INVITE went out up to 11 times), and a registration keeps one transaction for
+        32 s instead of two.
         """
         response = Response.for_request(
             self.request, status, reason, to_tag=stateless_tag(self.request)
         )
         if headers:
             response.headers.extend(headers)
-        self._stack._respond(self._txn, response, self.peer, self._key, keep=False)
+        self._stack._respond_statelessly(self, response)
         return response
 
     def send(self, response: Response) -> None:
         """Send a response built by the TU through the transaction."""
-        self._stack._respond(self._txn, response, self.peer, self._key)
+        self._stack._respond(self, response)
 
     def drop(self) -> None:
         """Forget the request without answering it (a source the guard dropped).
@@ -191,7 +219,7 @@ class ServerTransactionHandle:
         from a banned address grew the stack by one transaction per request.  A
         retransmission of the request is then a new request (and dropped again).
         """
-        self._stack._drop(self._txn, self._key or server_key(self.request))
+        self._stack._finish(self)
 
 
 #: A response as sent: the message, its bytes, where they went.
@@ -316,12 +344,18 @@ class SipStack:
         if request.method == "ACK":
             self.handler.handle_ack(request, peer)
             return
+        handle = ServerTransactionHandle(request, peer, self, key, self.clock.seconds())
+        self.handler.handle_request(request, handle)
+        if handle._txn is None and not handle._finished:
+            self._entry(handle)  # the TU answers later: absorb retransmissions meanwhile
+
+    def _entry(self, handle: ServerTransactionHandle) -> _Entry:
+        """The server transaction of *handle*, made and kept in the table now."""
+        request = handle.request
         cls = ServerInvite if request.method == "INVITE" else ServerNonInvite
-        txn = cls(request, reliable=peer.reliable, timers=self.timers)
-        self._server[key] = _Entry(txn, peer, key)
-        self.handler.handle_request(
-            request, ServerTransactionHandle(request, peer, self, txn, key=key)
-        )
+        txn = handle._txn = cls(request, reliable=handle.peer.reliable, timers=self.timers)
+        entry = self._server[handle._key] = _Entry(txn, handle.peer, handle._key)
+        return entry
 
     def _response_received(self, response: Response) -> None:
         entry = self._client.get(client_key(response))
@@ -332,27 +366,24 @@ class SipStack:
 
     # -- outbound ----------------------------------------------------------
 
-    def _respond(
-        self,
-        txn: Transaction,
-        response: Response,
-        peer: Peer,
-        key: tuple[str, ...] | None = None,
-        *,
-        keep: bool = True,
-    ) -> None:
-        """Send *response* in *txn*.  Without *keep* a final response ends the
-        transaction at once: no retransmission of it, nothing kept to answer the
-        request's retransmissions or to match its ACK (a stateless UAS, §8.2.7)."""
-        entry = self._server.get(key or server_key(txn.request))
-        if entry is None or entry.txn is not txn:
+    def _respond(self, handle: ServerTransactionHandle, response: Response) -> None:
+        """Send *response* in *handle*'s transaction (made now if the TU answers at once)."""
+        if handle._finished:
             log.warn("Response {response!r} for a finished transaction dropped", response=response)
             return
+        txn = handle._txn
+        if txn is None:
+            entry = self._entry(handle)
+            txn = entry.txn
+        else:
+            found = self._server.get(handle._key)
+            if found is None or found.txn is not txn:
+                log.warn(
+                    "Response {response!r} for a finished transaction dropped", response=response
+                )
+                return
+            entry = found
         actions = txn.respond(response)  # type: ignore[attr-defined]
-        if not keep and response.status >= 200:  # stateless: no timers, no state
-            self._run(entry, [a for a in actions if isinstance(a, Send)])
-            self._forget(entry)
-            return
         if isinstance(txn, ServerNonInvite) and txn.state is State.COMPLETED:
             rest = [a for a in actions if not (isinstance(a, StartTimer) and a.name == "J")]
             if len(rest) < len(actions):  # Timer J, so UDP: keep the answer, not the txn
@@ -366,10 +397,22 @@ class SipStack:
                 return
         self._run(entry, actions)
 
-    def _drop(self, txn: Transaction, key: tuple[str, ...]) -> None:
-        entry = self._server.get(key)
-        if entry is not None and entry.txn is txn:
-            self._forget(entry)
+    def _respond_statelessly(self, handle: ServerTransactionHandle, response: Response) -> None:
+        """Send a final *response* outside any transaction, and end *handle*'s (§8.2.7)."""
+        if handle._finished:
+            log.warn("Response {response!r} for a finished transaction dropped", response=response)
+            return
+        self._finish(handle)
+        self._send(response, self._response_peer(response, handle.peer))
+
+    def _finish(self, handle: ServerTransactionHandle) -> None:
+        """Forget *handle*'s transaction (if it has one) without answering any more."""
+        handle._finished = True
+        txn = handle._txn
+        if txn is not None:
+            entry = self._server.get(handle._key)
+            if entry is not None and entry.txn is txn:
+                self._forget(entry)
 
     def send_request(
         self,
@@ -530,6 +573,27 @@ class SipStack:
 def _stamp_via(request: Request, peer: Peer) -> None:
     """Add ``received`` (and fill ``rport``) to the top Via, as §18.2.1 and RFC 3581 say."""
     via = request.top_via
+    params = via.params
+    if params and params[-1] == ("rport", None):
+        # What nearly every phone sends: a bare ``;rport`` last, nothing to replace.
+        first = request.headers.get("Via") or ""
+        if (
+            first.endswith(";rport")
+            and "," not in first
+            and not any(k.lower() in ("rport", "received") for k, _ in params[:-1])
+        ):
+            port = str(peer.port)
+            request.headers.replace_first("Via", f"{first}={port};received={peer.host}")
+            request.restamp_top_via(
+                Via(
+                    via.transport,
+                    via.host,
+                    via.port,
+                    (*params[:-1], ("rport", port), ("received", peer.host)),
+                    via.version,
+                )
+            )
+            return
     updates: dict[str, str | None] = {}
     if via.param("rport") is not None:
         updates["rport"] = str(peer.port)
@@ -572,6 +636,8 @@ def _appends_only(via: Via, text: str) -> bool:
 
 
 def _sent_by_differs(via: Via, host: str) -> bool:
+    if via.host == host:
+        return False
     sent_by = via.host.strip("[]")
     try:
         return ipaddress.ip_address(sent_by) != ipaddress.ip_address(host)
