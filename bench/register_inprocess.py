@@ -47,10 +47,11 @@ from telephony.directory.bindings import BindingStore  # noqa: E402
 from telephony.directory.models import Endpoint  # noqa: E402
 from telephony.location import LocationService  # noqa: E402
 from telephony.registrar import Registrar, RegistrarPolicy  # noqa: E402
+from telephony.sip.core import SipCore  # noqa: E402
 from telephony.sip.digest import DigestAlgorithm, DigestAuthenticator, compute_ha1  # noqa: E402
 from telephony.sip.guard import SourceGuard, parse_networks  # noqa: E402
-from telephony.sip.transport import ITransport, Peer, SipStack  # noqa: E402
-from telephony.sipcore import SipCore  # noqa: E402
+from telephony.sip.peer import ITransport, Peer  # noqa: E402
+from telephony.sip.stack import SipStack  # noqa: E402
 
 REALM = "127.0.0.1"
 SERVER = "127.0.0.1:5060"
@@ -159,9 +160,7 @@ class Server:
             clock=self.clock,
             policy=RegistrarPolicy(min_expires=60, max_expires=3600, default_expires=3600),
         )
-        core = SipCore(
-            registrar=self.registrar, guard=guard, clock=self.clock, blocked_user_agents=""
-        )
+        core = SipCore(registrar=self.registrar, guard=guard, blocked_user_agents="")
         self.stack = SipStack(core, clock=self.clock)
         self.wire = _LastDatagram()
         self.stack.transports["udp"] = self.wire

@@ -23,7 +23,7 @@ from telephony.sip.digest import (
 from telephony.sip.guard import SourceGuard
 from telephony.sip.headers import Headers
 from telephony.sip.message import Request
-from telephony.sip.transport import ServerTransactionHandle
+from telephony.sip.stack import ServerTransactionHandle
 
 __all__ = ("CredentialCache", "RequestAuthenticator")
 

@@ -28,7 +28,7 @@ from telephony.location import LocationBusyError, LocationService
 from telephony.sip.errors import SipError, SipParseError
 from telephony.sip.headers import Headers, parse_contacts
 from telephony.sip.message import Request
-from telephony.sip.transport import ServerTransactionHandle
+from telephony.sip.stack import ServerTransactionHandle
 from telephony.sip.uri import NameAddr, SipURI
 
 __all__ = ("Registrar", "RegistrarPolicy")

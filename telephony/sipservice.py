@@ -22,12 +22,13 @@ from telephony.directory.bindings import BindingStore
 from telephony.directory.database import Database
 from telephony.location import LocationService, RegistrationInfo
 from telephony.registrar import Registrar, RegistrarPolicy
+from telephony.sip.core import SipCore
 from telephony.sip.digest import DigestAlgorithm, DigestAuthenticator
 from telephony.sip.guard import SourceGuard
 from telephony.sip.message import MAX_MESSAGE_BYTES
+from telephony.sip.stack import SipStack
 from telephony.sip.transaction import TimerValues
-from telephony.sip.transport import SipStack, StreamTransportFactory, UDPTransport
-from telephony.sipcore import SipCore
+from telephony.sip.transport import StreamTransportFactory, UDPTransport
 
 __all__ = ("SIPService",)
 
@@ -66,7 +67,6 @@ class SIPService(service.Service):
         self.core = SipCore(
             registrar=self.registrar,
             guard=self.guard,
-            clock=reactor,
             blocked_user_agents=config.blocked_user_agents,
         )
         self.stack = SipStack(

@@ -8,7 +8,9 @@ only and do not count.  The rules (the design guide's map):
 * **xml_dsl** runs Plivo XML against interfaces: it may use media, never telephony;
 * **telephony.sip** is the sans-IO SIP stack: nothing of telephony but its helpers
   (``randompool``, ``_version``), and only ``transport.py`` touches
-  ``twisted.internet`` (the one Twisted glue module);
+  ``twisted.internet`` (the one Twisted glue module: sockets, protocols, the
+  reactor); the rest may use Deferreds (``twisted.internet.defer``), which are
+  results, not I/O;
 * **telephony.directory** (the store) and **telephony.trunks** know nothing of calls,
   the REST API, the registrar or the services above them;
 * between the units (a top-level module, or a subpackage of telephony) there is no
@@ -130,9 +132,22 @@ def test_only_the_sip_transport_touches_twisted_internet() -> None:
         for module, (_, others) in GRAPH.items()
         if module.startswith("telephony.sip.")
         and module != "telephony.sip.transport"
-        and any(o == "twisted.internet" or o.startswith("twisted.internet.") for o in others)
+        and any(
+            (o == "twisted.internet" or o.startswith("twisted.internet."))
+            and not o.startswith("twisted.internet.defer")
+            for o in others
+        )
     )
     assert offenders == []
+
+
+def test_the_sip_core_reads_no_clock_and_knows_no_layer_above() -> None:
+    """The dispatcher takes the arrival time from its handle; the registrar is attached."""
+    ours, others = GRAPH["telephony.sip.core"]
+    assert not any(o.startswith("twisted.internet") for o in others)
+    assert all(
+        target.startswith("telephony.sip.") or target == "telephony._version" for target in ours
+    )
 
 
 def test_no_cycle_between_units() -> None:

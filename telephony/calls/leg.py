@@ -36,14 +36,16 @@ from telephony.calls.uac import (
 from telephony.sip.dialog import Dialog
 from telephony.sip.errors import SipError
 from telephony.sip.headers import Headers
+from telephony.sip.ids import new_tag
 from telephony.sip.message import Request, Response
+from telephony.sip.peer import Peer
 from telephony.sip.session_timer import (
     SessionTimer,
     TooSmallError,
     negotiate_as_uas,
     result_as_uac,
 )
-from telephony.sip.transport import Peer, ServerTransactionHandle, SipStack, new_tag
+from telephony.sip.stack import ServerTransactionHandle, SipStack
 from telephony.sip.uri import NameAddr, SipURI
 from telephony.trunks.hops import FixedPlan, Hop, HopPlan, SipCredentials
 

@@ -35,8 +35,9 @@ from telephony.randompool import uuid4
 from telephony.sip.errors import SipError
 from telephony.sip.headers import Headers
 from telephony.sip.message import Request
+from telephony.sip.peer import Peer
+from telephony.sip.stack import ServerTransactionHandle
 from telephony.sip.transaction import server_key
-from telephony.sip.transport import Peer, ServerTransactionHandle
 from telephony.sip.uri import NameAddr, SipURI, parse_name_addr, parse_uri
 from telephony.trunks.gateway import Gateway
 from telephony.trunks.hops import HopPlan, SipCredentials

@@ -31,7 +31,8 @@ from twisted.logger import Logger
 from telephony.auth import RequestAuthenticator
 from telephony.directory import Application, Directory, Endpoint
 from telephony.sip.message import Request
-from telephony.sip.transport import Peer, ServerTransactionHandle
+from telephony.sip.peer import Peer
+from telephony.sip.stack import ServerTransactionHandle
 from telephony.sip.uri import SipURI
 from telephony.trunks.gateway import Gateway
 from telephony.trunks.trust import TrustedGateways

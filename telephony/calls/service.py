@@ -25,7 +25,7 @@ from telephony.config import Config
 from telephony.directory import Directory
 from telephony.directory.database import Database
 from telephony.directory.recordings import RecordingStore
-from telephony.sip.transport import Peer
+from telephony.sip.peer import Peer
 from telephony.sipservice import SIPService
 from telephony.trunks.service import TrunksService
 from xml_dsl import Fetcher, Method

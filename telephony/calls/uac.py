@@ -30,9 +30,11 @@ from twisted.python.failure import Failure
 from telephony.calls.causes import Cause, cause_for_status
 from telephony.sip.digest_client import AuthRefused, DigestClient, RefusalReason
 from telephony.sip.headers import Headers
+from telephony.sip.ids import new_branch
 from telephony.sip.message import Request, Response
+from telephony.sip.peer import Peer
 from telephony.sip.session_timer import offer_as_uac
-from telephony.sip.transport import Peer, SipStack, new_branch
+from telephony.sip.stack import SipStack
 from telephony.trunks.hops import Hop, HopPlan, SipCredentials
 
 __all__ = (

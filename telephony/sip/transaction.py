@@ -3,7 +3,7 @@
 Four state machines, each a table ``(state, event) → handler`` after the RFC's
 Figures 5 to 8.  A machine never touches a socket or a clock: every input returns
 a list of actions (send this, start that timer, pass this up to the TU) and the
-glue in :mod:`telephony.sip.transport` carries them out.  An input the table has no
+layer in :mod:`telephony.sip.stack` carries them out.  An input the table has no
 entry for raises :class:`~telephony.sip.errors.SipStateError`.
 
 Reliable transports (TCP) skip retransmissions and use zero for timers D, I, J, K.

@@ -14,7 +14,7 @@ from typing import Protocol
 import attrs
 from twisted.internet.defer import Deferred, succeed
 
-from telephony.sip.transport import Peer
+from telephony.sip.peer import Peer
 from telephony.sip.uri import NameAddr, SipURI
 
 __all__ = ("FixedPlan", "Hop", "HopPlan", "SipCredentials")

@@ -14,7 +14,7 @@ from typing import Protocol
 
 from twisted.internet.defer import CancelledError, Deferred
 
-from telephony.sip.transport import Peer
+from telephony.sip.peer import Peer
 from telephony.sip.uri import NameAddr, SipURI
 from telephony.trunks.gateway import Gateway
 from telephony.trunks.hops import Hop, SipCredentials

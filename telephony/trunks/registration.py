@@ -28,8 +28,10 @@ from telephony._version import __version__
 from telephony.sip.digest_client import AuthRefused, DigestClient
 from telephony.sip.errors import SipParseError
 from telephony.sip.headers import Headers, parse_contacts
+from telephony.sip.ids import new_branch, new_tag
 from telephony.sip.message import Request, Response
-from telephony.sip.transport import Peer, SipStack, new_branch, new_tag
+from telephony.sip.peer import Peer
+from telephony.sip.stack import SipStack
 from telephony.sip.uri import SipURI
 from telephony.trunks.gateway import Gateway
 from telephony.trunks.plan import Locator

@@ -56,7 +56,7 @@ from telephony.sip.locate import (
     plan,
     srv_targets,
 )
-from telephony.sip.transport import Peer
+from telephony.sip.peer import Peer
 
 __all__ = (
     "CACHE_MAX_ENTRIES",

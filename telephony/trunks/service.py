@@ -20,7 +20,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from telephony.sip.guard import SourceGuard
-from telephony.sip.transport import Peer, SipStack
+from telephony.sip.peer import Peer
+from telephony.sip.stack import SipStack
 from telephony.trunks.gateway import Gateway
 from telephony.trunks.plan import Locator
 from telephony.trunks.registration import TrunkRegistration

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from telephony.sip.transport import Peer
+from telephony.sip.peer import Peer
 from telephony.trunks.gateway import Gateway
 
 __all__ = ("TrustedGateways",)

@@ -16,7 +16,7 @@ from telephony.calls.control import DigitTap
 from telephony.calls.dial import DialAttempt
 from telephony.calls.leg import Leg, LegState
 from telephony.sip.message import Request, Response
-from telephony.sip.transport import Peer
+from telephony.sip.peer import Peer
 from telephony.sip.uri import NameAddr, SipURI, parse_uri
 from tests.calls.fakes import FakeSession
 from tests.calls.test_leg import Harness, _run

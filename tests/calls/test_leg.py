@@ -12,7 +12,8 @@ from media.sdp import Origin, answer_offer
 from telephony.calls.causes import Cause
 from telephony.calls.leg import Leg, LegState, SipContext
 from telephony.sip.message import Request, Response, parse_datagram
-from telephony.sip.transport import Peer, ServerTransactionHandle
+from telephony.sip.peer import Peer
+from telephony.sip.stack import ServerTransactionHandle
 from telephony.sip.uri import NameAddr, SipURI, parse_uri
 from tests.calls.fakes import FakeMediaEngine, sdp_offer
 from tests.sip.helpers import make_stack, request_bytes

@@ -14,7 +14,8 @@ from twisted.internet.task import Clock
 from telephony.calls.causes import Cause
 from telephony.calls.leg import Leg, LegState, SipContext
 from telephony.sip.message import Request, Response
-from telephony.sip.transport import Peer, ServerTransactionHandle
+from telephony.sip.peer import Peer
+from telephony.sip.stack import ServerTransactionHandle
 from tests.sip.helpers import make_stack, request_bytes
 
 PHONE = Peer("udp", "10.0.0.1", 5060)

@@ -16,7 +16,7 @@ from telephony.directory.models import ApplicationFields
 from telephony.sip.digest import DigestAuthenticator
 from telephony.sip.guard import SourceGuard
 from telephony.sip.message import Request, Response, parse_datagram
-from telephony.sip.transport import Peer
+from telephony.sip.peer import Peer
 from telephony.trunks.gateway import parse_gateways
 from telephony.trunks.trust import TrustedGateways
 from tests.sip.helpers import make_stack, request_bytes

@@ -15,7 +15,7 @@ from telephony.calls.causes import Cause
 from telephony.calls.leg import Leg, LegState
 from telephony.sip.digest import DigestAlgorithm, DigestAuthenticator, Verdict, compute_ha1
 from telephony.sip.message import Request, Response
-from telephony.sip.transport import Peer
+from telephony.sip.peer import Peer
 from telephony.sip.uri import NameAddr, SipURI, parse_uri
 from telephony.trunks.gateway import parse_gateways
 from telephony.trunks.hops import SipCredentials

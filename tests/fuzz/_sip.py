@@ -20,12 +20,13 @@ from telephony.directory import Directory
 from telephony.directory.bindings import BindingStore
 from telephony.location import LocationService
 from telephony.registrar import Registrar
+from telephony.sip.core import SipCore
 from telephony.sip.digest import DigestAuthenticator
 from telephony.sip.errors import SipParseError
 from telephony.sip.guard import SourceGuard, parse_networks
 from telephony.sip.message import Request, Response, StreamParser, parse_datagram
-from telephony.sip.transport import ITransport, Peer, SipStack
-from telephony.sipcore import SipCore
+from telephony.sip.peer import ITransport, Peer
+from telephony.sip.stack import SipStack
 from tests.fuzz._inline import inline_database
 
 __all__ = ("SIP_SEEDS", "fuzz_sip_datagram", "fuzz_sip_server", "fuzz_sip_stream")
@@ -151,9 +152,7 @@ class _Server:
             self.clock,
         )
         registrar = Registrar(domains=[DOMAIN], location=self.location, auth=auth, clock=self.clock)
-        self.core = SipCore(
-            registrar=registrar, guard=guard, clock=self.clock, blocked_user_agents="Ozeki"
-        )
+        self.core = SipCore(registrar=registrar, guard=guard, blocked_user_agents="Ozeki")
         self.stack = SipStack(self.core, clock=self.clock)
         self.transport = _Sent()
         self.stack.transports["udp"] = self.transport

@@ -9,13 +9,8 @@ from twisted.internet.task import Clock
 from zope.interface import implementer
 
 from telephony.sip.message import Request, Response, parse_datagram
-from telephony.sip.transport import (
-    IRequestHandler,
-    ITransport,
-    Peer,
-    ServerTransactionHandle,
-    SipStack,
-)
+from telephony.sip.peer import ITransport, Peer
+from telephony.sip.stack import IRequestHandler, ServerTransactionHandle, SipStack
 
 
 @implementer(ITransport)

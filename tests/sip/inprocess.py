@@ -18,7 +18,7 @@ from telephony.calls.service import CallsService
 from telephony.config import DEFAULTS, build_config
 from telephony.directory import Directory
 from telephony.directory.models import ApplicationFields
-from telephony.sip.transport import Peer
+from telephony.sip.peer import Peer
 from telephony.sipservice import SIPService
 from telephony.tap import _trunks
 from tests.fuzz._inline import inline_database

@@ -19,13 +19,9 @@ from twisted.logger import globalLogPublisher
 from telephony.sip.errors import SipParseError
 from telephony.sip.headers import CSeq, Headers, Via, parse_contacts
 from telephony.sip.message import Request, Response, StreamParser, parse_datagram
-from telephony.sip.transport import (
-    Peer,
-    ServerTransactionHandle,
-    SipStack,
-    StreamProtocol,
-    StreamTransportFactory,
-)
+from telephony.sip.peer import Peer
+from telephony.sip.stack import ServerTransactionHandle, SipStack
+from telephony.sip.transport import StreamProtocol, StreamTransportFactory
 from telephony.sip.uri import NameAddr, SipURI, parse_name_addr, parse_uri
 from tests.fuzz._sip import SIP_SEEDS
 from tests.sip.helpers import RecordingTransport, make_stack, request_bytes
@@ -464,7 +460,7 @@ def test_the_fast_via_path_reads_what_the_general_one_reads(value: str) -> None:
 def test_the_stamped_via_view_is_what_the_stamped_text_says(value: str, peer: Peer) -> None:
     """After Via stamping (received, rport), the kept view equals a fresh parse of the text."""
     from telephony.sip.headers import parse_via
-    from telephony.sip.transport import _stamp_via
+    from telephony.sip.received import stamp_via as _stamp_via
 
     data = (
         f"OPTIONS sip:x@example.test SIP/2.0\r\nVia: {value}\r\n"

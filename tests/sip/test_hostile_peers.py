@@ -9,18 +9,17 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
+from telephony.sip.core import SipCore
 from telephony.sip.guard import SourceGuard, parse_networks
 from telephony.sip.message import Request, StreamParser, parse_datagram
+from telephony.sip.peer import Peer
+from telephony.sip.stack import ServerTransactionHandle, SipStack
 from telephony.sip.transport import (
     MAX_CONNECTIONS_PER_SOURCE,
     MESSAGE_READ_TIMEOUT,
-    Peer,
-    ServerTransactionHandle,
-    SipStack,
     StreamProtocol,
     StreamTransportFactory,
 )
-from telephony.sipcore import SipCore
 from tests.sip.helpers import RecordingTransport, request_bytes
 
 FLOODER = Peer("udp", "198.51.100.7", 5060)
@@ -36,7 +35,6 @@ def _core(clock: Clock) -> tuple[SipCore, SipStack, RecordingTransport]:
     core = SipCore(
         registrar=_NoRegistrar(),  # type: ignore[arg-type]
         guard=SourceGuard(exempt=parse_networks("")),
-        clock=clock,
         blocked_user_agents="",
     )
     stack = SipStack(core, clock=clock)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from twisted.internet.task import Clock
 
+from telephony.sip.core import SipCore
 from telephony.sip.guard import SourceGuard, parse_networks
 from telephony.sip.message import Request, Response
-from telephony.sip.transport import Peer, ServerTransactionHandle, SipStack
-from telephony.sipcore import SipCore
+from telephony.sip.peer import Peer
+from telephony.sip.stack import ServerTransactionHandle, SipStack
 from tests.sip.helpers import RecordingTransport
 
 PHONE = Peer("udp", "192.0.2.10", 5060)
@@ -23,7 +24,6 @@ def _core() -> tuple[SipCore, SipStack, RecordingTransport, list[Request]]:
     core = SipCore(
         registrar=_NoRegistrar(),  # type: ignore[arg-type]
         guard=SourceGuard(exempt=parse_networks("")),
-        clock=clock,
         blocked_user_agents="",
     )
     seen: list[Request] = []

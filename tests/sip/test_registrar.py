@@ -19,11 +19,12 @@ from telephony.directory.bindings import BindingStore
 from telephony.directory.database import Database
 from telephony.location import LocationBusyError, LocationService
 from telephony.registrar import Registrar, RegistrarPolicy
+from telephony.sip.core import SipCore
 from telephony.sip.digest import DigestAuthenticator
 from telephony.sip.guard import SourceGuard, parse_networks
 from telephony.sip.message import Response, parse_datagram
-from telephony.sip.transport import Peer, SipStack
-from telephony.sipcore import SipCore
+from telephony.sip.peer import Peer
+from telephony.sip.stack import SipStack
 from tests.sip.helpers import RecordingTransport
 
 ensure = pytest_twisted.ensureDeferred
@@ -162,9 +163,7 @@ async def phone(database: Database, directory: Directory) -> AsyncIterator[Phone
     pending: list[Deferred[Any]] = []
     handle = registrar.handle
     registrar.handle = lambda request, txn: pending.append(handle(request, txn))  # type: ignore[method-assign]
-    core = SipCore(
-        registrar=registrar, guard=guard, clock=clock, blocked_user_agents="(VaxSIPUserAgent|Ozeki)"
-    )
+    core = SipCore(registrar=registrar, guard=guard, blocked_user_agents="(VaxSIPUserAgent|Ozeki)")
     stack = SipStack(core, clock=clock)
     transport = RecordingTransport(clock)
     stack.transports["udp"] = transport

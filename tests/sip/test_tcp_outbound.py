@@ -14,8 +14,11 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import deferLater
 
 from telephony.sip.headers import Headers
+from telephony.sip.ids import new_branch
 from telephony.sip.message import Request, Response
-from telephony.sip.transport import Peer, SipStack, StreamTransportFactory, new_branch
+from telephony.sip.peer import Peer
+from telephony.sip.stack import SipStack
+from telephony.sip.transport import StreamTransportFactory
 from telephony.sip.uri import parse_uri
 from tests.serverproc import free_port
 from tests.sip.helpers import ScriptedHandler

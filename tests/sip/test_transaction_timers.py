@@ -8,8 +8,9 @@ from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 
 from telephony.sip.headers import Headers
+from telephony.sip.ids import new_branch
 from telephony.sip.message import Request, Response, parse_datagram
-from telephony.sip.transport import Peer, new_branch
+from telephony.sip.peer import Peer
 from telephony.sip.uri import parse_uri
 from tests.sip.helpers import make_stack, request_bytes
 

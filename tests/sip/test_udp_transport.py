@@ -37,7 +37,8 @@ def test_sip_udp_sends_leave_together_at_the_end_of_the_iteration() -> None:
     iteration (Clock: advance(0)), in order, or as soon as a burst is full."""
     from twisted.internet.task import Clock
 
-    from telephony.sip.transport import UDP_BURST, Peer, UDPTransport
+    from telephony.sip.peer import Peer
+    from telephony.sip.transport import UDP_BURST, UDPTransport
 
     class Stack:
         clock = Clock()
@@ -72,7 +73,8 @@ def test_sip_udp_sends_check_each_host_once_and_refuse_names() -> None:
     rather than resolving it); later ones go straight to the socket."""
     from twisted.internet import reactor
 
-    from telephony.sip.transport import Peer, UDPTransport
+    from telephony.sip.peer import Peer
+    from telephony.sip.transport import UDPTransport
 
     class Stack:
         from twisted.internet.task import Clock

@@ -10,7 +10,7 @@ import pytest
 import pytest_twisted
 from twisted.internet import reactor
 
-from telephony.sip.transport import Peer
+from telephony.sip.peer import Peer
 from telephony.trunks.resolver import LocateError, LocateFailure, SipResolver
 from tests.dnsserver import AAAA, CNAME, SRV, A, dns_server
 

@@ -8,7 +8,7 @@ import pytest
 
 from telephony.config import ConfigError, build_config, load_toml
 from telephony.sip.guard import SourceGuard
-from telephony.sip.transport import Peer
+from telephony.sip.peer import Peer
 from telephony.trunks.gateway import Gateway, GatewayError, parse_gateways
 from telephony.trunks.trust import TrustedGateways
 

@@ -13,7 +13,8 @@ from twisted.internet.task import Clock
 
 from telephony.sip.digest import DigestAlgorithm, DigestAuthenticator, Verdict, compute_ha1
 from telephony.sip.message import Request, Response, parse_datagram
-from telephony.sip.transport import Peer, SipStack
+from telephony.sip.peer import Peer
+from telephony.sip.stack import SipStack
 from telephony.trunks.gateway import parse_gateways
 from telephony.trunks.registration import (
     RETRY_BASE,

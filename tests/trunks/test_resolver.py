@@ -24,7 +24,7 @@ from twisted.internet.task import Clock, deferLater
 from twisted.names import authority, client, common, dns, server
 from twisted.python.failure import Failure
 
-from telephony.sip.transport import Peer
+from telephony.sip.peer import Peer
 from telephony.trunks import resolver as resolver_module
 from telephony.trunks.resolver import (
     CACHE_TTL_CAP,

@@ -6,19 +6,19 @@ only to answer a retransmitted request with the same final response (RFC 3261
 at 800 REGISTERs a second (each with its 401 challenge) about 51,000 of them.  A full
 transaction entry (the entry, its timers dict, a timer handle and its callback) costs
 about 1.7 KiB there; this table keeps only what a retransmission needs, the response's
-bytes and where they went, under the transaction key, with one deadline queue and one
-delayed call for all of them: about 1 KiB each, 40 MiB less at that rate.
+bytes and where they went, under the transaction key, with one deadline queue for all
+of them: about 1 KiB each, 40 MiB less at that rate.
 
 Every entry is held for the same time, so the deadlines are added in order and the
-queue's head is always the next to expire.
+queue's head is always the next to expire.  The table is sans-IO: it is told the time
+and says when it next needs to be told it (:meth:`next_deadline`); whoever owns the
+clock calls :meth:`expire` then.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Generic, TypeVar
-
-from telephony.sip._timerqueue import Clock
+from typing import Generic, TypeVar
 
 __all__ = ("AnsweredRequests",)
 
@@ -28,16 +28,13 @@ _Destination = TypeVar("_Destination")
 class AnsweredRequests(Generic[_Destination]):
     """Final responses by transaction key, each forgotten *hold* seconds after it is added.
 
-    :param clock: ``seconds()`` and ``callLater()`` (the reactor, or ``task.Clock``).
     :param hold: seconds an answer is kept (Timer J).
     """
 
-    def __init__(self, clock: Clock, hold: float) -> None:
-        self._clock = clock
+    def __init__(self, hold: float) -> None:
         self._hold = hold
         self._answers: dict[tuple[str, ...], tuple[bytes, _Destination]] = {}
         self._deadlines: deque[tuple[float, tuple[str, ...]]] = deque()
-        self._call: Any = None
 
     def __len__(self) -> int:
         return len(self._answers)
@@ -46,26 +43,27 @@ class AnsweredRequests(Generic[_Destination]):
         """The answer sent for *key*, with its destination; None if there is none."""
         return self._answers.get(key)
 
-    def add(self, key: tuple[str, ...], data: bytes, destination: _Destination) -> None:
-        """Keep *data*, sent to *destination*, as the answer to *key* for *hold* s."""
+    def add(
+        self, key: tuple[str, ...], data: bytes, destination: _Destination, now: float
+    ) -> float:
+        """Keep *data*, sent to *destination* at *now*, as the answer to *key* for *hold*
+        seconds; returns when it is to be forgotten."""
+        deadline = now + self._hold
         self._answers[key] = (data, destination)
-        self._deadlines.append((self._clock.seconds() + self._hold, key))
-        if self._call is None:
-            self._call = self._clock.callLater(self._hold, self._expire)
+        self._deadlines.append((deadline, key))
+        return deadline
 
-    def _expire(self) -> None:
-        self._call = None
-        now = self._clock.seconds()
+    def next_deadline(self) -> float | None:
+        """When the oldest answer is to be forgotten; None when none is kept."""
+        return self._deadlines[0][0] if self._deadlines else None
+
+    def expire(self, now: float) -> None:
+        """Forget every answer whose time is up at *now*."""
         deadlines, answers = self._deadlines, self._answers
         while deadlines and deadlines[0][0] <= now:
             answers.pop(deadlines.popleft()[1], None)
-        if deadlines:
-            self._call = self._clock.callLater(deadlines[0][0] - now, self._expire)
 
-    def stop(self) -> None:
-        """Forget every answer and stop the delayed call (at service stop)."""
-        if self._call is not None and self._call.active():
-            self._call.cancel()
-        self._call = None
+    def clear(self) -> None:
+        """Forget every answer (at service stop)."""
         self._answers.clear()
         self._deadlines.clear()

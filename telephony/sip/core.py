@@ -6,23 +6,27 @@ URI scheme (416), Max-Forwards (483) and Require (420) are checked; REGISTER goe
 the registrar, OPTIONS is answered here (phones use it as a keep-alive), INVITE and
 the dialog methods go to the call layer when one is attached, and anything else gets
 501 Not Implemented with an Allow header.
+
+It reads no clock: the time a request arrived comes with its handle
+(:attr:`~telephony.sip.stack.ServerTransactionHandle.now`), and the registrar and
+the call layer are attached from above, so this module knows only the SIP stack.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from typing import Protocol
 
-from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
 from telephony._version import __version__
-from telephony.registrar import Registrar
 from telephony.sip.guard import SourceGuard
 from telephony.sip.headers import Headers
 from telephony.sip.message import Request
-from telephony.sip.transport import IRequestHandler, Peer, ServerTransactionHandle
+from telephony.sip.peer import Peer
+from telephony.sip.stack import IRequestHandler, ServerTransactionHandle
 from telephony.sip.uri import SipURI, TelURI
 
 __all__ = ("SUPPORTED_EXTENSIONS", "SipCore")
@@ -40,6 +44,13 @@ CallHandler = Callable[[Request, ServerTransactionHandle], None]
 AckHandler = Callable[[Request, Peer], None]
 
 
+class RegisterHandler(Protocol):
+    """What answers REGISTER (the registrar, one layer up)."""
+
+    def handle(self, request: Request, txn: ServerTransactionHandle) -> object:
+        """Answer *request* through *txn* (now or later)."""
+
+
 @implementer(IRequestHandler)
 class SipCore:
     """Checks and routes every new request."""
@@ -47,14 +58,12 @@ class SipCore:
     def __init__(
         self,
         *,
-        registrar: Registrar,
+        registrar: RegisterHandler,
         guard: SourceGuard,
-        clock: IReactorTime,
         blocked_user_agents: str,
     ) -> None:
         self.registrar = registrar
         self.guard = guard
-        self.clock = clock
         self.blocked = re.compile(blocked_user_agents) if blocked_user_agents else None
         self.calls: CallHandler | None = None
         self.acks: AckHandler | None = None
