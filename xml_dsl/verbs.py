@@ -96,6 +96,7 @@ class InputType(Enum):
 
 
 def _input_types(name: str, raw: str) -> frozenset[InputType]:
+    """``inputType``: ``dtmf``, ``speech`` or both, space-separated, each at most once."""
     words = raw.split()
     try:
         kinds = frozenset(InputType(w.lower()) for w in words)
@@ -135,6 +136,7 @@ class DialMusic(Enum):
 
 
 def _dial_music(name: str, raw: str) -> DialMusic | str | None:
+    """``dialMusic``: ``real``, a URL of Play/Speak/Wait XML, or blank (the default)."""
     text = raw.strip()
     if not text:
         return None
