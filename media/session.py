@@ -2,8 +2,9 @@
 
 :class:`RTPSession` is the ``DatagramProtocol`` on our RTP port.  It
 
-* negotiates with SDP (:mod:`media.sdp`) and follows the result (codec,
-  telephone-event payload type, direction, remote address);
+* negotiates with SDP (:mod:`media.negotiation` keeps the offer/answer state)
+  and follows the result (codec, telephone-event payload type, direction,
+  remote address);
 * sends one frame per tick of the shared 20 ms :class:`~media.ticker.SharedTicker`,
   timestamp ``base + 160 * (frame - first_frame)``: the running output
   (play/speak/tone), else relayed frames when bridged, else silence; DTMF
@@ -11,7 +12,11 @@
 * receives: parses, drops and counts malformed, foreign-source and unknown
   payload-type packets, latches to the source of the first good packet
   (symmetric RTP, for phones behind NAT), keeps RFC 3550 statistics, and hands
-  audio and events to the recorder, the digit receivers and listeners.
+  audio and events to the recorder, the digit receivers and listeners (the
+  rules are :mod:`media.receive`'s);
+* while a bridge alone wants the audio, passes plain audio packets straight to
+  the other leg along a :class:`~media.relay.RelayRoute`, mapping timestamps
+  with a :class:`~media.relay.RelayTimeline`.
 
 Operations (:mod:`media.ops`) run against it and each return a cancellable
 Deferred.  RTCP lives in :mod:`media.rtcp_port`.
@@ -19,7 +24,6 @@ Deferred.  RTCP lives in :mod:`media.rtcp_port`.
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,7 +39,7 @@ from zope.interface import implementer
 from media.detect import AudioWatch
 from media.dtmf import DtmfEventKind, DtmfReceiver, DtmfSender, plan_digits
 from media.encoder import AudioFileFormat
-from media.errors import MediaArgumentError, MediaError, RTPError, SessionClosedError
+from media.errors import MediaArgumentError, MediaError, SessionClosedError
 from media.g711 import Codec
 from media.inband import InbandDtmfDetector
 from media.interfaces import (
@@ -49,20 +53,15 @@ from media.interfaces import (
     RecordingResult,
     SessionState,
 )
+from media.negotiation import SdpNegotiation
 from media.ops import Collector, DigitsOut, Operation, Output, Recording, SessionCounters
 from media.player import AudioLoader, RunBlocking, load_all, run_synchronously
+from media.receive import FAST_HEADER, NonAudio, admit, relay_route, wants_inband
 from media.recorder import CallRecording
+from media.relay import RelayRoute, RelayTimeline
 from media.rtcp import SourceTable
-from media.rtp import MAX_RTP_PACKET, RTP_HEADER_SIZE, OutboundStream, parse_rtp_fields
-from media.sdp import (
-    Direction,
-    Negotiated,
-    Origin,
-    SessionDescription,
-    accept_answer,
-    answer_offer,
-    make_offer,
-)
+from media.rtp import MAX_RTP_PACKET, RTP_HEADER_SIZE, OutboundStream
+from media.sdp import Direction, Negotiated, Origin, SessionDescription
 from media.sources import SAMPLES_PER_FRAME, ClipSource, FrameSource, tone_source
 from media.ticker import SharedTicker
 
@@ -75,10 +74,8 @@ __all__ = ("MAX_SOURCES", "RTPSession")
 
 #: Most remote SSRCs tracked for statistics and relay timestamp mapping.
 MAX_SOURCES = 8
-#: Comfort noise (RFC 3389) is accepted and ignored, not counted as unknown.
-_CN_PT = 13
-#: The fixed RTP header after its first byte: M/PT, sequence, timestamp, SSRC.
-_FAST_HEADER = struct.Struct("!BHII")
+#: Read once per packet: a module constant is cheaper than the enum attribute.
+_EVENT = NonAudio.EVENT
 
 _log = Logger()
 
@@ -137,17 +134,18 @@ class RTPSession(DatagramProtocol):
         self._loader = loader
         self._speaker = speaker
         self._recordings = recordings
-        self._telephone_event = telephone_event
         self._codecs = tuple(codecs)
         self._on_close = on_close
-        self._origin = Origin("telephony", int(self.stream.ssrc), 0, local_address[0])
-        self._last_offer: SessionDescription | None = None
+        self._negotiation = SdpNegotiation(
+            Origin("telephony", int(self.stream.ssrc), 0, local_address[0]),
+            local_address[0], local_address[1], self._codecs, telephone_event,
+        )  # fmt: skip
         subscription = ticker.subscribe(self._on_frame)
         self._phase = subscription.phase
         self._first_frame = subscription.first_frame
         self._marker = True
         self._relaying = False
-        self._relay_offsets: dict[int, int] = {}
+        self._relay_timeline = RelayTimeline(MAX_SOURCES)
         self._output: Output | None = None
         self._digits_out: list[DigitsOut] = []
         self._collector: Collector | None = None
@@ -161,9 +159,9 @@ class RTPSession(DatagramProtocol):
         self._sendto: Callable[[bytes, tuple[str, int]], object] | None = None
         #: The shared poller reading our port, whose burst our sends join (media.udp).
         self._poller: RTPPoller | None = None
-        #: The fast relay path: (payload type, codec, bridge, other leg) while
-        #: a bridge is the only one that wants this session's audio.
-        self._fast: tuple[int, Codec, Any, RTPSession] | None = None
+        #: The fast relay path, while a bridge is the only one that wants this
+        #: session's audio.
+        self._fast: RelayRoute | None = None
         #: The RTCP port, if the engine gave the session one, and the listening
         #: ports the engine stops when the session closes.
         self.rtcp: RTCPPort | None = None
@@ -171,37 +169,21 @@ class RTPSession(DatagramProtocol):
 
     # SDP ----------------------------------------------------------------------
 
-    def _next_origin(self) -> Origin:
-        o = self._origin
-        self._origin = Origin(o.username, o.session_id, o.session_version + 1, o.address)
-        return self._origin
-
     def create_offer(self, direction: Direction = Direction.SENDRECV) -> SessionDescription:
         """Our offer; a later offer (re-INVITE, hold) bumps the o= version."""
-        host, port = self.local_address
-        self._last_offer = make_offer(
-            self._next_origin(), address=host, port=port, codecs=self._codecs,
-            telephone_event=self._telephone_event, direction=direction,
-        )  # fmt: skip
-        return self._last_offer
+        return self._negotiation.create_offer(direction)
 
     def accept_offer(
         self, offer: SessionDescription, wanted: Direction = Direction.SENDRECV
     ) -> SessionDescription:
         """Answer ``offer`` and follow the result."""
-        host, port = self.local_address
-        answer, negotiated = answer_offer(
-            offer, self._next_origin(), address=host, port=port, supported=self._codecs,
-            wanted=wanted,
-        )  # fmt: skip
+        answer, negotiated = self._negotiation.answer(offer, wanted)
         self.configure(negotiated)
         return answer
 
     def accept_answer(self, answer: SessionDescription) -> Negotiated:
         """Settle our last offer with the peer's answer and follow the result."""
-        if self._last_offer is None:
-            raise MediaArgumentError("answer: no offer of ours is outstanding")
-        negotiated = accept_answer(self._last_offer, answer)
+        negotiated = self._negotiation.settle(answer)
         self.configure(negotiated)
         return negotiated
 
@@ -234,7 +216,7 @@ class RTPSession(DatagramProtocol):
         if op is self._output:
             self._output = None
             self._marker = True
-            self._relay_offsets.clear()
+            self._relay_timeline.clear()
         elif op is self._collector:
             self._collector = None
         elif op is self._recording:
@@ -448,7 +430,7 @@ class RTPSession(DatagramProtocol):
     def set_relaying(self, enabled: bool) -> None:
         """While relaying, idle frames are not filled with silence."""
         self._relaying = enabled
-        self._relay_offsets.clear()
+        self._relay_timeline.clear()
         self._marker = True
 
     def rtp_timestamp_now(self) -> int:
@@ -456,15 +438,10 @@ class RTPSession(DatagramProtocol):
         frames = self.ticker.frame_at(self.clock.seconds(), self._phase) - self._first_frame
         return self.stream.timestamp_at(round(frames * SAMPLES_PER_FRAME))
 
-    def _relay_timestamp(self, ssrc: int, timestamp: int) -> int:
-        offset = self._relay_offsets.get(ssrc)
-        if offset is None:
-            if len(self._relay_offsets) >= MAX_SOURCES:
-                self._relay_offsets.clear()
-            ours = self.rtp_timestamp_now()
-            offset = self._relay_offsets[ssrc] = (ours - timestamp) & 0xFFFFFFFF
-            self._marker = True
-        return (timestamp + offset) & 0xFFFFFFFF
+    def _start_relay_source(self, ssrc: int, timestamp: int) -> int:
+        """Map a source not relayed before: it starts now on our timeline, marked."""
+        self._marker = True
+        return self._relay_timeline.start(ssrc, timestamp, self.rtp_timestamp_now())
 
     def _can_send(self) -> bool:
         return self._sending
@@ -493,7 +470,9 @@ class RTPSession(DatagramProtocol):
         ours = self._relayable(codec, payload)
         if ours is None:
             return
-        ts = self._relay_timestamp(ssrc, timestamp)
+        ts = self._relay_timeline.map(ssrc, timestamp)
+        if ts is None:
+            ts = self._start_relay_source(ssrc, timestamp)
         self._send(ours[0], ts, ours[1], self._marker or marker)
         self._marker = False
         self.counters.relayed_in += 1
@@ -520,7 +499,9 @@ class RTPSession(DatagramProtocol):
         if not self._can_send() or te is None or self._digits_out:
             self.counters.dropped_relay += 1
             return
-        ts = self._relay_timestamp(frame.ssrc, frame.timestamp)
+        ts = self._relay_timeline.map(frame.ssrc, frame.timestamp)
+        if ts is None:
+            ts = self._start_relay_source(frame.ssrc, frame.timestamp)
         self._send(te, ts, frame.payload, frame.marker)
         self.counters.relayed_in += 1
 
@@ -632,46 +613,33 @@ class RTPSession(DatagramProtocol):
         if (
             fast is not None
             and datagram[:1] == b"\x80"
-            and (datagram[1] & 0x7F) == fast[0]
+            and (datagram[1] & 0x7F) == fast.payload_type
             and RTP_HEADER_SIZE <= len(datagram) <= MAX_RTP_PACKET
             and addr == self.remote
         ):
-            second, seq, timestamp, ssrc = _FAST_HEADER.unpack_from(datagram, 1)
+            second, seq, timestamp, ssrc = FAST_HEADER.unpack_from(datagram, 1)
             self.counters.received += 1
             self.sources.account(ssrc, seq, timestamp, self.clock.seconds())
-            fast[3].relay_payload(fast[1], datagram[12:], timestamp, ssrc, second > 0x7F)
-            fast[2].frames += 1
+            fast.target.relay_payload(fast.codec, datagram[12:], timestamp, ssrc, second > 0x7F)
+            fast.bridge.frames += 1
             return
         if self.state is SessionState.CLOSED:
             return
-        try:
-            pt, marker, seq, timestamp, ssrc, payload = parse_rtp_fields(datagram)
-        except RTPError:
-            self.counters.malformed += 1
+        got = admit(datagram, addr, self.negotiated, self.remote, self.latched, self.counters)
+        if got is None:
             return
-        neg = self.negotiated
-        if neg is None:
-            self.counters.unexpected += 1
-            return
-        codec = neg.codec if pt == neg.payload_type else Codec.for_payload_type(pt)
-        if pt != neg.telephone_event and codec is None and pt != _CN_PT:
-            self.counters.unknown_pt += 1
-            return
-        source = (addr[0], addr[1])
+        (_pt, marker, seq, timestamp, ssrc, payload), kind = got
         if not self.latched:
             self.latched = True  # symmetric RTP: answer where the peer really is
-            self.remote = source
+            self.remote = (addr[0], addr[1])
             self._update_receive_path()
-        elif source != self.remote:
-            self.counters.foreign += 1
-            return
         self.counters.received += 1
         now = self.clock.seconds()
         self.sources.account(ssrc, seq, timestamp, now)
-        if pt == neg.telephone_event:
+        if isinstance(kind, Codec):
+            self._on_audio(kind, payload, timestamp, ssrc, marker, now)
+        elif kind is _EVENT:  # comfort noise is accepted and ignored
             self._on_event(EventFrame(payload, timestamp, ssrc, marker), now)
-        elif codec is not None:
-            self._on_audio(codec, payload, timestamp, ssrc, marker, now)
 
     def _on_audio(
         self, codec: Codec, payload: bytes, timestamp: int, ssrc: int, marker: bool, now: float
@@ -715,27 +683,23 @@ class RTPSession(DatagramProtocol):
         """Run the in-band detector only when digits matter and events were not
         negotiated; take the fast relay path when only a bridge wants the audio."""
         neg = self.negotiated
-        wanted = (
-            neg is not None
-            and neg.telephone_event is None
-            and (
-                self._collector is not None or self._recording is not None or bool(self._listeners)
-            )
+        wanted = wants_inband(
+            neg,
+            collecting=self._collector is not None,
+            recording=self._recording is not None,
+            listening=bool(self._listeners),
         )
         if wanted and self._inband is None:
             self._inband = InbandDtmfDetector()
         elif not wanted:
             self._inband = None
-        self._fast = None
-        if neg is None or not self.latched or self._recording or self._inband is not None:
-            return
-        if self._call_recordings:
-            return
-        audio = [x for x in self._listeners if getattr(x, "wants_audio", True)]
-        if len(audio) == 1 and hasattr(audio[0], "relay_target"):
-            target = audio[0].relay_target(self)
-            if isinstance(target, RTPSession):
-                self._fast = (neg.payload_type, neg.codec, audio[0], target)
+        self._fast = relay_route(
+            neg, self, self._listeners, target_type=RTPSession,
+            full_path_needed=(
+                not self.latched or bool(self._recording) or self._inband is not None
+                or bool(self._call_recordings)
+            ),
+        )  # fmt: skip
 
     # Life ----------------------------------------------------------------------------
 

@@ -15,13 +15,12 @@ layer's, since it spans every member's call.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 
 from xml_dsl import params as cbp
+from xml_dsl.context import RunContext
 from xml_dsl.control import (
     Beep,
     ConferenceEvent,
@@ -39,54 +38,51 @@ from xml_dsl.control import (
 from xml_dsl.dtmf import PatternMatcher
 from xml_dsl.verbs import Conference, Dial, DialMusic, Prompt, Response
 
-if TYPE_CHECKING:
-    from xml_dsl.executor import Execution
-
 __all__ = ["run_conference", "run_dial"]
 
 log = Logger(namespace="xml_dsl.executor")
 
 
-async def _ringback(ex: Execution, verb: Dial) -> Ringback | tuple[Prompt, ...]:
+async def _ringback(ctx: RunContext, verb: Dial) -> Ringback | tuple[Prompt, ...]:
     if verb.dial_music is None:
         return Ringback.DEFAULT
     if isinstance(verb.dial_music, DialMusic):
         return Ringback.REAL
-    prompts = await ex._fetch_prompts(verb.dial_music, "dialMusic")
+    prompts = await ctx.fetch_prompts(verb.dial_music, "dialMusic")
     return prompts or Ringback.DEFAULT
 
 
-async def run_dial(ex: Execution, verb: Dial) -> DialResult:
-    """Carry out ``verb`` on ``ex.call`` and return how it ended."""
-    ex._reached_caller = True
-    armed = ex._armed_dial_record
+async def run_dial(ctx: RunContext, verb: Dial) -> DialResult:
+    """Carry out ``verb`` on ``ctx.call`` and return how it ended."""
+    ctx.reached_caller()
+    armed = ctx.armed_dial_record()
     spec = DialSpec(
         targets=verb.targets,
-        timeout=verb.timeout or ex.limits.default_ring_timeout,
+        timeout=verb.timeout or ctx.limits.default_ring_timeout,
         time_limit=verb.time_limit,
         caller_id=verb.caller_id,
         caller_name=verb.caller_name,
         hangup_on_star=verb.hangup_on_star,
         confirm_prompts=(
-            await ex._fetch_prompts(verb.confirm_sound, "confirmSound")
+            await ctx.fetch_prompts(verb.confirm_sound, "confirmSound")
             if verb.confirm_sound
             else ()
         ),
         confirm_key=verb.confirm_key,
         confirm_timeout=verb.confirm_timeout,
-        ringback=await _ringback(ex, verb),
+        ringback=await _ringback(ctx, verb),
         sip_headers=verb.sip_headers,
         report_b_leg_digits=bool(verb.digits_match_b_leg),
-        record=ex._record_spec(armed, RecordMode.DIAL) if armed is not None else None,
+        record=RecordSpec.of(armed, RecordMode.DIAL) if armed is not None else None,
         call_type=verb.call_type,
     )
-    a_leg = ex.call_uuid
+    a_leg = ctx.call_uuid
     timers: list[IDelayedCall] = []
     b_matcher = PatternMatcher(verb.digits_match_b_leg)
     a_matcher = PatternMatcher(verb.digits_match)
 
     def notify(params: dict[str, str]) -> None:
-        ex._notify(verb.callback_url, verb.callback_method, ex._params(params))
+        ctx.notify(verb.callback_url, verb.callback_method, ctx.params(params))
 
     def stop_timers() -> None:
         for timer in timers:
@@ -102,7 +98,7 @@ async def run_dial(ex: Execution, verb: Dial) -> DialResult:
             return
         if event.kind is DialEventKind.ANSWER:
             stop_timers()
-            timers.append(ex.clock.callLater(verb.time_limit, attempt.end, DialEnd.TIME_LIMIT))
+            timers.append(ctx.clock.callLater(verb.time_limit, attempt.end, DialEnd.TIME_LIMIT))
         notify(cbp.dial_callback_params(a_leg, event))
 
     def on_a_digit(key: str) -> None:
@@ -113,11 +109,11 @@ async def run_dial(ex: Execution, verb: Dial) -> DialResult:
         if pattern is not None:
             notify(cbp.dial_digits_params(a_leg, pattern, "ALeg"))
 
-    attempt = ex.call.dial(spec, on_event)
-    timers.append(ex.clock.callLater(spec.timeout, attempt.end, DialEnd.NO_ANSWER))
+    attempt = ctx.call.dial(spec, on_event)
+    timers.append(ctx.clock.callLater(spec.timeout, attempt.end, DialEnd.NO_ANSWER))
     listener: Deferred[None] | None = None
     if verb.hangup_on_star or verb.digits_match:
-        listener = ex.call.collect_digits(on_a_digit)
+        listener = ctx.call.collect_digits(on_a_digit)
         listener.addErrback(lambda _: None)
 
     cancelled: list[bool] = []
@@ -145,7 +141,7 @@ async def run_dial(ex: Execution, verb: Dial) -> DialResult:
             def late(_: object) -> None:
                 result = settled[0] if settled else None
                 if isinstance(result, DialResult) and result.recording is not None:
-                    ex._recorded(armed)(result.recording)
+                    ctx.recorded(armed)(result.recording)
 
             attempt.result.addCallback(late)
         raise
@@ -163,21 +159,21 @@ async def run_dial(ex: Execution, verb: Dial) -> DialResult:
     return result
 
 
-async def _sound(ex: Execution, sound: str, what: str) -> Beep | tuple[Prompt, ...] | None:
+async def _sound(ctx: RunContext, sound: str, what: str) -> Beep | tuple[Prompt, ...] | None:
     if not sound:
         return None
     if sound in ("beep:1", "beep:2"):
         return Beep(sound)
-    return await ex._fetch_prompts(sound, what)
+    return await ctx.fetch_prompts(sound, what)
 
 
-async def run_conference(ex: Execution, verb: Conference) -> Response | None:
+async def run_conference(ctx: RunContext, verb: Conference) -> Response | None:
     """Put the call in ``verb``'s room; report its events; request its action."""
-    await ex._answered()
+    await ctx.answered()
     if verb.transcription_type is not None or verb.transcription_url is not None:
         log.warn(
             "call {call_uuid}: transcription is not available; conference recording only",
-            call_uuid=ex.call_uuid,
+            call_uuid=ctx.call_uuid,
         )
     record = RecordSpec(RecordMode.SESSION, verb.record_file_format) if verb.record else None
     spec = ConferenceSpec(
@@ -190,10 +186,10 @@ async def run_conference(ex: Execution, verb: Conference) -> Response | None:
         time_limit=verb.time_limit,
         hangup_on_star=verb.hangup_on_star,
         relay_dtmf=verb.relay_dtmf,
-        enter_sound=await _sound(ex, verb.enter_sound, "enterSound"),
-        exit_sound=await _sound(ex, verb.exit_sound, "exitSound"),
+        enter_sound=await _sound(ctx, verb.enter_sound, "enterSound"),
+        exit_sound=await _sound(ctx, verb.exit_sound, "exitSound"),
         wait_prompts=(
-            await ex._fetch_prompts(verb.wait_sound, "waitSound") if verb.wait_sound else ()
+            await ctx.fetch_prompts(verb.wait_sound, "waitSound") if verb.wait_sound else ()
         ),
         record=record,
         record_when_alone=verb.record_when_alone,
@@ -211,20 +207,20 @@ async def run_conference(ex: Execution, verb: Conference) -> Response | None:
             event = ConferenceEvent(
                 event.kind, event.conference_uuid, event.member_id, pattern, event.recording
             )
-        ex._notify(
+        ctx.notify(
             verb.callback_url,
             verb.callback_method,
-            ex._params(cbp.conference_callback_params(verb.room, event)),
+            ctx.params(cbp.conference_callback_params(verb.room, event)),
         )
 
-    result = await ex.call.join_conference(spec, on_event)
+    result = await ctx.call.join_conference(spec, on_event)
     if result.exit is ConferenceExit.FULL:
         # As Plivo's own framework did: a member who cannot enter gets no callbacks
         # and no action; the document goes on with the next verb.
         log.warn(
             "call {call_uuid} Conference (line {line}): room {room} is full "
             "(maxMembers {max_members}); going on with the next verb",
-            call_uuid=ex.call_uuid,
+            call_uuid=ctx.call_uuid,
             line=verb.line,
             room=verb.room,
             max_members=verb.max_members,
@@ -232,11 +228,11 @@ async def run_conference(ex: Execution, verb: Conference) -> Response | None:
         return None
     log.info(
         "call {call_uuid} Conference (line {line}) left room {room}: {exit}",
-        call_uuid=ex.call_uuid,
+        call_uuid=ctx.call_uuid,
         line=verb.line,
         room=verb.room,
         exit=result.exit.value,
     )
-    return await ex._after(
+    return await ctx.after(
         verb.action, verb.method, verb.redirect, cbp.conference_action_params(verb.room, result)
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from lxml import etree
 from twisted.logger import Logger
 
@@ -14,10 +16,10 @@ from xml_dsl._reader import (
     line_of,
     local_tag,
     no_text,
-    positive,
+    read_attributes,
     text_only,
 )
-from xml_dsl.verbs import CallType, Dial, DialMusic, Method, Number, SendDigitsMode, User
+from xml_dsl.verbs import Dial, Number, User
 
 __all__ = ["MAX_DIAL_TARGETS", "parse_dial"]
 
@@ -25,6 +27,9 @@ __all__ = ["MAX_DIAL_TARGETS", "parse_dial"]
 MAX_DIAL_TARGETS = 10
 
 log = Logger(namespace="xml_dsl.parser")
+
+#: Checks an element's text: ``(element name, text) -> value``.
+_Rule = Callable[[str, str], str]
 
 
 def _nouns(el: etree._Element, ignored: Ignored) -> tuple[Number | User, ...]:
@@ -41,9 +46,10 @@ def _nouns(el: etree._Element, ignored: Ignored) -> tuple[Number | User, ...]:
     return tuple(out)
 
 
-def _headers(el: etree._Element, r: AttrReader) -> tuple[tuple[str, str], ...]:
-    """``sipHeaders``, without the names Plivo reserves (dropped, as Plivo drops them)."""
-    pairs = r.get("sipHeaders", v.sip_headers, ())
+def _without_reserved(
+    el: etree._Element, pairs: tuple[tuple[str, str], ...]
+) -> tuple[tuple[str, str], ...]:
+    """``sipHeaders`` without the names Plivo reserves (dropped, as Plivo drops them)."""
     kept = tuple((name, value) for name, value in pairs if not v.is_reserved_header(name))
     for name, _ in pairs:
         if v.is_reserved_header(name):
@@ -56,35 +62,27 @@ def _headers(el: etree._Element, r: AttrReader) -> tuple[tuple[str, str], ...]:
     return kept
 
 
-def _credentials(el: etree._Element, r: AttrReader) -> tuple[str | None, str | None]:
-    """``sipAuthUsername`` and ``sipAuthPassword``: both or neither."""
-    username = r.get("sipAuthUsername", v.sip_auth_username, None)
-    password = r.get("sipAuthPassword", v.sip_auth_password, None, secret=True)
+#: The digest credentials of a ``<Number>`` or ``<User>``: read first, both or neither.
+_CREDENTIALS = ("sip_auth_username", "sip_auth_password")
+
+
+def _target(
+    cls: type[Number] | type[User], el: etree._Element, ignored: Ignored, what: str, rule: _Rule
+) -> Number | User:
+    """A ``<Number>`` or ``<User>``: credentials checked first, then the text, then
+    the other attributes."""
+    r = AttrReader(el, ignored)
+    credentials = read_attributes(cls, r, only=_CREDENTIALS)
+    username, password = credentials["sip_auth_username"], credentials["sip_auth_password"]
     if (username is None) != (password is None):
         missing = "sipAuthPassword" if password is None else "sipAuthUsername"
         raise fail(
             el, f"sipAuthUsername and sipAuthPassword must be given together ({missing} is missing)"
         )
-    return username, password
-
-
-def _number(el: etree._Element, ignored: Ignored) -> Number:
-    r = AttrReader(el, ignored)
-    username, password = _credentials(el, r)
-    verb = Number(
-        number=checked(el, text_only(el, "a phone number"), _phone),
-        send_digits=r.get("sendDigits", v.digits_with_tone, None),
-        send_on_preanswer=r.get("sendOnPreanswer", v.boolean, False),
-        send_digits_mode=r.get(
-            "sendDigitsMode",
-            lambda n, s: v.choice(n, s, SendDigitsMode, fold=str.lower),
-            SendDigitsMode.RFC2833,
-        ),
-        sip_headers=_headers(el, r),
-        sip_auth_username=username,
-        sip_auth_password=password,
-        line=line_of(el),
-    )
+    text = checked(el, text_only(el, what), rule)
+    values = read_attributes(cls, r, skip=_CREDENTIALS)
+    values["sip_headers"] = _without_reserved(el, values["sip_headers"])
+    verb = cls(text, **values, **credentials, line=line_of(el))
     r.finish()
     return verb
 
@@ -107,32 +105,12 @@ def _sip_uri(name: str, raw: str) -> str:
     return raw
 
 
-def _user(el: etree._Element, ignored: Ignored) -> User:
-    r = AttrReader(el, ignored)
-    username, password = _credentials(el, r)
-    verb = User(
-        uri=checked(el, text_only(el, "a SIP URI"), _sip_uri),
-        send_digits=r.get("sendDigits", v.digits_with_tone, None),
-        send_on_preanswer=r.get("sendOnPreanswer", v.boolean, False),
-        sip_headers=_headers(el, r),
-        sip_auth_username=username,
-        sip_auth_password=password,
-        line=line_of(el),
-    )
-    r.finish()
-    return verb
+def _number(el: etree._Element, ignored: Ignored) -> Number | User:
+    return _target(Number, el, ignored, "a phone number", _phone)
 
 
-def _dial_music(name: str, raw: str) -> DialMusic | str | None:
-    text = raw.strip()
-    if not text:
-        return None
-    if text.lower() == "real":
-        return DialMusic.REAL
-    try:
-        return v.url(name, text)
-    except v.RuleError:
-        raise v.RuleError(f"{name} must be real or a URL") from None
+def _user(el: etree._Element, ignored: Ignored) -> Number | User:
+    return _target(User, el, ignored, "a SIP URI", _sip_uri)
 
 
 def parse_dial(el: etree._Element, ignored: Ignored) -> Dial:
@@ -143,29 +121,8 @@ def parse_dial(el: etree._Element, ignored: Ignored) -> Dial:
         raise fail(el, "Dial must contain at least one <Number> or <User>")
     if len(targets) > MAX_DIAL_TARGETS:
         raise fail(el, f"Dial may ring at most {MAX_DIAL_TARGETS} numbers and users at once")
-    verb = Dial(
-        targets=targets,
-        action=r.get("action", v.optional_url, None),
-        method=r.get("method", v.method, Method.POST),
-        hangup_on_star=r.get("hangupOnStar", v.boolean, False),
-        time_limit=r.get("timeLimit", positive, 14400),
-        timeout=r.get("timeout", positive, None),
-        caller_id=r.get("callerId", v.caller_id, None),
-        caller_name=r.get("callerName", lambda n, s: v.bounded_text(n, s, most=50), None),
-        confirm_sound=r.get("confirmSound", v.optional_url, None),
-        confirm_timeout=r.get("confirmTimeout", positive, 120),
-        confirm_key=r.get("confirmKey", v.finish_key, None),
-        dial_music=r.get("dialMusic", _dial_music, None),
-        callback_url=r.get("callbackUrl", v.optional_url, None),
-        callback_method=r.get("callbackMethod", v.method, Method.POST),
-        redirect=r.get("redirect", v.boolean, True),
-        digits_match=r.get("digitsMatch", v.digit_patterns, ()),
-        digits_match_b_leg=r.get("digitsMatchBLeg", v.digit_patterns, ()),
-        sip_headers=_headers(el, r),
-        call_type=r.get(
-            "callType", lambda n, s: v.choice(n, s, CallType, fold=str.lower), CallType.VOICE
-        ),
-        line=line_of(el),
-    )
+    values = read_attributes(Dial, r)
+    values["sip_headers"] = _without_reserved(el, values["sip_headers"])
+    verb = Dial(targets, **values, line=line_of(el))
     r.finish()
     return verb

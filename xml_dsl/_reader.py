@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TypeVar
+from collections.abc import Callable, Collection
+from typing import Any, TypeVar
 
+import attrs
 from lxml import etree
 
-from xml_dsl._values import RuleError, integer
+from xml_dsl._values import RuleError
+from xml_dsl._xml_field import xml_attribute
 from xml_dsl.errors import XMLError
 from xml_dsl.verbs import IgnoredAttribute
 
@@ -23,7 +25,7 @@ __all__ = [
     "line_of",
     "local_tag",
     "no_text",
-    "positive",
+    "read_attributes",
     "text_only",
 ]
 
@@ -173,5 +175,34 @@ def checked(el: etree._Element, raw: str, convert: Callable[[str, str], str]) ->
         raise fail(el, str(exc)) from None
 
 
-def positive(name: str, raw: str) -> int:
-    return integer(name, raw, low=1)
+def read_attributes(
+    cls: type,
+    reader: AttrReader,
+    *,
+    only: Collection[str] | None = None,
+    skip: Collection[str] = (),
+) -> dict[str, Any]:
+    """The fields of verb class ``cls`` that XML attributes fill, read from the
+    reader's element as their :func:`~xml_dsl._xml_field.xml_field` metadata says.
+
+    Fields are read in the order the class declares them, so the first attribute
+    that breaks a rule is the one reported.  An absent attribute takes the field's
+    default; an absent required one is an error.
+
+    :param only: read just these fields (by field name), for a verb that checks a
+        rule across attributes before reading the rest.
+    :param skip: fields already read.
+    :returns: field name to value, ready to pass to ``cls``.
+    """
+    values: dict[str, Any] = {}
+    for field in attrs.fields(cls):
+        spec = xml_attribute(field)
+        if spec is None or field.name in skip or (only is not None and field.name not in only):
+            continue
+        if spec.required:
+            values[field.name] = reader.require(spec.name, spec.convert)
+        else:
+            values[field.name] = reader.get(
+                spec.name, spec.convert, field.default, secret=spec.secret
+            )
+    return values

@@ -19,6 +19,7 @@ __all__ = [
     "MIN_TONE_MS",
     "RESERVED_HEADER_NAMES",
     "RESERVED_HEADER_PREFIXES",
+    "Converter",
     "Method",
     "RuleError",
     "is_reserved_header",
@@ -32,6 +33,7 @@ MAX_URL_LENGTH = 2048
 DTMF_KEYS = frozenset("0123456789*#")
 
 _E = TypeVar("_E", bound=Enum)
+_T = TypeVar("_T")
 
 
 class RuleError(ValueError):
@@ -300,3 +302,117 @@ def language(name: str, raw: str) -> str:
     if _LANGUAGE.match(text) is None:
         raise RuleError(f"{name} must be a language tag such as en-US")
     return text
+
+
+# ---------------------------------------------------------------- converter builders
+
+#: A converter: ``(attribute name as written, raw text) -> value``, raising
+#: :class:`RuleError` with the rule in words.
+Converter = Callable[[str, str], _T]
+
+
+def positive(name: str, raw: str) -> int:
+    """An integer of at least 1."""
+    return integer(name, raw, low=1)
+
+
+def int_range(low: int, high: int | None = None) -> Converter[int]:
+    """A converter to an integer in ``[low, high]`` (see :func:`integer`)."""
+
+    def convert(name: str, raw: str) -> int:
+        return integer(name, raw, low=low, high=high)
+
+    return convert
+
+
+def one_of(enum: type[_E], *, fold: Callable[[str], str] = str) -> Converter[_E]:
+    """A converter to one of ``enum``'s values, after ``fold`` (see :func:`choice`)."""
+
+    def convert(name: str, raw: str) -> _E:
+        return choice(name, raw, enum, fold=fold)
+
+    return convert
+
+
+def blank_or(convert: Converter[_T]) -> Converter[_T | None]:
+    """``convert``, except that a blank value means ``None`` (Plivo's "none")."""
+
+    def maybe(name: str, raw: str) -> _T | None:
+        if not raw.strip():
+            return None
+        return convert(name, raw)
+
+    return maybe
+
+
+def text_of_most(most: int) -> Converter[str]:
+    """A converter to free text of at most ``most`` characters (see :func:`bounded_text`)."""
+
+    def convert(name: str, raw: str) -> str:
+        return bounded_text(name, raw, most=most)
+
+    return convert
+
+
+# ---------------------------------------------------------------- values of one verb's attributes
+
+#: Most phrases in ``<GetInput hints>``, and longest phrase in characters [ours].
+MAX_HINTS = 500
+MAX_HINT_CHARS = 100
+
+
+def voice(name: str, raw: str) -> str:
+    """``<Speak voice>``: ``WOMAN``, ``MAN`` (any case) or an Amazon Polly voice name."""
+    text = raw.strip()
+    if text.upper() in ("WOMAN", "MAN"):
+        return text.upper()
+    if text.startswith("Polly.") and 6 < len(text) <= 64 and text[6:].replace("-", "").isalnum():
+        return text
+    raise RuleError(f"{name} must be WOMAN, MAN or an Amazon Polly voice such as Polly.Joanna")
+
+
+def auto_or(low: int, high: int) -> Converter[int | None]:
+    """A converter to ``None`` for ``auto``, else an integer in ``[low, high]``."""
+
+    def convert(name: str, raw: str) -> int | None:
+        if raw.strip().lower() == "auto":
+            return None
+        try:
+            return integer(name, raw, low=low, high=high)
+        except RuleError:
+            raise RuleError(f"{name} must be auto or an integer from {low} to {high}") from None
+
+    return convert
+
+
+def hints(name: str, raw: str) -> tuple[str, ...]:
+    """``<GetInput hints>``: comma-separated phrases, within :data:`MAX_HINTS` and
+    :data:`MAX_HINT_CHARS`."""
+    items = tuple(h.strip() for h in raw.split(",") if h.strip())
+    if len(items) > MAX_HINTS or any(len(h) > MAX_HINT_CHARS for h in items):
+        raise RuleError(
+            f"{name} must be at most {MAX_HINTS} comma-separated phrases "
+            f"of at most {MAX_HINT_CHARS} characters"
+        )
+    return items
+
+
+def report_type(name: str, raw: str) -> str | None:
+    """``transcriptionReportType``: a short word, or ``None`` when blank."""
+    text = raw.strip()
+    if not text:
+        return None
+    if not text.replace("_", "").isalnum() or len(text) > 32:
+        raise RuleError(f"{name} must be a word of at most 32 letters, digits or _")
+    return text
+
+
+def sound(name: str, raw: str) -> str:
+    """A conference sound: ``""`` (none), ``beep:1``, ``beep:2`` or a URL."""
+    text = raw.strip()
+    if text in ("", "beep:1", "beep:2"):
+        return text
+    try:
+        return url(name, text)
+    except RuleError:
+        raise RuleError(f'{name} must be "", beep:1, beep:2 or a URL') from None

@@ -18,6 +18,7 @@ from xml_dsl.verbs import (
     HangupReason,
     Number,
     Prompt,
+    Record,
     SpeechModel,
     User,
 )
@@ -164,6 +165,18 @@ class RecordSpec:
     max_length: int = 60
     silence_timeout: int = 15
     finish_on_key: frozenset[str] = frozenset("#")
+
+    @classmethod
+    def of(cls, verb: Record, mode: RecordMode) -> RecordSpec:
+        """What ``<Record>`` asks the call layer to record, in ``mode``."""
+        return cls(
+            mode,
+            verb.file_format,
+            verb.record_channel_type,
+            verb.max_length,
+            verb.timeout,
+            verb.finish_on_key,
+        )
 
 
 @frozen

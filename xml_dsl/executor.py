@@ -22,6 +22,7 @@ from twisted.python.failure import Failure
 from xml_dsl import params as cbp
 from xml_dsl._dialing import run_conference, run_dial
 from xml_dsl._values import Method
+from xml_dsl.context import RunContext
 from xml_dsl.control import (
     EndedBy,
     HangupCause,
@@ -160,10 +161,25 @@ class Execution:
             GetDigits: self._get_digits,
             GetInput: self._get_input,
             Record: self._record,
-            Conference: lambda verb: run_conference(self, verb),
+            Conference: lambda verb: run_conference(self.context, verb),
             Dial: self._dial,
             PreAnswer: self._pre_answer,
         }
+        #: What the verb runners of other modules (Dial, Conference) may use.
+        self.context = RunContext(
+            call=call,
+            fetcher=fetcher,
+            clock=clock,
+            limits=limits,
+            answered=self._answered,
+            reached_caller=self._reach_caller,
+            params=self._params,
+            notify=self._notify,
+            fetch_prompts=self._fetch_prompts,
+            after=self._after,
+            recorded=self._recorded,
+            armed_dial_record=lambda: self._armed_dial_record,
+        )
 
     @property
     def call_uuid(self) -> str:
@@ -268,6 +284,9 @@ class Execution:
         return await handler(verb)
 
     # ---------------------------------------------------------------- helpers
+
+    def _reach_caller(self) -> None:
+        self._reached_caller = True
 
     async def _answered(self) -> None:
         self._reached_caller = True
@@ -570,16 +589,6 @@ class Execution:
 
     # ---------------------------------------------------------------- record
 
-    def _record_spec(self, verb: Record, mode: RecordMode) -> RecordSpec:
-        return RecordSpec(
-            mode,
-            verb.file_format,
-            verb.record_channel_type,
-            verb.max_length,
-            verb.timeout,
-            verb.finish_on_key,
-        )
-
     def _recorded(self, verb: Record) -> Callable[[RecordResult], None]:
         def deliver(result: RecordResult) -> None:
             self._notify(
@@ -599,13 +608,13 @@ class Execution:
             self._armed_dial_record = verb
             return None
         if verb.record_session:
-            d = self.call.record(self._record_spec(verb, RecordMode.SESSION))
+            d = self.call.record(RecordSpec.of(verb, RecordMode.SESSION))
             d.addCallback(self._recorded(verb))
             _swallow(d)
             return None
         if verb.play_beep:
             await self.call.beep()
-        recording = self.call.record(self._record_spec(verb, RecordMode.FOREGROUND))
+        recording = self.call.record(RecordSpec.of(verb, RecordMode.FOREGROUND))
         # Shielded: when the caller hangs up mid-message (the usual end of a voicemail)
         # the call layer ends the recording with what was said; it is still filed and
         # its callbackUrl and action told (the action without a document to run).
@@ -633,12 +642,10 @@ class Execution:
         self._recorded(verb)(result)
         return await self._after(verb.action, verb.method, verb.redirect, cbp.record_params(result))
 
-    # ---------------------------------------------------------------- conference
-
     # ---------------------------------------------------------------- dial
 
     async def _dial(self, verb: Dial) -> Response | None:
-        result = await run_dial(self, verb)
+        result = await run_dial(self.context, verb)
         armed, self._armed_dial_record = self._armed_dial_record, None
         if armed is not None and result.recording is not None:
             self._recorded(armed)(result.recording)

@@ -3,18 +3,25 @@
 The parser builds these from a document; the executor runs them. Defaults are
 Plivo's documented ones. Durations are in seconds unless a name ends in ``_ms``.
 ``line`` is the element's source line, kept for error messages and not compared.
+
+Each field an XML attribute fills says so where it is declared
+(:func:`~xml_dsl._xml_field.xml_field`: the attribute's name, its converter, and
+the default, which is also the value of an absent attribute); the parser reads
+every verb's attributes from that description.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from enum import Enum
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 from attrs import field, frozen
 from attrs.validators import ge, instance_of, le, optional
 
-from xml_dsl._values import Method
+from xml_dsl import _values as v
+from xml_dsl._values import Method, RuleError
+from xml_dsl._xml_field import xml_field
 
 __all__ = [
     "DEFAULT_VALID_DIGITS",
@@ -88,6 +95,18 @@ class InputType(Enum):
     SPEECH = "speech"
 
 
+def _input_types(name: str, raw: str) -> frozenset[InputType]:
+    """``inputType``: ``dtmf``, ``speech`` or both, space-separated, each at most once."""
+    words = raw.split()
+    try:
+        kinds = frozenset(InputType(w.lower()) for w in words)
+    except ValueError:
+        kinds = frozenset()
+    if not kinds or len(kinds) != len(words):
+        raise RuleError(f"{name} must be dtmf, speech or dtmf speech")
+    return kinds
+
+
 class SpeechModel(Enum):
     """``<GetInput speechModel>``."""
 
@@ -116,6 +135,29 @@ class DialMusic(Enum):
     REAL = "real"
 
 
+def _dial_music(name: str, raw: str) -> DialMusic | str | None:
+    """``dialMusic``: ``real``, a URL of Play/Speak/Wait XML, or blank (the default)."""
+    text = raw.strip()
+    if not text:
+        return None
+    if text.lower() == "real":
+        return DialMusic.REAL
+    try:
+        return v.url(name, text)
+    except RuleError:
+        raise RuleError(f"{name} must be real or a URL") from None
+
+
+def _lower(enum: type[Enum]) -> v.Converter[Any]:
+    """One of ``enum``'s values, in any case."""
+    return v.one_of(enum, fold=str.lower)
+
+
+#: Converters used by many verbs.
+_LOOP = v.int_range(0)
+_TRANSCRIPTION = v.blank_or(v.one_of(TranscriptionType, fold=str.lower))
+
+
 def _line() -> int | None:
     return field(default=None, eq=False, kw_only=True)
 
@@ -136,9 +178,9 @@ class Speak:
 
     text: str = field(validator=instance_of(str))
     ssml: str | None = field(default=None, validator=optional(instance_of(str)))
-    voice: str = "WOMAN"
-    language: str = "en-US"
-    loop: int = field(default=1, validator=ge(0))
+    voice: str = xml_field("voice", v.voice, "WOMAN")
+    language: str = xml_field("language", v.language, "en-US")
+    loop: int = xml_field("loop", _LOOP, 1, validator=ge(0))
     line: int | None = _line()
 
 
@@ -147,7 +189,7 @@ class Play:
     """Play an audio file (MP3 or WAV) from ``url``; ``loop`` 0 repeats until interrupted."""
 
     url: str = field(validator=instance_of(str))
-    loop: int = field(default=1, validator=ge(0))
+    loop: int = xml_field("loop", _LOOP, 1, validator=ge(0))
     line: int | None = _line()
 
 
@@ -159,10 +201,10 @@ class Wait:
     :ivar beep: end early on an answering machine's beep.
     """
 
-    length: int = field(default=1, validator=ge(1))
-    silence: bool = False
-    min_silence_ms: int = field(default=2000, validator=ge(1))
-    beep: bool = False
+    length: int = xml_field("length", v.positive, 1, validator=ge(1))
+    silence: bool = xml_field("silence", v.boolean, False)
+    min_silence_ms: int = xml_field("minSilence", v.positive, 2000, validator=ge(1))
+    beep: bool = xml_field("beep", v.boolean, False)
     line: int | None = _line()
 
 
@@ -181,7 +223,7 @@ class DTMF:
     """
 
     digits: str = field(validator=instance_of(str))
-    async_: bool = True
+    async_: bool = xml_field("async", v.boolean, True)
     line: int | None = _line()
 
 
@@ -190,7 +232,7 @@ class Redirect:
     """Fetch ``url`` and continue the call with the document it returns."""
 
     url: str = field(validator=instance_of(str))
-    method: Method = Method.POST
+    method: Method = xml_field("method", v.method, Method.POST)
     line: int | None = _line()
 
 
@@ -204,8 +246,8 @@ class Hangup:
         next verb meanwhile.
     """
 
-    reason: HangupReason | None = None
-    schedule: int | None = field(default=None, validator=optional(ge(1)))
+    reason: HangupReason | None = xml_field("reason", _lower(HangupReason), None)
+    schedule: int | None = xml_field("schedule", v.positive, None, validator=optional(ge(1)))
     line: int | None = _line()
 
 
@@ -225,18 +267,18 @@ class GetDigits:
         and go on with the next verb (false).
     """
 
-    action: str | None = None
-    method: Method = Method.POST
-    timeout: int = field(default=5, validator=ge(1))
-    digit_timeout: int = field(default=2, validator=ge(1))
-    finish_on_key: str | None = "#"
-    num_digits: int = field(default=99, validator=ge(1))
-    retries: int = field(default=1, validator=ge(1))
-    redirect: bool = True
-    play_beep: bool = False
-    valid_digits: frozenset[str] = DEFAULT_VALID_DIGITS
-    invalid_digits_sound: str | None = None
-    log: bool = True
+    action: str | None = xml_field("action", v.optional_url, None)
+    method: Method = xml_field("method", v.method, Method.POST)
+    timeout: int = xml_field("timeout", v.positive, 5, validator=ge(1))
+    digit_timeout: int = xml_field("digitTimeout", v.positive, 2, validator=ge(1))
+    finish_on_key: str | None = xml_field("finishOnKey", v.finish_key, "#")
+    num_digits: int = xml_field("numDigits", v.positive, 99, validator=ge(1))
+    retries: int = xml_field("retries", v.positive, 1, validator=ge(1))
+    redirect: bool = xml_field("redirect", v.boolean, True)
+    play_beep: bool = xml_field("playBeep", v.boolean, False)
+    valid_digits: frozenset[str] = xml_field("validDigits", v.key_set, DEFAULT_VALID_DIGITS)
+    invalid_digits_sound: str | None = xml_field("invalidDigitsSound", v.optional_url, None)
+    log: bool = xml_field("log", v.boolean, True)
     prompts: tuple[Prompt, ...] = ()
     line: int | None = _line()
 
@@ -254,24 +296,34 @@ class GetInput:
     :ivar interim_speech_results_callback: URL told of partial transcripts.
     """
 
-    action: str = field(validator=instance_of(str))
-    input_types: frozenset[InputType] = field(
-        validator=lambda _i, _a, v: _non_empty(v, "input_types")
+    action: str = xml_field("action", v.url, validator=instance_of(str))
+    input_types: frozenset[InputType] = xml_field(
+        "inputType", _input_types, validator=lambda _i, _a, value: _non_empty(value, "input_types")
     )
-    method: Method = Method.POST
-    execution_timeout: int = field(default=15, validator=[ge(5), le(60)])
-    digit_end_timeout: int | None = field(default=None, validator=optional([ge(2), le(10)]))
-    speech_end_timeout: int | None = field(default=None, validator=optional([ge(2), le(10)]))
-    finish_on_key: str | None = "#"
-    num_digits: int = field(default=32, validator=[ge(1), le(32)])
-    speech_model: SpeechModel = SpeechModel.DEFAULT
-    hints: tuple[str, ...] = ()
-    language: str = "en-US"
-    interim_speech_results_callback: str | None = None
-    interim_speech_results_callback_method: Method = Method.POST
-    log: bool = True
-    redirect: bool = True
-    profanity_filter: bool = False
+    method: Method = xml_field("method", v.method, Method.POST)
+    execution_timeout: int = xml_field(
+        "executionTimeout", v.int_range(5, 60), 15, validator=[ge(5), le(60)]
+    )
+    digit_end_timeout: int | None = xml_field(
+        "digitEndTimeout", v.auto_or(2, 10), None, validator=optional([ge(2), le(10)])
+    )
+    speech_end_timeout: int | None = xml_field(
+        "speechEndTimeout", v.auto_or(2, 10), None, validator=optional([ge(2), le(10)])
+    )
+    finish_on_key: str | None = xml_field("finishOnKey", v.finish_key, "#")
+    num_digits: int = xml_field("numDigits", v.int_range(1, 32), 32, validator=[ge(1), le(32)])
+    speech_model: SpeechModel = xml_field("speechModel", v.one_of(SpeechModel), SpeechModel.DEFAULT)
+    hints: tuple[str, ...] = xml_field("hints", v.hints, ())
+    language: str = xml_field("language", v.language, "en-US")
+    interim_speech_results_callback: str | None = xml_field(
+        "interimSpeechResultsCallback", v.optional_url, None
+    )
+    interim_speech_results_callback_method: Method = xml_field(
+        "interimSpeechResultsCallbackMethod", v.method, Method.POST
+    )
+    log: bool = xml_field("log", v.boolean, True)
+    redirect: bool = xml_field("redirect", v.boolean, True)
+    profanity_filter: bool = xml_field("profanityFilter", v.boolean, False)
     prompts: tuple[Prompt, ...] = ()
     line: int | None = _line()
 
@@ -282,6 +334,11 @@ def _non_empty(value: frozenset[InputType] | tuple[object, ...], name: str) -> N
 
 
 # ---------------------------------------------------------------- record
+
+
+def _any_keys(name: str, raw: str) -> frozenset[str]:
+    """Keys that end a recording; ``none`` or blank for none."""
+    return v.key_set(name, raw, allow_none=True)
 
 
 @frozen
@@ -297,23 +354,29 @@ class Record:
     :ivar transcription_type: accepted for compatibility; no transcription is made.
     """
 
-    action: str | None = None
-    method: Method = Method.POST
-    file_format: FileFormat = FileFormat.MP3
-    redirect: bool = True
-    timeout: int = field(default=15, validator=ge(1))
-    max_length: int = field(default=60, validator=ge(2))
-    play_beep: bool = True
-    finish_on_key: frozenset[str] = frozenset("#")
-    record_session: bool = False
-    start_on_dial_answer: bool = False
-    transcription_type: TranscriptionType | None = None
-    transcription_url: str | None = None
-    transcription_method: Method = Method.POST
-    transcription_report_type: str | None = None
-    callback_url: str | None = None
-    callback_method: Method = Method.POST
-    record_channel_type: ChannelType = ChannelType.STEREO
+    action: str | None = xml_field("action", v.optional_url, None)
+    method: Method = xml_field("method", v.method, Method.POST)
+    file_format: FileFormat = xml_field("fileFormat", _lower(FileFormat), FileFormat.MP3)
+    redirect: bool = xml_field("redirect", v.boolean, True)
+    timeout: int = xml_field("timeout", v.positive, 15, validator=ge(1))
+    max_length: int = xml_field("maxLength", v.int_range(2), 60, validator=ge(2))
+    play_beep: bool = xml_field("playBeep", v.boolean, True)
+    finish_on_key: frozenset[str] = xml_field("finishOnKey", _any_keys, frozenset("#"))
+    record_session: bool = xml_field("recordSession", v.boolean, False)
+    start_on_dial_answer: bool = xml_field("startOnDialAnswer", v.boolean, False)
+    transcription_type: TranscriptionType | None = xml_field(
+        "transcriptionType", _TRANSCRIPTION, None
+    )
+    transcription_url: str | None = xml_field("transcriptionUrl", v.optional_url, None)
+    transcription_method: Method = xml_field("transcriptionMethod", v.method, Method.POST)
+    transcription_report_type: str | None = xml_field(
+        "transcriptionReportType", v.report_type, None
+    )
+    callback_url: str | None = xml_field("callbackUrl", v.optional_url, None)
+    callback_method: Method = xml_field("callbackMethod", v.method, Method.POST)
+    record_channel_type: ChannelType = xml_field(
+        "recordChannelType", _lower(ChannelType), ChannelType.STEREO
+    )
     line: int | None = _line()
 
 
@@ -329,31 +392,35 @@ class Conference:
     """
 
     room: str = field(validator=instance_of(str))
-    muted: bool = False
-    enter_sound: str = ""
-    exit_sound: str = ""
-    start_conference_on_enter: bool = True
-    end_conference_on_exit: bool = False
-    stay_alone: bool = True
-    wait_sound: str | None = None
-    max_members: int = field(default=20, validator=[ge(1), le(20)])
-    record: bool = False
-    record_file_format: FileFormat = FileFormat.MP3
-    time_limit: int = field(default=86400, validator=ge(1))
-    hangup_on_star: bool = False
-    action: str | None = None
-    method: Method = Method.POST
-    callback_url: str | None = None
-    callback_method: Method = Method.POST
-    digits_match: tuple[str, ...] = ()
-    floor_event: bool = False
-    redirect: bool = True
-    relay_dtmf: bool = True
-    send_digits: str | None = None
-    record_when_alone: bool = False
-    transcription_type: TranscriptionType | None = None
-    transcription_url: str | None = None
-    transcription_method: Method = Method.POST
+    muted: bool = xml_field("muted", v.boolean, False)
+    enter_sound: str = xml_field("enterSound", v.sound, "")
+    exit_sound: str = xml_field("exitSound", v.sound, "")
+    start_conference_on_enter: bool = xml_field("startConferenceOnEnter", v.boolean, True)
+    end_conference_on_exit: bool = xml_field("endConferenceOnExit", v.boolean, False)
+    stay_alone: bool = xml_field("stayAlone", v.boolean, True)
+    wait_sound: str | None = xml_field("waitSound", v.optional_url, None)
+    max_members: int = xml_field("maxMembers", v.int_range(1, 20), 20, validator=[ge(1), le(20)])
+    record: bool = xml_field("record", v.boolean, False)
+    record_file_format: FileFormat = xml_field(
+        "recordFileFormat", _lower(FileFormat), FileFormat.MP3
+    )
+    time_limit: int = xml_field("timeLimit", v.positive, 86400, validator=ge(1))
+    hangup_on_star: bool = xml_field("hangupOnStar", v.boolean, False)
+    action: str | None = xml_field("action", v.optional_url, None)
+    method: Method = xml_field("method", v.method, Method.POST)
+    callback_url: str | None = xml_field("callbackUrl", v.optional_url, None)
+    callback_method: Method = xml_field("callbackMethod", v.method, Method.POST)
+    digits_match: tuple[str, ...] = xml_field("digitsMatch", v.digit_patterns, ())
+    floor_event: bool = xml_field("floorEvent", v.boolean, False)
+    redirect: bool = xml_field("redirect", v.boolean, True)
+    relay_dtmf: bool = xml_field("relayDTMF", v.boolean, True)
+    send_digits: str | None = xml_field("sendDigits", v.digits_to_send, None)
+    record_when_alone: bool = xml_field("recordWhenAlone", v.boolean, False)
+    transcription_type: TranscriptionType | None = xml_field(
+        "transcriptionType", _TRANSCRIPTION, None
+    )
+    transcription_url: str | None = xml_field("transcriptionUrl", v.optional_url, None)
+    transcription_method: Method = xml_field("transcriptionMethod", v.method, Method.POST)
     line: int | None = _line()
 
 
@@ -379,12 +446,16 @@ class Number:
     """
 
     number: str = field(validator=instance_of(str))
-    send_digits: str | None = None
-    send_on_preanswer: bool = False
-    send_digits_mode: SendDigitsMode = SendDigitsMode.RFC2833
-    sip_headers: tuple[tuple[str, str], ...] = ()
-    sip_auth_username: str | None = None
-    sip_auth_password: str | None = field(default=None, repr=False, validator=_paired)
+    send_digits: str | None = xml_field("sendDigits", v.digits_with_tone, None)
+    send_on_preanswer: bool = xml_field("sendOnPreanswer", v.boolean, False)
+    send_digits_mode: SendDigitsMode = xml_field(
+        "sendDigitsMode", _lower(SendDigitsMode), SendDigitsMode.RFC2833
+    )
+    sip_headers: tuple[tuple[str, str], ...] = xml_field("sipHeaders", v.sip_headers, ())
+    sip_auth_username: str | None = xml_field("sipAuthUsername", v.sip_auth_username, None)
+    sip_auth_password: str | None = xml_field(
+        "sipAuthPassword", v.sip_auth_password, None, secret=True, repr=False, validator=_paired
+    )
     line: int | None = _line()
 
 
@@ -398,11 +469,13 @@ class User:
     """
 
     uri: str = field(validator=instance_of(str))
-    send_digits: str | None = None
-    send_on_preanswer: bool = False
-    sip_headers: tuple[tuple[str, str], ...] = ()
-    sip_auth_username: str | None = None
-    sip_auth_password: str | None = field(default=None, repr=False, validator=_paired)
+    send_digits: str | None = xml_field("sendDigits", v.digits_with_tone, None)
+    send_on_preanswer: bool = xml_field("sendOnPreanswer", v.boolean, False)
+    sip_headers: tuple[tuple[str, str], ...] = xml_field("sipHeaders", v.sip_headers, ())
+    sip_auth_username: str | None = xml_field("sipAuthUsername", v.sip_auth_username, None)
+    sip_auth_password: str | None = xml_field(
+        "sipAuthPassword", v.sip_auth_password, None, secret=True, repr=False, validator=_paired
+    )
     line: int | None = _line()
 
 
@@ -423,25 +496,27 @@ class Dial:
         server cannot place: such a Dial ends as failed.
     """
 
-    targets: tuple[Number | User, ...] = field(validator=lambda _i, _a, v: _non_empty(v, "targets"))
-    action: str | None = None
-    method: Method = Method.POST
-    hangup_on_star: bool = False
-    time_limit: int = field(default=14400, validator=ge(1))
-    timeout: int | None = field(default=None, validator=optional(ge(1)))
-    caller_id: str | None = None
-    caller_name: str | None = None
-    confirm_sound: str | None = None
-    confirm_timeout: int = field(default=120, validator=ge(1))
-    confirm_key: str | None = None
-    dial_music: DialMusic | str | None = None
-    callback_url: str | None = None
-    callback_method: Method = Method.POST
-    redirect: bool = True
-    digits_match: tuple[str, ...] = ()
-    digits_match_b_leg: tuple[str, ...] = ()
-    sip_headers: tuple[tuple[str, str], ...] = ()
-    call_type: CallType = CallType.VOICE
+    targets: tuple[Number | User, ...] = field(
+        validator=lambda _i, _a, value: _non_empty(value, "targets")
+    )
+    action: str | None = xml_field("action", v.optional_url, None)
+    method: Method = xml_field("method", v.method, Method.POST)
+    hangup_on_star: bool = xml_field("hangupOnStar", v.boolean, False)
+    time_limit: int = xml_field("timeLimit", v.positive, 14400, validator=ge(1))
+    timeout: int | None = xml_field("timeout", v.positive, None, validator=optional(ge(1)))
+    caller_id: str | None = xml_field("callerId", v.caller_id, None)
+    caller_name: str | None = xml_field("callerName", v.text_of_most(50), None)
+    confirm_sound: str | None = xml_field("confirmSound", v.optional_url, None)
+    confirm_timeout: int = xml_field("confirmTimeout", v.positive, 120, validator=ge(1))
+    confirm_key: str | None = xml_field("confirmKey", v.finish_key, None)
+    dial_music: DialMusic | str | None = xml_field("dialMusic", _dial_music, None)
+    callback_url: str | None = xml_field("callbackUrl", v.optional_url, None)
+    callback_method: Method = xml_field("callbackMethod", v.method, Method.POST)
+    redirect: bool = xml_field("redirect", v.boolean, True)
+    digits_match: tuple[str, ...] = xml_field("digitsMatch", v.digit_patterns, ())
+    digits_match_b_leg: tuple[str, ...] = xml_field("digitsMatchBLeg", v.digit_patterns, ())
+    sip_headers: tuple[tuple[str, str], ...] = xml_field("sipHeaders", v.sip_headers, ())
+    call_type: CallType = xml_field("callType", _lower(CallType), CallType.VOICE)
     line: int | None = _line()
 
 
