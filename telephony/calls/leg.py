@@ -3,16 +3,21 @@ the media session anchored for it.
 
 A leg knows SIP and media, not applications: it rings, pre-answers, answers,
 rejects, cancels and hangs up; it answers re-INVITEs, UPDATEs and BYEs from its
-peer; it retransmits its 2xx until the ACK (§13.3.1.4) and runs the RFC 4028 session
-timer, ending the call when a session expires unrefreshed.  What the call should do
-(run an application, bridge to another leg) is decided by its owner, which listens
-to the leg's events and its :attr:`Leg.ended` Deferred.
+peer; it retransmits its 2xx until the ACK (§13.3.1.4, on the schedule of
+:mod:`telephony.sip.reliable_2xx`) and runs the RFC 4028 session timer, ending the
+call when a session expires unrefreshed.  What the call should do (run an
+application, bridge to another leg) is decided by its owner, which listens to the
+leg's events and its :attr:`Leg.ended` Deferred.
+
+Which event a leg acts on in which state, and which state may follow which, is the
+table of :mod:`telephony.calls.leg_state`: each method here first asks it, and does
+nothing where the table says the event does not apply (a ring after the answer, a
+hangup after the end).
 """
 
 from __future__ import annotations
 
 import contextlib
-import enum
 import secrets
 from collections.abc import Callable
 from typing import Any
@@ -25,6 +30,7 @@ from twisted.python.failure import Failure
 
 from media import Direction, IMediaSession, MediaEngine, SDPError, SessionDescription, parse_sdp
 from telephony.calls.causes import Cause, cause_for_status
+from telephony.calls.leg_state import LegEvent, LegState, Role, accepts, may_move
 from telephony.calls.uac import (
     AUTH_HEADERS,
     InviteTemplate,
@@ -37,6 +43,7 @@ from telephony.sip.dialog import Dialog
 from telephony.sip.errors import SipError
 from telephony.sip.headers import Headers
 from telephony.sip.message import Request, Response
+from telephony.sip.reliable_2xx import Reliable2xx, Step, StepKind
 from telephony.sip.session_timer import (
     SessionTimer,
     TooSmallError,
@@ -47,21 +54,11 @@ from telephony.sip.transport import Peer, ServerTransactionHandle, SipStack, new
 from telephony.sip.uri import NameAddr, SipURI
 from telephony.trunks.hops import FixedPlan, Hop, HopPlan, SipCredentials
 
-__all__ = ("Leg", "LegEnd", "LegState", "SipContext")
+__all__ = ("Leg", "LegEnd", "LegEvent", "LegState", "Role", "SipContext")
 
 log = Logger()
 
 SDP = "application/sdp"
-
-
-class LegState(enum.Enum):
-    """Where a leg is in its life."""
-
-    NEW = "new"
-    RINGING = "ringing"
-    EARLY = "early-media"
-    ANSWERED = "answered"
-    ENDED = "ended"
 
 
 @attrs.frozen
@@ -119,7 +116,7 @@ class Leg:
         self,
         *,
         uuid: str,
-        role: str,
+        role: Role | str,
         ctx: SipContext,
         media: MediaEngine,
         clock: IReactorTime,
@@ -127,7 +124,7 @@ class Leg:
         invite: Request | None,
     ) -> None:
         self.uuid = uuid
-        self.role = role
+        self.role = Role(role)
         self.ctx = ctx
         self.media_engine = media
         self.clock = clock
@@ -254,8 +251,23 @@ class Leg:
 
     # -- events ---------------------------------------------------------------------
 
+    def _accepts(self, event: LegEvent) -> bool:
+        """Whether this leg acts on *event* in its state (:data:`~.leg_state.ACCEPTS`)."""
+        return accepts(self.role, event, self.state)
+
     def _set_state(self, state: LegState) -> None:
-        if self.state is state or self.state is LegState.ENDED:
+        """Move to *state* and tell the listeners; staying put is no move, and a
+        move the table forbids is logged and not made."""
+        if self.state is state:
+            return
+        if not may_move(self.state, state):
+            if self.state is not LegState.ENDED:
+                log.warn(
+                    "Leg {uuid}: no move from {old} to {new}",
+                    uuid=self.uuid,
+                    old=self.state.value,
+                    new=state.value,
+                )
             return
         self.state = state
         for listener in list(self.listeners):
@@ -279,13 +291,13 @@ class Leg:
 
     def ring(self) -> None:
         """180 Ringing (UAS, before an answer)."""
-        if self.role == "uas" and self.state is LegState.NEW:
+        if self._accepts(LegEvent.RING):
             self._respond(180)
             self._set_state(LegState.RINGING)
 
     def pre_answer(self) -> Deferred[None]:
         """183 Session Progress with our SDP answer: early media (UAS)."""
-        if self.role != "uas" or self.state in (LegState.EARLY, LegState.ANSWERED, LegState.ENDED):
+        if not self._accepts(LegEvent.PRE_ANSWER):
             return succeed(None)
         if self._offer is None:
             self.ring()  # a delayed offer leaves no room for early media
@@ -297,7 +309,7 @@ class Leg:
 
     def answer(self) -> Deferred[None]:
         """200 OK with SDP (UAS); fires once sent.  An outgoing leg is answered by its peer."""
-        if self.role != "uas" or self.answered or self.state is LegState.ENDED or self._txn is None:
+        if not self._accepts(LegEvent.ANSWER) or self._txn is None:
             return succeed(None)
         try:
             timer, timer_headers = negotiate_as_uas(
@@ -324,7 +336,9 @@ class Leg:
             self.dialog.confirmed = True
         self.session_timer = timer
         self.answered_at = self.clock.seconds()
-        self._schedule_2xx_retransmit(self.ctx.stack.timers.t1, self.clock.seconds())
+        timers = self.ctx.stack.timers
+        schedule = Reliable2xx(self.answered_at, timers.t1, timers.t2)
+        self._2xx_at(schedule, schedule.first())
         self._set_state(LegState.ANSWERED)
         self._restart_session_timer()
         return succeed(None)
@@ -338,7 +352,7 @@ class Leg:
     ) -> None:
         """Refuse the call with a final response (UAS, not answered), its cause named
         in a ``Reason`` header (RFC 3326)."""
-        if self.role != "uas" or self.answered or self.state is LegState.ENDED:
+        if not self._accepts(LegEvent.REJECT):
             return
         cause = cause or cause_for_status(status)
         all_headers = Headers(list(headers or ()))
@@ -349,7 +363,7 @@ class Leg:
     def cancelled(self, cancel_txn: ServerTransactionHandle) -> None:
         """The caller sent CANCEL: 200 to it, 487 to the INVITE (§9.2)."""
         cancel_txn.respond(200)
-        if self.role == "uas" and not self.answered and self.state is not LegState.ENDED:
+        if self._accepts(LegEvent.CANCELLED):
             self._respond(487)
             self._end(Cause.ORIGINATOR_CANCEL, "Caller", 487)
 
@@ -373,30 +387,30 @@ class Leg:
             all_headers.add("Content-Type", SDP)
         return self._txn.respond(status, reason, all_headers, body)
 
-    def _schedule_2xx_retransmit(self, interval: float, last: float) -> None:
-        """§13.3.1.4: resend the 2xx at T1, 2T1… (capped at T2) until the ACK; give up at 64·T1."""
-        timers = self.ctx.stack.timers
-        start = self.answered_at if self.answered_at is not None else last
-        deadline = start + timers.timeout
+    def _2xx_at(self, schedule: Reliable2xx, step: Step) -> None:
+        """Arm the timer for *step* of the 2xx's schedule (§13.3.1.4): its time is
+        absolute, so a late timer does not delay the steps after it."""
+        delay = max(0.0, step.at - self.clock.seconds())
+        self._retransmit = self.clock.callLater(delay, self._2xx_due, schedule, step)
 
-        def fire(at: float) -> None:
-            self._retransmit = None
-            if self._acked or self.state is LegState.ENDED or self._final_2xx is None:
-                return
-            if at >= deadline:
-                log.warn("No ACK for the 200 OK of {uuid}: ending the call", uuid=self.uuid)
-                self._send_bye(Cause.ACK_TIMEOUT, "Plivo")
-                return
-            if self._txn is not None:
-                self._txn.send(self._final_2xx)
-            self._schedule_2xx_retransmit(min(2 * interval, timers.t2), at)
-
-        at = min(last + interval, deadline)
-        self._retransmit = self.clock.callLater(max(0.0, at - self.clock.seconds()), fire, at)
+    def _2xx_due(self, schedule: Reliable2xx, step: Step) -> None:
+        """Resend the 2xx, or, at 64·T1 without an ACK, end the call with a BYE."""
+        self._retransmit = None
+        if self._acked or self.state is LegState.ENDED or self._final_2xx is None:
+            return
+        if step.kind is StepKind.GIVE_UP:
+            log.warn("No ACK for the 200 OK of {uuid}: ending the call", uuid=self.uuid)
+            self._send_bye(Cause.ACK_TIMEOUT, "Plivo")
+            return
+        if self._txn is not None:
+            self._txn.send(self._final_2xx)
+        following = schedule.after(step)
+        if following is not None:
+            self._2xx_at(schedule, following)
 
     def handle_ack(self, ack: Request) -> None:
         """The ACK of our 2xx arrived (with the SDP answer, after a delayed offer)."""
-        if self._acked:
+        if self._acked or not self._accepts(LegEvent.ACK):
             return
         self._acked = True
         if self._retransmit is not None and self._retransmit.active():
@@ -416,7 +430,7 @@ class Leg:
         out = self._out
         if out is None or out.template is None or out.plan is None:
             return
-        if self.state is LegState.ENDED:
+        if not self._accepts(LegEvent.START):
             return
         offer = self.ensure_media().create_offer()
         plan, out.plan = out.plan, None
@@ -453,45 +467,62 @@ class Leg:
         self._end(failure.effective_cause, "Callee", failure.status)
 
     def _uac_response(self, response: Response) -> None:
+        """A response to our INVITE: the event it is depends on its class and on
+        whether we are answered already (then a 2xx is a retransmission)."""
         status = response.status
         if status < 200:
-            # Any provisional, 100 included, allows the CANCEL we may be holding (§9.1).
+            # Any provisional, 100 included, allows the CANCEL we may be holding (§9.1),
+            # even once we ended: the CANCEL still has to go out.
             self._provisional_seen = True
             if self._cancel_pending:
                 self._send_cancel()
-        if self.state is LegState.ENDED:
-            if 200 <= status < 300 and self.dialog is None:
-                self._ack_and_bye(response)  # a 2xx crossing our CANCEL
-            return
-        if status < 200:
-            if status == 100:
+            event = LegEvent.PROVISIONAL
+        elif status < 300:
+            if self.state is LegState.ENDED:
+                if self.dialog is None:
+                    self._ack_and_bye(response)  # a 2xx crossing our CANCEL
                 return
-            if response.to.tag and self.dialog is None:
-                self.dialog = Dialog.as_uac(self.invite, response, self.ctx.via_host)
-            if response.body and self.media is not None and self.media.negotiated is None:
-                self._accept_answer(response)
-            self._set_state(LegState.EARLY if response.body else LegState.RINGING)
+            answered = self.state is LegState.ANSWERED
+            event = LegEvent.RETRANSMITTED_2XX if answered else LegEvent.PEER_ANSWERED
+        else:
+            event = LegEvent.FAILED
+        if self._accepts(event):
+            _RESPONSE_HANDLERS[event](self, response)
+
+    def _provisional(self, response: Response) -> None:
+        """A 1xx: an early dialog, maybe early media (a 183 with SDP)."""
+        if response.status == 100:
             return
-        if status < 300:
-            if self.answered:
-                self._send_ack(response)  # a retransmitted 2xx: ACK again
-                return
+        if response.to.tag and self.dialog is None:
             self.dialog = Dialog.as_uac(self.invite, response, self.ctx.via_host)
-            self._send_ack(response)
-            if self._cancel_pending:
-                self._send_bye(Cause.ORIGINATOR_CANCEL, "Plivo")
-                return
-            needs_answer = self.media is not None and self.media.negotiated is None
-            if response.body and needs_answer and not self._accept_answer(response):
-                return
-            self.session_timer = result_as_uac(response, asked=self.ctx.session_expires)
-            self.answered_at = self.clock.seconds()
-            self._set_state(LegState.ANSWERED)
-            self._restart_session_timer()
+        if response.body and self.media is not None and self.media.negotiated is None:
+            self._accept_answer(response)
+        self._set_state(LegState.EARLY if response.body else LegState.RINGING)
+
+    def _answered_by_peer(self, response: Response) -> None:
+        """The first 2xx: ACK it, then answered, unless we were cancelling meanwhile."""
+        self.dialog = Dialog.as_uac(self.invite, response, self.ctx.via_host)
+        self._send_ack(response)
+        if self._cancel_pending:
+            self._send_bye(Cause.ORIGINATOR_CANCEL, "Plivo")
             return
-        self._end(
-            Cause.ORIGINATOR_CANCEL if status == 487 else cause_for_status(status), "Callee", status
-        )
+        needs_answer = self.media is not None and self.media.negotiated is None
+        if response.body and needs_answer and not self._accept_answer(response):
+            return
+        self.session_timer = result_as_uac(response, asked=self.ctx.session_expires)
+        self.answered_at = self.clock.seconds()
+        self._set_state(LegState.ANSWERED)
+        self._restart_session_timer()
+
+    def _retransmitted_2xx(self, response: Response) -> None:
+        """Our ACK was lost: the peer resends its 2xx, and we ACK again (§13.2.2.4)."""
+        self._send_ack(response)
+
+    def _refused(self, response: Response) -> None:
+        """A 3xx to 6xx final answer (the last hop's): the leg ends with its cause."""
+        status = response.status
+        cause = Cause.ORIGINATOR_CANCEL if status == 487 else cause_for_status(status)
+        self._end(cause, "Callee", status)
 
     def _accept_answer(self, response: Response) -> bool:
         if self.media is None:
@@ -534,7 +565,7 @@ class Leg:
 
     def cancel(self) -> None:
         """Stop ringing (UAC): CANCEL once a provisional response came (§9.1)."""
-        if self.role != "uac" or self.answered or self.state is LegState.ENDED:
+        if not self._accepts(LegEvent.CANCEL):
             return
         if self._provisional_seen:
             self._send_cancel()
@@ -559,11 +590,11 @@ class Leg:
 
     def hangup(self, cause: Cause = Cause.NORMAL, source: str = "Plivo") -> None:
         """End the leg whatever its state: BYE, reject, or CANCEL."""
-        if self.state is LegState.ENDED:
+        if not self._accepts(LegEvent.HANGUP):
             return
         if self.answered:
             self._send_bye(cause, source)
-        elif self.role == "uas":
+        elif self.role is Role.UAS:
             self.reject(cause.sip_status, cause=cause)
         else:
             self.cancel()
@@ -576,7 +607,7 @@ class Leg:
 
     def handle_request(self, request: Request, txn: ServerTransactionHandle) -> None:
         """A request inside this leg's dialog."""
-        if self.dialog is None or self.state is LegState.ENDED:
+        if self.dialog is None or not self._accepts(LegEvent.PEER_REQUEST):
             txn.respond(481)
             return
         try:
@@ -587,7 +618,7 @@ class Leg:
         method = request.method
         if method == "BYE":
             txn.respond(200)
-            self._end(Cause.NORMAL, "Caller" if self.role == "uas" else "Callee")
+            self._end(Cause.NORMAL, "Caller" if self.role is Role.UAS else "Callee")
         elif method in ("INVITE", "UPDATE"):
             self._reoffer(request, txn)
         elif method in ("INFO", "OPTIONS"):
@@ -652,7 +683,7 @@ class Leg:
 
     def reinvite(self, direction: Direction = Direction.SENDRECV) -> None:
         """Send a re-INVITE with a new offer: a session refresh, or hold (sendonly)/resume."""
-        if self.dialog is None or self.state is not LegState.ANSWERED or self.media is None:
+        if self.dialog is None or not self._accepts(LegEvent.REINVITE) or self.media is None:
             return
         timer = self.session_timer
         extra = Headers([("Supported", "timer")])
@@ -696,7 +727,6 @@ class Leg:
         if self.state is LegState.ENDED:
             return
         self._set_state(LegState.ENDED)
-        self.state = LegState.ENDED
         self.ended_at = self.clock.seconds()
         for call in (self._timer_call, self._retransmit):
             if call is not None and call.active():
@@ -742,3 +772,13 @@ class Leg:
             "peer": f"{self.peer.host}:{self.peer.port}",
             "call_id": self.invite.call_id,
         }
+
+
+#: What :meth:`Leg._uac_response` does with each response event, once the state
+#: table accepts it.
+_RESPONSE_HANDLERS: dict[LegEvent, Callable[[Leg, Response], None]] = {
+    LegEvent.PROVISIONAL: Leg._provisional,
+    LegEvent.PEER_ANSWERED: Leg._answered_by_peer,
+    LegEvent.RETRANSMITTED_2XX: Leg._retransmitted_2xx,
+    LegEvent.FAILED: Leg._refused,
+}
