@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 
 from media import Direction, SessionDescription
@@ -32,6 +33,7 @@ from telephony.directory import Application
 from xml_dsl import (
     DialEnd,
     DialEvent,
+    DialEventKind,
     DialResult,
     DialSpec,
     DialStatus,
@@ -197,12 +199,26 @@ class Call:
             caller_name=self.caller_name or None,
             ringback=Ringback.DEFAULT,
         )
-        attempt = self.dial(spec, lambda event: None)
-        timer = self.services.clock.callLater(spec.timeout, attempt.end, DialEnd.NO_ANSWER)
+        ringing: list[IDelayedCall] = []
+
+        def answered(event: DialEvent) -> None:
+            # The ring timeout ends the ringing, not the call: left armed, it hung
+            # the bridged call up ring_timeout seconds after the start.
+            if event.kind is DialEventKind.ANSWER:
+                stop_ringing()
+
+        def stop_ringing() -> None:
+            for timer in ringing:
+                if timer.active():
+                    timer.cancel()
+
+        attempt = self.dial(spec, answered)
+        ringing.append(self.services.clock.callLater(spec.timeout, attempt.end, DialEnd.NO_ANSWER))
+        if attempt.winner is not None:
+            stop_ringing()
 
         def over(result: DialResult) -> None:
-            if timer.active():
-                timer.cancel()
+            stop_ringing()
             if self.leg.state is LegState.ENDED:
                 return
             if result.status is DialStatus.COMPLETED:
