@@ -241,6 +241,8 @@ class FakeLeg:
         self._move(LegState.EARLY)
 
     def hangup(self, cause: Cause = Cause.NORMAL, source: str = "Plivo") -> None:
+        if self.state is LegState.ENDED:
+            return  # as a real leg: nothing to hang up
         self.hangups.append((cause, source))
         self.end(cause, source)
 
