@@ -45,6 +45,10 @@ class FakeSession:
         self.stopped_outputs = 0
         self.listeners: list[IMediaListener] = []
         self.relaying = False
+        #: Recordings asked for: ("record" or "record_call", arguments, Deferred).
+        self.recordings: list[tuple[str, dict[str, Any], Deferred[Any]]] = []
+        #: watch() calls: ((silence_ms, beep), Deferred).
+        self.watches: list[tuple[tuple[int | None, bool], Deferred[str]]] = []
         #: Frames a conference mixer sent: (tick frame, payload).
         self.frames_sent: list[tuple[int, bytes]] = []
         self._offer: SessionDescription | None = None
@@ -103,7 +107,20 @@ class FakeSession:
         return Deferred()
 
     def record(self, **kwargs: Any) -> Deferred[Any]:
-        return Deferred()
+        return self._recording("record", kwargs)
+
+    def record_call(self, **kwargs: Any) -> Deferred[Any]:
+        return self._recording("record_call", kwargs)
+
+    def _recording(self, kind: str, kwargs: dict[str, Any]) -> Deferred[Any]:
+        d: Deferred[Any] = Deferred()
+        self.recordings.append((kind, kwargs, d))
+        return d
+
+    def watch(self, *, silence_ms: int | None = None, beep: bool = False) -> Deferred[str]:
+        d: Deferred[str] = Deferred()
+        self.watches.append(((silence_ms, beep), d))
+        return d
 
     def stop(self) -> None:
         pass
