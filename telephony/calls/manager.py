@@ -28,6 +28,8 @@ from telephony.calls.conference import Conferences
 from telephony.calls.dial import PlaceLeg
 from telephony.calls.journal import CallJournal
 from telephony.calls.leg import Leg, LegEnd, LegState, SipContext
+from telephony.calls.leg_uac import OutgoingLeg
+from telephony.calls.leg_uas import IncomingLeg
 from telephony.calls.originate import Originator
 from telephony.calls.recordings import CallRecordings
 from telephony.calls.routing import APP_PREFIX, Route, RouteKind, Router, normalize_number
@@ -226,7 +228,7 @@ class CallManager:
             return
         call_uuid = uuid4()
         try:
-            leg = Leg.incoming(
+            leg = IncomingLeg(
                 invite, txn, uuid=call_uuid, ctx=self.ctx, media=self.media, clock=self.clock
             )
         except SipError as exc:
@@ -334,7 +336,7 @@ class CallManager:
         """A new outgoing leg to *where* (not yet started), tracked by its dialog tag."""
         self.counters["outbound"] += 1
         from_uri = SipURI("sip", caller_id or "anonymous", self.ctx.domain)
-        leg = Leg.outgoing(
+        leg = OutgoingLeg(
             uuid=uuid4(),
             ctx=self.ctx,
             media=self.media,
