@@ -199,26 +199,28 @@ class Call:
             caller_name=self.caller_name or None,
             ringback=Ringback.DEFAULT,
         )
-        ringing: list[IDelayedCall] = []
+        clock = self.services.clock
+        timers: list[IDelayedCall] = []
 
-        def answered(event: DialEvent) -> None:
-            # The ring timeout ends the ringing, not the call: left armed, it hung
-            # the bridged call up ring_timeout seconds after the start.
-            if event.kind is DialEventKind.ANSWER:
-                stop_ringing()
-
-        def stop_ringing() -> None:
-            for timer in ringing:
+        def stop_timers() -> None:
+            for timer in timers:
                 if timer.active():
                     timer.cancel()
+            timers.clear()
 
-        attempt = self.dial(spec, answered)
-        ringing.append(self.services.clock.callLater(spec.timeout, attempt.end, DialEnd.NO_ANSWER))
-        if attempt.winner is not None:
-            stop_ringing()
+        def on_event(event: DialEvent) -> None:
+            # As the executor times a <Dial>: the ring timeout ends at the answer (left
+            # armed, it hung the bridged call up ring_timeout seconds after the start)
+            # and the time limit starts.  (No leg answers while the Dial is starting.)
+            if event.kind is DialEventKind.ANSWER:
+                stop_timers()
+                timers.append(clock.callLater(spec.time_limit, attempt.end, DialEnd.TIME_LIMIT))
+
+        attempt = self.dial(spec, on_event)
+        timers.append(clock.callLater(spec.timeout, attempt.end, DialEnd.NO_ANSWER))
 
         def over(result: DialResult) -> None:
-            stop_ringing()
+            stop_timers()
             if self.leg.state is LegState.ENDED:
                 return
             if result.status is DialStatus.COMPLETED:

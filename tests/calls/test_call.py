@@ -262,12 +262,27 @@ def test_an_answered_endpoint_is_bridged_and_its_hangup_ends_the_call(
     clock.advance(10.0)
     b.peer_answers()
     assert s.leg.answered
-    assert clock.getDelayedCalls() == [], "the ring timeout is cancelled at the answer"
+    [limit] = clock.getDelayedCalls()
+    assert limit.getTime() == EPOCH + 10.0 + 14_400, "the ring timeout gives way to the limit"
     clock.advance(600.0)
     assert (b.hangups, s.leg.hangups) == ([], []), "the bridged call outlasts the ring timeout"
     b.end(Cause.NORMAL, "Callee")
     assert s.leg.hangups == [(Cause.NORMAL, "Plivo")]
     assert (s.leg.bill_duration(), b.bill_duration()) == (600, 600)
+
+
+def test_a_bridged_endpoint_call_ends_at_the_time_limit(clock: Clock, tmp_path: Path) -> None:
+    s = _setup(clock, tmp_path)
+    b = FakeLeg("b-leg", clock)
+    s.switchboard.queued.append(b)
+    s.call.ring_endpoint("bob")
+    clock.advance(10.0)
+    b.peer_answers()
+    clock.advance(14_399.999)
+    assert b.hangups == []
+    clock.advance(0.001)
+    assert b.hangups == [(Cause.TIME_LIMIT, "Plivo")]
+    assert s.leg.hangups == [(Cause.NORMAL, "Plivo")]
 
 
 @pytest.mark.parametrize(
