@@ -4,29 +4,36 @@ An inbound call's leg is the caller's (UAS); an outbound call's (REST API) is th
 leg we placed (UAC).  When the leg ends, whatever runs on it is cancelled (the
 executor sees a far-end hangup), its dials are ended, one CDR row is written per
 leg, and the application's ``hangup_url`` is told, with Plivo's parameters.
+
+What a call works with (clock, fetcher, CDR store, journal, recordings, conferences,
+and the switchboard that places its B legs) arrives in one
+:class:`~telephony.calls.call_services.CallServices`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 
 from media import Direction, SessionDescription
+from telephony.calls.call_services import CallServices, LiveCallJournal
 from telephony.calls.causes import Cause
 from telephony.calls.cdr import CallRecord, plivo_time
 from telephony.calls.control import CallControl
 from telephony.calls.dial import DialAttempt
-from telephony.calls.journal import CallJournal, LiveCall
+from telephony.calls.journal import LiveCall
 from telephony.calls.leg import Leg, LegEnd, LegState
 from telephony.calls.recordings import CallInfo
 from telephony.directory import Application
 from xml_dsl import (
     DialEnd,
     DialEvent,
+    DialEventKind,
     DialResult,
     DialSpec,
     DialStatus,
@@ -38,9 +45,6 @@ from xml_dsl import (
 )
 from xml_dsl.params import hangup_params
 from xml_dsl.verbs import User
-
-if TYPE_CHECKING:
-    from telephony.calls.manager import CallManager
 
 __all__ = ("Call",)
 
@@ -58,12 +62,13 @@ class Call:
 
     :ivar caller: Plivo's ``From``.  :ivar called: Plivo's ``To``.
     :ivar direction: "inbound" or "outbound".
+    :ivar services: what the call works with (shared by every call).
     """
 
     def __init__(
         self,
         *,
-        manager: CallManager,
+        services: CallServices,
         leg: Leg,
         direction: str,
         caller: str,
@@ -73,7 +78,7 @@ class Call:
         request_uuid: str | None = None,
         parent: Call | None = None,
     ) -> None:
-        self.manager = manager
+        self.services = services
         self.leg = leg
         self.uuid = leg.uuid
         self.direction = direction
@@ -90,8 +95,8 @@ class Call:
         self._waiting: list[Deferred[None]] = []
         leg.on_reoffer = self._reoffer
         leg.ended.addCallback(self._leg_ended)
-        if manager.journal is not None:
-            self._journal_start(manager.journal)
+        if services.journal is not None:
+            self._journal_start(services.journal)
 
     def __repr__(self) -> str:
         state = self.leg.state.value
@@ -100,7 +105,7 @@ class Call:
     @property
     def recordings_dir(self) -> Path:
         """Where this call's recordings go."""
-        return self.manager.recordings_dir
+        return self.services.recordings.directory
 
     def params(self) -> Mapping[str, str]:
         """Plivo's parameters for this call, as they are now."""
@@ -146,9 +151,9 @@ class Call:
         fields = app.fields
         self.execution = run_call(
             self.control,
-            self.manager.fetcher,
+            self.services.fetcher,
             fields.answer_url,
-            clock=self.manager.clock,
+            clock=self.services.clock,
             answer_method=Method(fields.answer_method),
             fallback_url=fields.fallback_answer_url,
             fallback_method=Method(fields.fallback_method),
@@ -164,7 +169,11 @@ class Call:
         if old is not None and not old.called:
             old.cancel()
         self.execution = run_call(
-            self.control, self.manager.fetcher, url, clock=self.manager.clock, answer_method=method
+            self.control,
+            self.services.fetcher,
+            url,
+            clock=self.services.clock,
+            answer_method=method,
         )
         self.execution.addCallbacks(self._document_over, self._document_failed)
 
@@ -183,19 +192,35 @@ class Call:
     def ring_endpoint(self, username: str) -> None:
         """No application: ring an endpoint directly and bridge it (an endpoint's SIP URI)."""
         spec = DialSpec(
-            targets=(User(uri=f"sip:{username}@{self.manager.ctx.domain}"),),
-            timeout=self.manager.ring_timeout,
+            targets=(User(uri=f"sip:{username}@{self.services.domain}"),),
+            timeout=self.services.ring_timeout,
             time_limit=14_400,
             caller_id=self.caller,
             caller_name=self.caller_name or None,
             ringback=Ringback.DEFAULT,
         )
-        attempt = self.dial(spec, lambda event: None)
-        timer = self.manager.clock.callLater(spec.timeout, attempt.end, DialEnd.NO_ANSWER)
+        clock = self.services.clock
+        timers: list[IDelayedCall] = []
+
+        def stop_timers() -> None:
+            for timer in timers:
+                if timer.active():
+                    timer.cancel()
+            timers.clear()
+
+        def on_event(event: DialEvent) -> None:
+            # As the executor times a <Dial>: the ring timeout ends at the answer (left
+            # armed, it hung the bridged call up ring_timeout seconds after the start)
+            # and the time limit starts.  (No leg answers while the Dial is starting.)
+            if event.kind is DialEventKind.ANSWER:
+                stop_timers()
+                timers.append(clock.callLater(spec.time_limit, attempt.end, DialEnd.TIME_LIMIT))
+
+        attempt = self.dial(spec, on_event)
+        timers.append(clock.callLater(spec.timeout, attempt.end, DialEnd.NO_ANSWER))
 
         def over(result: DialResult) -> None:
-            if timer.active():
-                timer.cancel()
+            stop_timers()
             if self.leg.state is LegState.ENDED:
                 return
             if result.status is DialStatus.COMPLETED:
@@ -211,7 +236,7 @@ class Call:
 
     def dial(self, spec: DialSpec, on_event: Callable[[DialEvent], None]) -> DialAttempt:
         """Start a ``<Dial>`` from this call."""
-        attempt = DialAttempt(self, spec, on_event, self.manager.placer(self))
+        attempt = DialAttempt(self, spec, on_event, self.services.switchboard.placer(self))
         self.dials.append(attempt)
 
         def done(result: DialResult) -> DialResult:
@@ -246,7 +271,7 @@ class Call:
                 other.reinvite(direction)
         return answer
 
-    def _journal_start(self, journal: CallJournal) -> None:
+    def _journal_start(self, journal: LiveCallJournal) -> None:
         """Journal this call while it is up, so that a crash does not lose it; its
         CDR's commit takes it out of the journal (telephony.calls.journal)."""
         app = self.application
@@ -285,7 +310,7 @@ class Call:
         waiting, self._waiting = self._waiting, []
         for d in waiting:
             d.callback(None)
-        self.manager.call_ended(self, end)
+        self.services.switchboard.call_ended(self, end)
         self._report(end)
         return end
 
@@ -315,7 +340,7 @@ class Call:
 
     def _report(self, end: LegEnd) -> None:
         record = self.record(end)
-        self.manager.cdrs.write(record).addErrback(
+        self.services.cdrs.write(record).addErrback(
             lambda f: log.failure("call {call_uuid}: CDR not written", f, call_uuid=self.uuid)
         )
         app = self.application
@@ -332,4 +357,6 @@ class Call:
             answer_time=record.answer_time or "",
             end_time=record.end_time,
         )
-        self.manager.fetcher.notify(app.fields.hangup_url, Method(app.fields.hangup_method), params)
+        self.services.fetcher.notify(
+            app.fields.hangup_url, Method(app.fields.hangup_method), params
+        )

@@ -207,7 +207,7 @@ class CallControl:
             media = self._media()
         except ExecutionError as exc:
             return fail(exc)
-        recordings = self.call.manager.recordings
+        recordings = self.call.services.recordings
         pending = recordings.begin(spec.file_format.value)
         try:
             if spec.mode is RecordMode.FOREGROUND:
@@ -243,4 +243,4 @@ class CallControl:
             self._media()
         except ExecutionError as exc:
             return fail(exc)
-        return self.call.manager.conferences.join(self.call, spec, on_event)
+        return self.call.services.conferences.join(self.call, spec, on_event)

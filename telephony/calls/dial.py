@@ -334,7 +334,7 @@ class DialAttempt:
         spec, media = self.spec.record, self.call.leg.media
         if spec is None or media is None or self._recording is not None:
             return
-        recordings = self.call.manager.recordings
+        recordings = self.call.services.recordings
         pending = recordings.begin(spec.file_format.value)
         try:
             recording = media.record_call(

@@ -1,19 +1,24 @@
 """One call leg: a SIP dialog, as UAS (the caller's leg) or UAC (a leg we place), and
-the media session anchored for it.
+the media session anchored for it.  This module holds what both sides share; the
+UAS's part is :mod:`telephony.calls.leg_uas`, the UAC's :mod:`telephony.calls.leg_uac`.
 
 A leg knows SIP and media, not applications: it rings, pre-answers, answers,
 rejects, cancels and hangs up; it answers re-INVITEs, UPDATEs and BYEs from its
-peer; it retransmits its 2xx until the ACK (§13.3.1.4) and runs the RFC 4028 session
-timer, ending the call when a session expires unrefreshed.  What the call should do
-(run an application, bridge to another leg) is decided by its owner, which listens
-to the leg's events and its :attr:`Leg.ended` Deferred.
+peer; it retransmits its 2xx until the ACK (§13.3.1.4, on the schedule of
+:mod:`telephony.sip.reliable_2xx`) and runs the RFC 4028 session timer, ending the
+call when a session expires unrefreshed.  What the call should do (run an
+application, bridge to another leg) is decided by its owner, which listens to the
+leg's events and its :attr:`Leg.ended` Deferred.
+
+Which event a leg acts on in which state, and which state may follow which, is the
+table of :mod:`telephony.calls.leg_state`: each method here first asks it, and does
+nothing where the table says the event does not apply (a ring after the answer, a
+hangup after the end).
 """
 
 from __future__ import annotations
 
 import contextlib
-import enum
-import secrets
 from collections.abc import Callable
 from typing import Any
 
@@ -24,46 +29,30 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from media import Direction, IMediaSession, MediaEngine, SDPError, SessionDescription, parse_sdp
-from telephony.calls.causes import Cause, cause_for_status
+from telephony.calls.causes import Cause
+from telephony.calls.leg_state import LegEvent, LegState, Role, accepts, may_move
 from telephony.calls.uac import (
     AUTH_HEADERS,
-    InviteTemplate,
-    OutgoingInvite,
-    UacFailure,
-    build_invite,
     send_authenticated,
 )
 from telephony.sip.dialog import Dialog
 from telephony.sip.errors import SipError
 from telephony.sip.headers import Headers
-from telephony.sip.ids import new_tag
 from telephony.sip.message import Request, Response
 from telephony.sip.peer import Peer
 from telephony.sip.session_timer import (
     SessionTimer,
     TooSmallError,
     negotiate_as_uas,
-    result_as_uac,
 )
 from telephony.sip.stack import ServerTransactionHandle, SipStack
-from telephony.sip.uri import NameAddr, SipURI
-from telephony.trunks.hops import FixedPlan, Hop, HopPlan, SipCredentials
+from telephony.trunks.hops import SipCredentials
 
-__all__ = ("Leg", "LegEnd", "LegState", "SipContext")
+__all__ = ("Leg", "LegEnd", "LegEvent", "LegState", "Role", "SipContext")
 
 log = Logger()
 
 SDP = "application/sdp"
-
-
-class LegState(enum.Enum):
-    """Where a leg is in its life."""
-
-    NEW = "new"
-    RINGING = "ringing"
-    EARLY = "early-media"
-    ANSWERED = "answered"
-    ENDED = "ended"
 
 
 @attrs.frozen
@@ -93,25 +82,13 @@ class SipContext:
     session_expires: int = 1800
 
 
-@attrs.define
-class _Outgoing:
-    """An outgoing leg's INVITE.
-
-    :ivar template, first: how the first INVITE is built and where it goes; dropped
-        once it is sent (the leg's ``invite`` then names the call).
-    :ivar plan: the hops, until the INVITE starts (then the ``uac`` has it).
-    :ivar credentials: the answered hop's, for in-dialog requests (BYE, re-INVITE).
-    """
-
-    template: InviteTemplate | None
-    first: Hop | None
-    plan: HopPlan | None
-    credentials: SipCredentials | None
-    uac: OutgoingInvite | None = None
-
-
 class Leg:
-    """A SIP dialog plus its media session.  Use :meth:`incoming` or :meth:`outgoing`.
+    """A SIP dialog plus its media session: made as an :class:`~.leg_uas.IncomingLeg`
+    (the caller's) or an :class:`~.leg_uac.OutgoingLeg` (one we place).
+
+    What only one side does (ring and answer; send the INVITE and cancel it) is a
+    no-op here, as the state table has no entry for it in the other role: callers
+    may ask any leg.
 
     :ivar uuid: the leg's CallUUID.
     :ivar ended: fires once with a :class:`LegEnd` when the leg is over.
@@ -121,7 +98,7 @@ class Leg:
         self,
         *,
         uuid: str,
-        role: str,
+        role: Role | str,
         ctx: SipContext,
         media: MediaEngine,
         clock: IReactorTime,
@@ -129,7 +106,7 @@ class Leg:
         invite: Request | None,
     ) -> None:
         self.uuid = uuid
-        self.role = role
+        self.role = Role(role)
         self.ctx = ctx
         self.media_engine = media
         self.clock = clock
@@ -147,117 +124,55 @@ class Leg:
         self.on_reoffer: Callable[[Leg, SessionDescription], SessionDescription] | None = None
         self.session_timer: SessionTimer | None = None
         self._timer_call: IDelayedCall | None = None
-        self._retransmit: IDelayedCall | None = None
-        self._txn: ServerTransactionHandle | None = None
-        self._offer: SessionDescription | None = None
-        self._local_answer: SessionDescription | None = None
-        self._final_2xx: Response | None = None
-        self._acked = True
-        self._cancel_pending = False
-        self._provisional_seen = False
         self.local_tag = ""
-        #: An outgoing leg's INVITE: how it is built and where it goes (one
-        #: attribute: CPython shares the key table of instances with at most 30).
-        self._out: _Outgoing | None = None
 
     def __repr__(self) -> str:
         return f"<Leg {self.role} {self.uuid} {self.state.value}>"
-
-    # -- construction --------------------------------------------------------------
-
-    @classmethod
-    def incoming(
-        cls,
-        invite: Request,
-        txn: ServerTransactionHandle,
-        *,
-        uuid: str,
-        ctx: SipContext,
-        media: MediaEngine,
-        clock: IReactorTime,
-    ) -> Leg:
-        """The caller's leg, for an INVITE we received.
-
-        :raises SipError: the INVITE cannot start a dialog (no Contact: 400; bad SDP:
-            400 or 488), to be answered by the caller.
-        """
-        leg = cls(
-            uuid=uuid, role="uas", ctx=ctx, media=media, clock=clock, peer=txn.peer, invite=invite
-        )
-        leg._txn = txn
-        leg.local_tag = txn.to_tag
-        leg.dialog = Dialog.as_uas(invite, txn.to_tag, ctx.contact, ctx.via_host)
-        if invite.body:
-            try:
-                leg._offer = parse_sdp(invite.body)
-            except SDPError as exc:
-                raise SipError(f"Bad SDP: {exc}", exc.status_hint) from None
-        return leg
-
-    @classmethod
-    def outgoing(
-        cls,
-        *,
-        uuid: str,
-        ctx: SipContext,
-        media: MediaEngine,
-        clock: IReactorTime,
-        peer: Peer,
-        request_uri: SipURI,
-        from_: NameAddr,
-        to: NameAddr,
-        extra_headers: Headers | None = None,
-        credentials: SipCredentials | None = None,
-        plan: HopPlan | None = None,
-    ) -> Leg:
-        """A leg we place (a Dial target, an API call); call :meth:`start` to send it.
-
-        Without a *plan* the INVITE goes to *peer* alone (answering a challenge with
-        *credentials*); with one, it goes to the plan's hops in turn (gateways, with
-        failover), and *peer*, *request_uri*, *from_* and *to* only name the call
-        until the first hop is known.
-        """
-        first = Hop(peer, request_uri, from_, to, credentials)
-        template = InviteTemplate(
-            call_id=f"{secrets.token_hex(12)}@{ctx.domain}",
-            from_tag=new_tag(),
-            via_host=ctx.via_host,
-            contact=ctx.contact,
-            session_expires=ctx.session_expires,
-            min_se=ctx.min_se,
-            extra=tuple(extra_headers or ()),
-        )
-        leg = cls(uuid=uuid, role="uac", ctx=ctx, media=media, clock=clock, peer=peer, invite=None)
-        leg.local_tag = template.from_tag
-        leg._out = _Outgoing(template, first, plan or FixedPlan(first), credentials)
-        return leg
 
     @property
     def invite(self) -> Request:
         """The INVITE: the caller's (UAS); ours as last sent (UAC), or before the first
         is sent, the one the first hop would get (built only if asked for)."""
         if self._invite is None:
-            out = self._out
-            if out is None or out.template is None or out.first is None:
-                raise SipError("an outgoing leg without its first hop", 500)
-            self._invite = build_invite(out.template, out.first, 1)
+            self._invite = self._first_invite()
         return self._invite
 
     @invite.setter
     def invite(self, request: Request) -> None:
         self._invite = request
 
+    def _first_invite(self) -> Request:
+        """The INVITE an outgoing leg would send first (before it has sent one)."""
+        raise SipError("an outgoing leg without its first hop", 500)
+
     @property
     def call_id(self) -> str:
         """The SIP Call-ID, without building an outgoing leg's INVITE to read it."""
-        if self._invite is None and self._out is not None and self._out.template is not None:
-            return self._out.template.call_id
         return self.invite.call_id
+
+    def _credentials(self) -> SipCredentials | None:
+        """What answers a challenge to our in-dialog requests (an outgoing leg's hop's)."""
+        return None
 
     # -- events ---------------------------------------------------------------------
 
+    def _accepts(self, event: LegEvent) -> bool:
+        """Whether this leg acts on *event* in its state (:data:`~.leg_state.ACCEPTS`)."""
+        return accepts(self.role, event, self.state)
+
     def _set_state(self, state: LegState) -> None:
-        if self.state is state or self.state is LegState.ENDED:
+        """Move to *state* and tell the listeners; staying put is no move, and a
+        move the table forbids is logged and not made."""
+        if self.state is state:
+            return
+        if not may_move(self.state, state):
+            if self.state is not LegState.ENDED:
+                log.warn(
+                    "Leg {uuid}: no move from {old} to {new}",
+                    uuid=self.uuid,
+                    old=self.state.value,
+                    new=state.value,
+                )
             return
         self.state = state
         for listener in list(self.listeners):
@@ -277,58 +192,17 @@ class Leg:
             self.media = self.media_engine.create_session(call_uuid=self.uuid)
         return self.media
 
-    # -- UAS ------------------------------------------------------------------------
+    # -- one side's events: nothing on the other side (see leg_uas, leg_uac) -------------
 
     def ring(self) -> None:
-        """180 Ringing (UAS, before an answer)."""
-        if self.role == "uas" and self.state is LegState.NEW:
-            self._respond(180)
-            self._set_state(LegState.RINGING)
+        """180 Ringing (UAS)."""
 
     def pre_answer(self) -> Deferred[None]:
-        """183 Session Progress with our SDP answer: early media (UAS)."""
-        if self.role != "uas" or self.state in (LegState.EARLY, LegState.ANSWERED, LegState.ENDED):
-            return succeed(None)
-        if self._offer is None:
-            self.ring()  # a delayed offer leaves no room for early media
-            return succeed(None)
-        self._local_answer = self.ensure_media().accept_offer(self._offer)
-        self._respond(183, body=self._local_answer.to_bytes())
-        self._set_state(LegState.EARLY)
+        """183 with our SDP answer: early media (UAS)."""
         return succeed(None)
 
     def answer(self) -> Deferred[None]:
-        """200 OK with SDP (UAS); fires once sent.  An outgoing leg is answered by its peer."""
-        if self.role != "uas" or self.answered or self.state is LegState.ENDED or self._txn is None:
-            return succeed(None)
-        try:
-            timer, timer_headers = negotiate_as_uas(
-                self.invite, min_se=self.ctx.min_se, default=self.ctx.session_expires
-            )
-        except TooSmallError as exc:
-            self.reject(422, headers=Headers([("Min-SE", str(exc.min_se))]))
-            return succeed(None)
-        session = self.ensure_media()
-        if self._offer is not None:
-            # The 200 repeats the answer of a 183, if one was sent (§13.2.1).
-            if self._local_answer is None:
-                self._local_answer = session.accept_offer(self._offer)
-            body = self._local_answer.to_bytes()
-        else:
-            body = session.create_offer().to_bytes()  # delayed offer: the ACK answers
-        headers = Headers([("Supported", "timer")])
-        for name, value in timer_headers:
-            headers.add(name, value)
-        response = self._respond(200, body=body, headers=headers)
-        self._final_2xx = response
-        self._acked = False
-        if self.dialog is not None:
-            self.dialog.confirmed = True
-        self.session_timer = timer
-        self.answered_at = self.clock.seconds()
-        self._schedule_2xx_retransmit(self.ctx.stack.timers.t1, self.clock.seconds())
-        self._set_state(LegState.ANSWERED)
-        self._restart_session_timer()
+        """200 OK (UAS); an outgoing leg is answered by its peer."""
         return succeed(None)
 
     def reject(
@@ -338,192 +212,43 @@ class Leg:
         headers: Headers | None = None,
         cause: Cause | None = None,
     ) -> None:
-        """Refuse the call with a final response (UAS, not answered), its cause named
-        in a ``Reason`` header (RFC 3326)."""
-        if self.role != "uas" or self.answered or self.state is LegState.ENDED:
-            return
-        cause = cause or cause_for_status(status)
-        all_headers = Headers(list(headers or ()))
-        all_headers.add("Reason", cause.reason_header(status))
-        self._respond(status, reason, headers=all_headers)
-        self._end(cause, "Plivo", status)
+        """Refuse the call with a final response (UAS)."""
 
     def cancelled(self, cancel_txn: ServerTransactionHandle) -> None:
-        """The caller sent CANCEL: 200 to it, 487 to the INVITE (§9.2)."""
+        """The caller sent CANCEL (UAS): 200 to it, whatever became of the INVITE."""
         cancel_txn.respond(200)
-        if self.role == "uas" and not self.answered and self.state is not LegState.ENDED:
-            self._respond(487)
-            self._end(Cause.ORIGINATOR_CANCEL, "Caller", 487)
-
-    def _respond(
-        self,
-        status: int,
-        reason: str | None = None,
-        *,
-        body: bytes = b"",
-        headers: Headers | None = None,
-    ) -> Response:
-        if self._txn is None:
-            raise SipError("not a UAS leg", 500)
-        all_headers = Headers()
-        if 100 < status < 300:
-            all_headers.add("Contact", f"<{self.ctx.contact}>")
-            all_headers.add("Allow", "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO")
-        for name, value in headers or ():
-            all_headers.add(name, value)
-        if body:
-            all_headers.add("Content-Type", SDP)
-        return self._txn.respond(status, reason, all_headers, body)
-
-    def _schedule_2xx_retransmit(self, interval: float, last: float) -> None:
-        """§13.3.1.4: resend the 2xx at T1, 2T1… (capped at T2) until the ACK; give up at 64·T1."""
-        timers = self.ctx.stack.timers
-        start = self.answered_at if self.answered_at is not None else last
-        deadline = start + timers.timeout
-
-        def fire(at: float) -> None:
-            self._retransmit = None
-            if self._acked or self.state is LegState.ENDED or self._final_2xx is None:
-                return
-            if at >= deadline:
-                log.warn("No ACK for the 200 OK of {uuid}: ending the call", uuid=self.uuid)
-                self._send_bye(Cause.ACK_TIMEOUT, "Plivo")
-                return
-            if self._txn is not None:
-                self._txn.send(self._final_2xx)
-            self._schedule_2xx_retransmit(min(2 * interval, timers.t2), at)
-
-        at = min(last + interval, deadline)
-        self._retransmit = self.clock.callLater(max(0.0, at - self.clock.seconds()), fire, at)
 
     def handle_ack(self, ack: Request) -> None:
-        """The ACK of our 2xx arrived (with the SDP answer, after a delayed offer)."""
-        if self._acked:
-            return
-        self._acked = True
-        if self._retransmit is not None and self._retransmit.active():
-            self._retransmit.cancel()
-        self._retransmit = None
-        if ack.body and self.media is not None and self.media.negotiated is None:
-            try:
-                self.media.accept_answer(parse_sdp(ack.body))
-            except SDPError as exc:
-                log.warn("Bad SDP in the ACK of {uuid}: {error}", uuid=self.uuid, error=exc)
-                self._send_bye(Cause.MEDIA_FAILURE, "Plivo")
-
-    # -- UAC ------------------------------------------------------------------------
+        """The ACK of our 2xx (UAS)."""
 
     def start(self) -> None:
-        """Send the INVITE with our SDP offer (UAC), to the plan's hops in turn."""
-        out = self._out
-        if out is None or out.template is None or out.plan is None:
+        """Send the INVITE (UAC)."""
+
+    def cancel(self) -> None:
+        """Stop ringing (UAC)."""
+
+    def _hangup_unanswered(self, cause: Cause, source: str) -> None:
+        """End the leg before any answer: a refusal (UAS) or a CANCEL (UAC)."""
+        self._end(cause, source)
+
+    def _stop(self) -> None:
+        """Stop what one side runs (2xx retransmissions, an INVITE's hops) at the end."""
+
+    # -- both -------------------------------------------------------------------------
+
+    def hangup(self, cause: Cause = Cause.NORMAL, source: str = "Plivo") -> None:
+        """End the leg whatever its state: BYE, reject, or CANCEL."""
+        if not self._accepts(LegEvent.HANGUP):
             return
-        if self.state is LegState.ENDED:
-            return
-        offer = self.ensure_media().create_offer()
-        plan, out.plan = out.plan, None
-        out.uac = OutgoingInvite(
-            stack=self.ctx.stack,
-            clock=self.clock,
-            plan=plan,
-            template=out.template,
-            body=offer.to_bytes(),
-            on_sent=self._invite_sent,
-            on_response=self._uac_response,
-            on_failed=self._uac_failed,
-            uuid=self.uuid,
-        )
-        out.uac.start()
+        if self.answered:
+            self._send_bye(cause, source)
+        else:
+            self._hangup_unanswered(cause, source)
 
-    def _invite_sent(self, invite: Request, peer: Peer, hop: Hop) -> None:
-        """A new INVITE went out (a first try, an authenticated resend, a failover)."""
-        self.invite = invite
-        self.peer = peer
-        if self._out is not None:
-            self._out.credentials = hop.credentials
-            self._out.template = self._out.first = None  # the INVITE now names the call
-        self._provisional_seen = False
-
-    def _uac_failed(self, failure: UacFailure) -> None:
-        """Every hop failed, or our credentials were refused."""
-        log.info(
-            "Outgoing leg {uuid} failed: {cause} ({reason})",
-            uuid=self.uuid,
-            cause=failure.effective_cause.cause_name,
-            reason=failure.reason,
-        )
-        self._end(failure.effective_cause, "Callee", failure.status)
-
-    def _uac_response(self, response: Response) -> None:
-        status = response.status
-        if status < 200:
-            # Any provisional, 100 included, allows the CANCEL we may be holding (§9.1).
-            self._provisional_seen = True
-            if self._cancel_pending:
-                self._send_cancel()
-        if self.state is LegState.ENDED:
-            if 200 <= status < 300 and self.dialog is None:
-                self._ack_and_bye(response)  # a 2xx crossing our CANCEL
-            return
-        if status < 200:
-            if status == 100:
-                return
-            if response.to.tag and self.dialog is None:
-                self.dialog = Dialog.as_uac(self.invite, response, self.ctx.via_host)
-            if response.body and self.media is not None and self.media.negotiated is None:
-                self._accept_answer(response)
-            self._set_state(LegState.EARLY if response.body else LegState.RINGING)
-            return
-        if status < 300:
-            if self.answered:
-                self._send_ack(response)  # a retransmitted 2xx: ACK again
-                return
-            self.dialog = Dialog.as_uac(self.invite, response, self.ctx.via_host)
-            self._send_ack(response)
-            if self._cancel_pending:
-                self._send_bye(Cause.ORIGINATOR_CANCEL, "Plivo")
-                return
-            needs_answer = self.media is not None and self.media.negotiated is None
-            if response.body and needs_answer and not self._accept_answer(response):
-                return
-            self.session_timer = result_as_uac(response, asked=self.ctx.session_expires)
-            self.answered_at = self.clock.seconds()
-            self._set_state(LegState.ANSWERED)
-            self._restart_session_timer()
-            return
-        self._end(
-            Cause.ORIGINATOR_CANCEL if status == 487 else cause_for_status(status), "Callee", status
-        )
-
-    def _accept_answer(self, response: Response) -> bool:
-        if self.media is None:
-            return False
-        try:
-            self.media.accept_answer(parse_sdp(response.body))
-        except SDPError as exc:
-            log.warn("Bad SDP answer on {uuid}: {error}", uuid=self.uuid, error=exc)
-            if response.status >= 200:
-                self._send_bye(Cause.MEDIA_FAILURE, "Plivo")
-            return False
-        return True
-
-    def _ack(self, dialog: Dialog) -> Request:
-        """The ACK of our INVITE's 2xx, with the INVITE's credentials (§13.2.2.4)."""
-        ack = dialog.ack(self.invite.cseq.number)
-        if self._out is not None and self._out.credentials is not None:
-            for name in AUTH_HEADERS:
-                for value in self.invite.headers.get_all(name):
-                    ack.headers.add(name, value)
-        return ack
-
-    def _send_ack(self, response: Response) -> None:
-        dialog = self.dialog or Dialog.as_uac(self.invite, response, self.ctx.via_host)
-        self.ctx.stack.send_stateless(self._ack(dialog), self.peer)
-
-    def _ack_and_bye(self, response: Response) -> None:
-        dialog = Dialog.as_uac(self.invite, response, self.ctx.via_host)
-        self.ctx.stack.send_stateless(self._ack(dialog), self.peer)
-        self._request_in(dialog, "BYE").addErrback(self._crashed)
+    def _send_bye(self, cause: Cause, source: str) -> None:
+        if self.dialog is not None and self.state is not LegState.ENDED:
+            self._request_in(self.dialog, "BYE").addErrback(self._crashed)
+        self._end(cause, source)
 
     def _request_in(self, dialog: Dialog, method: str, **kwargs: Any) -> Deferred[Response]:
         """Send an in-dialog request, answering a challenge with the hop's credentials."""
@@ -531,54 +256,12 @@ class Leg:
             self.ctx.stack,
             self.peer,
             lambda auth: dialog.request(method, extra=auth or None, **kwargs),
-            self._out.credentials if self._out is not None else None,
+            self._credentials(),
         )
-
-    def cancel(self) -> None:
-        """Stop ringing (UAC): CANCEL once a provisional response came (§9.1)."""
-        if self.role != "uac" or self.answered or self.state is LegState.ENDED:
-            return
-        if self._provisional_seen:
-            self._send_cancel()
-        else:
-            self._cancel_pending = True
-
-    def _send_cancel(self) -> None:
-        headers = Headers()
-        headers.add("Via", self.invite.headers.values("Via")[0])
-        for route in self.invite.headers.get_all("Route"):
-            headers.add("Route", route)
-        headers.add("Max-Forwards", "70")
-        headers.add("From", self.invite.headers.get("From") or "")
-        headers.add("To", self.invite.headers.get("To") or "")
-        headers.add("Call-ID", self.invite.call_id)
-        headers.add("CSeq", f"{self.invite.cseq.number} CANCEL")
-        cancel = Request("CANCEL", self.invite.uri, headers)
-        self._cancel_pending = False
-        self.ctx.stack.send_request(cancel, self.peer).addErrback(self._crashed)
-
-    # -- both -------------------------------------------------------------------------
-
-    def hangup(self, cause: Cause = Cause.NORMAL, source: str = "Plivo") -> None:
-        """End the leg whatever its state: BYE, reject, or CANCEL."""
-        if self.state is LegState.ENDED:
-            return
-        if self.answered:
-            self._send_bye(cause, source)
-        elif self.role == "uas":
-            self.reject(cause.sip_status, cause=cause)
-        else:
-            self.cancel()
-            self._end(cause, source)
-
-    def _send_bye(self, cause: Cause, source: str) -> None:
-        if self.dialog is not None and self.state is not LegState.ENDED:
-            self._request_in(self.dialog, "BYE").addErrback(self._crashed)
-        self._end(cause, source)
 
     def handle_request(self, request: Request, txn: ServerTransactionHandle) -> None:
         """A request inside this leg's dialog."""
-        if self.dialog is None or self.state is LegState.ENDED:
+        if self.dialog is None or not self._accepts(LegEvent.PEER_REQUEST):
             txn.respond(481)
             return
         try:
@@ -589,7 +272,7 @@ class Leg:
         method = request.method
         if method == "BYE":
             txn.respond(200)
-            self._end(Cause.NORMAL, "Caller" if self.role == "uas" else "Callee")
+            self._end(Cause.NORMAL, "Caller" if self.role is Role.UAS else "Callee")
         elif method in ("INVITE", "UPDATE"):
             self._reoffer(request, txn)
         elif method in ("INFO", "OPTIONS"):
@@ -654,14 +337,14 @@ class Leg:
 
     def reinvite(self, direction: Direction = Direction.SENDRECV) -> None:
         """Send a re-INVITE with a new offer: a session refresh, or hold (sendonly)/resume."""
-        if self.dialog is None or self.state is not LegState.ANSWERED or self.media is None:
+        if self.dialog is None or not self._accepts(LegEvent.REINVITE) or self.media is None:
             return
         timer = self.session_timer
         extra = Headers([("Supported", "timer")])
         if timer is not None:
             extra.add("Session-Expires", f"{timer.interval};refresher={timer.refresher}")
         body = self.media.create_offer().to_bytes()
-        credentials = self._out.credentials if self._out is not None else None
+        credentials = self._credentials()
         dialog = self.dialog
         sent: list[Request] = []
 
@@ -698,17 +381,11 @@ class Leg:
         if self.state is LegState.ENDED:
             return
         self._set_state(LegState.ENDED)
-        self.state = LegState.ENDED
         self.ended_at = self.clock.seconds()
-        for call in (self._timer_call, self._retransmit):
-            if call is not None and call.active():
-                call.cancel()
-        out = self._out
-        if out is not None:
-            if out.uac is not None:
-                out.uac.stop()
-            out.uac = out.plan = out.template = out.first = None
-        self._timer_call = self._retransmit = None
+        if self._timer_call is not None and self._timer_call.active():
+            self._timer_call.cancel()
+        self._timer_call = None
+        self._stop()
         self.end_info = LegEnd(cause, source, sip_status)
         # The owners hear of the end first, so that what runs on the leg is cancelled
         # (a hangup) rather than failed by its closing media session.

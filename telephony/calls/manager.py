@@ -21,12 +21,15 @@ from twisted.logger import Logger
 
 from media import MediaEngine, PortsExhaustedError
 from telephony.calls.call import Call
+from telephony.calls.call_services import CallServices
 from telephony.calls.causes import Cause
 from telephony.calls.cdr import CdrStore
 from telephony.calls.conference import Conferences
 from telephony.calls.dial import PlaceLeg
 from telephony.calls.journal import CallJournal
 from telephony.calls.leg import Leg, LegEnd, LegState, SipContext
+from telephony.calls.leg_uac import OutgoingLeg
+from telephony.calls.leg_uas import IncomingLeg
 from telephony.calls.originate import Originator
 from telephony.calls.recordings import CallRecordings
 from telephony.calls.routing import APP_PREFIX, Route, RouteKind, Router, normalize_number
@@ -148,9 +151,23 @@ class CallManager:
         #: Marks INVITEs we send to ourselves (see telephony.calls.originate).
         self.internal_token = secrets.token_hex(16)
         router.trust_internal(own_address, self.internal_token)
-        self.originator = Originator(self)
         #: The live conference rooms (``<Conference>``, REST ``/Conference/``).
         self.conferences = Conferences(media=media, clock=clock, recordings=self.recordings)
+        #: What every call works with.
+        self.services = CallServices(
+            clock=clock,
+            fetcher=fetcher,
+            cdrs=cdrs,
+            switchboard=self,
+            recordings=self.recordings,
+            conferences=self.conferences,
+            domain=ctx.domain,
+            ring_timeout=ring_timeout,
+            journal=journal,
+        )
+        self.originator = Originator(
+            placer=self, services=self.services, internal_token=self.internal_token
+        )
 
     # -- SIP core hooks ----------------------------------------------------------------
 
@@ -212,7 +229,7 @@ class CallManager:
             return
         call_uuid = uuid4()
         try:
-            leg = Leg.incoming(
+            leg = IncomingLeg(
                 invite, txn, uuid=call_uuid, ctx=self.ctx, media=self.media, clock=self.clock
             )
         except SipError as exc:
@@ -239,7 +256,7 @@ class CallManager:
     def _new_call(self, leg: Leg, route: Route) -> Call:
         self.counters["inbound"] += 1
         call = Call(
-            manager=self,
+            services=self.services,
             leg=leg,
             direction="inbound",
             caller=route.caller,
@@ -247,7 +264,7 @@ class CallManager:
             caller_name=route.caller_name,
             application=route.application,
         )
-        self.calls[call.uuid] = call
+        self.add_call(call)
         return call
 
     def _track(self, leg: Leg, invite_key: tuple[str, ...] | None = None) -> None:
@@ -260,6 +277,10 @@ class CallManager:
                     self._pending.pop(invite_key, None)
 
             leg.listeners.append(settled)
+
+    def add_call(self, call: Call) -> None:
+        """Keep *call* among the live calls (by its CallUUID) until it ends."""
+        self.calls[call.uuid] = call
 
     def call_ended(self, call: Call, end: LegEnd) -> None:
         """A call's leg ended: forget it."""
@@ -292,7 +313,7 @@ class CallManager:
             except PortsExhaustedError:
                 return Cause.FAILED
             b_call = Call(
-                manager=self,
+                services=self.services,
                 leg=leg,
                 direction="outbound",
                 caller=caller_id,
@@ -300,7 +321,7 @@ class CallManager:
                 caller_name=spec.caller_name or "",
                 parent=call,
             )
-            self.calls[b_call.uuid] = b_call
+            self.add_call(b_call)
             leg.start()
             return leg
 
@@ -316,7 +337,7 @@ class CallManager:
         """A new outgoing leg to *where* (not yet started), tracked by its dialog tag."""
         self.counters["outbound"] += 1
         from_uri = SipURI("sip", caller_id or "anonymous", self.ctx.domain)
-        leg = Leg.outgoing(
+        leg = OutgoingLeg(
             uuid=uuid4(),
             ctx=self.ctx,
             media=self.media,

@@ -16,27 +16,29 @@ side, connected by audio.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Protocol
 
 import attrs
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 
 from telephony.calls.call import Call
+from telephony.calls.call_services import CallServices
 from telephony.calls.causes import Cause
 from telephony.calls.leg import Leg, LegState
 from telephony.directory import Application
 from telephony.directory.models import ApplicationFields
 from telephony.randompool import uuid4
 from telephony.sip.headers import Headers
+from telephony.sip.uri import SipURI
 from xml_dsl import Method
 from xml_dsl.verbs import Number, User
 
 if TYPE_CHECKING:
-    from telephony.calls.manager import CallManager
+    from telephony.calls.manager import Destination
 
-__all__ = ("INTERNAL_HEADER", "OriginateRequest", "Originator")
+__all__ = ("INTERNAL_HEADER", "LegPlacer", "OriginateRequest", "Originator")
 
 log = Logger()
 
@@ -67,33 +69,74 @@ class OriginateRequest:
     ring_timeout: int = 120
 
 
-class Originator:
-    """Places REST-originated calls and remembers them by request UUID while they ring."""
+class LegPlacer(Protocol):
+    """What the originator needs from the switchboard (the manager): where a
+    destination is, a leg to it, and a place among the live calls."""
 
-    def __init__(self, manager: CallManager) -> None:
-        self.manager = manager
+    def resolve(
+        self, target: Number | User, caller_id: str = "", caller_name: str | None = None
+    ) -> Destination | Cause:
+        """Where *target* goes, or why it cannot be called."""
+
+    def is_own_application(self, uri: SipURI) -> bool:
+        """Whether *uri* is one of our applications' SIP URIs."""
+
+    def place_leg(
+        self,
+        where: Destination,
+        caller_id: str,
+        caller_name: str | None,
+        extra: Headers | None = None,
+    ) -> Leg:
+        """A new outgoing leg to *where*, not yet started."""
+
+    def add_call(self, call: Call) -> None:
+        """Keep *call* among the live calls until it ends."""
+
+
+class Originator:
+    """Places REST-originated calls and remembers them by request UUID while they ring.
+
+    :param placer: resolves destinations, places legs and keeps the calls.
+    :param services: what each call works with (its clock times the ringing).
+    :param internal_token: marks the INVITEs we send to our own applications.
+    :param new_uuid: makes request UUIDs.
+    """
+
+    def __init__(
+        self,
+        *,
+        placer: LegPlacer,
+        services: CallServices,
+        internal_token: str,
+        new_uuid: Callable[[], str] = uuid4,
+    ) -> None:
+        self.placer = placer
+        self.services = services
+        self.internal_token = internal_token
+        self.new_uuid = new_uuid
         self.requests: dict[str, Call] = {}
 
     def originate(self, request: OriginateRequest) -> str | Cause:
         """Place the call; its request UUID, or why it could not be placed."""
-        manager = self.manager
+        placer = self.placer
         target: Number | User = (
             User(uri=request.to) if request.to.startswith(("sip:", "sips:")) else Number(request.to)
         )
-        where = manager.resolve(target, request.from_, request.caller_name)
+        where = placer.resolve(target, request.from_, request.caller_name)
         if isinstance(where, Cause):
             return where
         called = where.called
         extra = Headers()
         for name, value in request.sip_headers:
             extra.add(f"X-PH-{name}", value)
-        if manager.is_own_application(where.request_uri):
-            extra.add(INTERNAL_HEADER, manager.internal_token)
-        leg = manager.place_leg(where, request.from_, request.caller_name, extra)
-        request_uuid = uuid4()
+        if placer.is_own_application(where.request_uri):
+            extra.add(INTERNAL_HEADER, self.internal_token)
+        leg = placer.place_leg(where, request.from_, request.caller_name, extra)
+        request_uuid = self.new_uuid()
         app = Application("", request.application, None, "")
         call = Call(
-            manager=manager,
+            services=self.services,
             leg=leg,
             direction="outbound",
             caller=request.from_,
@@ -102,7 +145,7 @@ class Originator:
             application=app,
             request_uuid=request_uuid,
         )
-        manager.calls[call.uuid] = call
+        placer.add_call(call)
         self.requests[request_uuid] = call
         _Watch(self, call, request).start()
         leg.start()
@@ -136,12 +179,14 @@ class _Watch:
     _digits_sent: bool = False
 
     def start(self) -> None:
-        clock = self.call.manager.clock
+        clock = self.originator.services.clock
         self.call.leg.listeners.append(self._state)
         self._timers.append(clock.callLater(self.request.ring_timeout, self._ring_timeout))
 
     def _later(self, seconds: float, cause: Cause) -> None:
-        timer = self.call.manager.clock.callLater(seconds, self.call.leg.hangup, cause, "Plivo")
+        timer = self.originator.services.clock.callLater(
+            seconds, self.call.leg.hangup, cause, "Plivo"
+        )
         self._timers.append(timer)
 
     def _cancel_timers(self) -> None:
@@ -160,7 +205,7 @@ class _Watch:
             self._rang = True
             if request.ring_url:
                 params = {**self.call.params(), "CallStatus": "ringing"}
-                self.call.manager.fetcher.notify(
+                self.originator.services.fetcher.notify(
                     request.ring_url, Method(request.ring_method), params
                 )
             if request.hangup_on_ring > 0:

@@ -15,6 +15,7 @@ from telephony.calls.causes import Cause
 from telephony.calls.control import DigitTap
 from telephony.calls.dial import DialAttempt
 from telephony.calls.leg import Leg, LegState
+from telephony.calls.leg_uac import OutgoingLeg
 from telephony.sip.message import Request, Response
 from telephony.sip.peer import Peer
 from telephony.sip.uri import NameAddr, SipURI, parse_uri
@@ -50,7 +51,7 @@ class Dialer:
 
     def _place(self, target: Number, position: int, spec: DialSpec) -> Leg:
         peer = Peer("udp", f"10.0.1.{position}", 5060)
-        leg = Leg.outgoing(
+        leg = OutgoingLeg(
             uuid=f"b{position}",
             ctx=self.h.ctx,
             media=self.h.engine,

@@ -11,6 +11,8 @@ from media import parse_sdp
 from media.sdp import Origin, answer_offer
 from telephony.calls.causes import Cause
 from telephony.calls.leg import Leg, LegState, SipContext
+from telephony.calls.leg_uac import OutgoingLeg
+from telephony.calls.leg_uas import IncomingLeg
 from telephony.sip.message import Request, Response, parse_datagram
 from telephony.sip.peer import Peer
 from telephony.sip.stack import ServerTransactionHandle
@@ -53,7 +55,7 @@ class Harness:
     def _respond(self, request: Request, txn: ServerTransactionHandle) -> None:
         if request.method == "INVITE" and not request.to.tag:
             self.legs.append(
-                Leg.incoming(
+                IncomingLeg(
                     request,
                     txn,
                     uuid=f"leg{len(self.legs)}",
@@ -179,7 +181,7 @@ def test_session_expires_unrefreshed_sends_bye(clock: Clock) -> None:
 
 
 def _outgoing(h: Harness) -> Leg:
-    leg = Leg.outgoing(
+    leg = OutgoingLeg(
         uuid="b1",
         ctx=h.ctx,
         media=h.engine,

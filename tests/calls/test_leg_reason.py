@@ -13,6 +13,7 @@ from twisted.internet.task import Clock
 
 from telephony.calls.causes import Cause
 from telephony.calls.leg import Leg, LegState, SipContext
+from telephony.calls.leg_uas import IncomingLeg
 from telephony.sip.message import Request, Response
 from telephony.sip.peer import Peer
 from telephony.sip.stack import ServerTransactionHandle
@@ -32,7 +33,7 @@ def _refused(clock: Clock, refuse: Any) -> Response:
     legs: list[Leg] = []
 
     def respond(request: Request, txn: ServerTransactionHandle) -> None:
-        leg = Leg.incoming(
+        leg = IncomingLeg(
             request,
             txn,
             uuid="leg",

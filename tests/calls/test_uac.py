@@ -13,6 +13,7 @@ from twisted.internet.task import Clock
 
 from telephony.calls.causes import Cause
 from telephony.calls.leg import Leg, LegState
+from telephony.calls.leg_uac import OutgoingLeg
 from telephony.sip.digest import DigestAlgorithm, DigestAuthenticator, Verdict, compute_ha1
 from telephony.sip.message import Request, Response
 from telephony.sip.peer import Peer
@@ -58,7 +59,7 @@ def _leg(h: Harness, gateways: str, locator: Locator | None = None, **kw: object
         our_domain="example.test",
         **kw,  # type: ignore[arg-type]
     )
-    leg = Leg.outgoing(
+    leg = OutgoingLeg(
         uuid="b1",
         ctx=h.ctx,
         media=h.engine,  # type: ignore[arg-type]
@@ -295,7 +296,7 @@ def test_a_sip_uri_on_another_server_is_located(clock: Clock) -> None:
         from_=NameAddr(parse_uri("sip:alice@example.test")),
         to=NameAddr(uri),
     )
-    leg = Leg.outgoing(
+    leg = OutgoingLeg(
         uuid="b1",
         ctx=h.ctx,
         media=h.engine,  # type: ignore[arg-type]
