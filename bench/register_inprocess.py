@@ -1,7 +1,7 @@
 """In-process cost of one authenticated SIP registration, without sockets or a database.
 
 Real REGISTER datagrams, shaped as sipp's ``register_auth.xml`` sends them, go through
-the real :class:`~telephony.sip.transport.SipStack`, :class:`~telephony.sipcore.SipCore`,
+the real :class:`~telephony.sip.stack.SipStack`, :class:`~telephony.sip.core.SipCore`,
 :class:`~telephony.registrar.Registrar`, digest authenticator, credential cache,
 location service and :class:`~telephony.directory.bindings.BindingStore` (group
 commit included).  Only the edges are fakes: the UDP transport keeps the last datagram

@@ -196,7 +196,7 @@ class RequestAuthenticator:
         """Answer with a fresh challenge (401, or 407 with *proxy*).
 
         *stateless* (for a request without credentials): answered as a stateless UAS
-        (:meth:`~telephony.sip.transport.ServerTransactionHandle.respond_statelessly`).
+        (:meth:`~telephony.sip.stack.ServerTransactionHandle.respond_statelessly`).
         A refusal of credentials stays stateful, so that a retransmission of the same
         wrong credentials is not counted twice against its source.
         """

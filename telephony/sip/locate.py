@@ -114,7 +114,7 @@ def _check_port(_instance: object, _attribute: object, value: int) -> None:
 class Target:
     """A place to send SIP to: a transport, a host (name or IP literal) and a port.
 
-    :ivar transport: ``"udp"`` or ``"tcp"`` (as :class:`telephony.sip.transport.Peer`).
+    :ivar transport: ``"udp"`` or ``"tcp"`` (as :class:`telephony.sip.peer.Peer`).
     :ivar host: a host name (lower case, no trailing dot) or an IP literal (no brackets).
     :ivar port: the UDP or TCP port.
     """

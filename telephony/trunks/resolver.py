@@ -2,7 +2,7 @@
 :mod:`telephony.sip.locate`.
 
 :class:`SipResolver` turns a gateway's host, port and transport into the addresses to
-try, as :class:`~telephony.sip.transport.Peer` s, through Twisted's names, never
+try, as :class:`~telephony.sip.peer.Peer` s, through Twisted's names, never
 blocking the reactor.  The rules (what to ask, in what order to try SRV targets) are
 in the sans-IO :mod:`telephony.sip.locate`; this module asks the questions, caches the
 answers and bounds the waiting:
