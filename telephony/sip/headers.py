@@ -177,8 +177,10 @@ class Headers:
 
     def add(self, name: str, value: str) -> None:
         """Append a header line."""
-        self._first = None
-        self._items.append((canonical_name(name), value))
+        name = canonical_name(name)
+        self._items.append((name, value))
+        if self._first is not None:
+            self._first.setdefault(name, value)  # first of its name only if none before
 
     def prepend(self, name: str, value: str) -> None:
         """Insert a header line before all others (a new top Via)."""
@@ -204,9 +206,13 @@ class Headers:
 
     def replace_first(self, name: str, value: str) -> None:
         """Replace the first line of *name* (e.g. the top Via line), keeping the others."""
-        self._first = None
         name = canonical_name(name)
         exact = name in _CANONICAL_NAMES
+        if self._first is not None:
+            if exact:
+                self._first[name] = value  # the line replaced (or appended) is the first
+            else:
+                self._first = None
         lowered = name.lower()
         for i, (key, _) in enumerate(self._items):
             if key == name if exact else key.lower() == lowered:
@@ -226,8 +232,11 @@ class Headers:
 
     def extend(self, other: Headers) -> None:
         """Append every line of *other*, in order."""
-        self._first = None
         self._items.extend(other._items)  # already stored under canonical names
+        first = self._first
+        if first is not None:
+            for name, value in other._items:
+                first.setdefault(name, value)
 
     def subset(self, names: Iterable[str], **suffixes: str) -> Headers:
         """A new Headers with every line of each of *names*, grouped in that order,
@@ -236,7 +245,7 @@ class Headers:
 
         One pass over the lines (what a response copies from its request, §8.2.6.2).
         """
-        wanted: dict[str, list[tuple[str, str]]] = {canonical_name(n): [] for n in names}
+        wanted: dict[str, list[tuple[str, str]]] = {n: [] for n in _canonical_names(names)}
         if not wanted.keys() <= _CANONICAL_NAMES or not suffixes.keys() <= wanted.keys():
             new = Headers((n, v) for n in wanted for v in self.get_all(n))
             for name, suffix in suffixes.items():
@@ -251,6 +260,18 @@ class Headers:
         new = Headers()
         new._items = [item for bucket in wanted.values() for item in bucket]
         return new
+
+
+@functools.lru_cache(maxsize=64)
+def _canonical_tuple(names: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(canonical_name(n) for n in names)
+
+
+def _canonical_names(names: Iterable[str]) -> tuple[str, ...]:
+    """*names* canonicalised; a tuple of names (what callers pass) is done once."""
+    if isinstance(names, tuple):
+        return _canonical_tuple(names)
+    return tuple(canonical_name(n) for n in names)
 
 
 @attrs.frozen
