@@ -42,17 +42,24 @@ def run_call(
     run the document. If neither gives a document the call is hung up with
     ``URL_UNREACHABLE`` or ``INVALID_XML``.
 
-    Cancel the returned Deferred when the far end hangs up (at any point, fetch
-    included): it then fires with ``Outcome(EndedBy.FAR_END)``.
+    Cancel the returned Deferred when the far end hangs up, or when something else
+    takes the call over (a REST transfer), at any point, fetch included: it then fires
+    with ``Outcome(EndedBy.FAR_END)`` and nothing more is done on the call (no
+    fallback fetched, no hangup).
     """
-    state: dict[str, Any] = {}
+    cancelled = False
+    execution: Execution | None = None
 
     def cancel(d: Deferred[Outcome]) -> None:
-        execution = state.get("execution")
+        nonlocal cancelled
+        # Marked before the fetch is cancelled: its cancellation fails it (with
+        # CancelledError, or a FetchError from a fetcher that sees its request
+        # aborted), and that failure is no dead URL to fall back from or hang up for.
+        cancelled = True
         if execution is not None:
             execution.far_end_hangup()
         else:
-            state["fetching"].cancel()
+            fetching.cancel()
         if not d.called:
             d.callback(Outcome(EndedBy.FAR_END, documents=0))
 
@@ -63,7 +70,7 @@ def run_call(
         try:
             return await fetcher.fetch(answer_url, answer_method, params)
         except (FetchError, XMLError) as exc:
-            if fallback_url is None:
+            if fallback_url is None or cancelled:
                 raise
             log.warn(
                 "call {call_uuid}: answer_url failed ({error}); trying fallback_url",
@@ -73,8 +80,8 @@ def run_call(
         return await fetcher.fetch(fallback_url, fallback_method, params)
 
     def got(document: Response) -> None:
+        nonlocal execution
         execution = Execution(call, fetcher, clock=clock, limits=limits or Limits())
-        state["execution"] = execution
         execution.start(document).addCallback(settle)
 
     def settle(outcome: Outcome) -> None:
@@ -82,7 +89,7 @@ def run_call(
             result.callback(outcome)
 
     def failed(failure: Failure) -> None:
-        if result.called:
+        if cancelled or result.called:
             return
         error = failure.getErrorMessage()
         cause = HangupCause.INVALID_XML if failure.check(XMLError) else HangupCause.URL_UNREACHABLE
@@ -95,6 +102,5 @@ def run_call(
         hanging.addCallback(lambda _: settle(Outcome(EndedBy.ERROR, cause, error, 0)))
 
     fetching = Deferred.fromCoroutine(first_document())
-    state["fetching"] = fetching
     fetching.addCallbacks(got, failed)
     return result

@@ -14,6 +14,7 @@ from media.sdp import Origin, make_offer
 from telephony.calls.call import Call
 from telephony.calls.call_services import CallServices
 from telephony.calls.causes import Cause
+from telephony.calls.leg import LegState
 from telephony.directory import Application
 from telephony.directory.models import ApplicationFields
 from tests.calls.fakes import (
@@ -31,6 +32,8 @@ from xml_dsl.verbs import User
 EPOCH = 1_700_000_000.0
 ANSWER_URL = "http://app.test/answer"
 HANGUP_URL = "http://app.test/hangup"
+FALLBACK_URL = "http://app.test/fallback"
+NEXT_URL = "http://app.test/next"
 
 
 def _app(**fields: str) -> Application:
@@ -227,6 +230,30 @@ def test_transfer_cancels_what_runs_and_fetches_the_new_url(clock: Clock, tmp_pa
     assert s.call.execution is not first
     s.leg.end(Cause.NORMAL, "Caller")
     assert s.fetcher.cancelled == ["http://app.test/next"]
+
+
+def test_a_transfer_during_the_first_fetch_runs_the_new_url(clock: Clock, tmp_path: Path) -> None:
+    # The answer_url is still being fetched (FakeFetcher holds it) when the REST
+    # transfer comes: its cancellation is no failure of the answer_url.
+    fetcher = FakeFetcher({NEXT_URL: b'<Response><Wait length="30"/></Response>'})
+    s = _setup(clock, tmp_path, _app(fallback_answer_url=FALLBACK_URL), fetcher=fetcher)
+    s.call.run_application()
+    first = s.call.execution
+    assert first is not None
+    s.call.transfer(NEXT_URL, Method.GET)
+    assert first.called
+    assert s.fetcher.cancelled == [ANSWER_URL]
+    assert [(u, m) for u, m, _ in s.fetcher.fetched] == [
+        (ANSWER_URL, Method.POST),
+        (NEXT_URL, Method.GET),
+    ], "no fallback_answer_url"
+    assert s.leg.hangups == [], "no hangup with URL_UNREACHABLE"
+    assert s.leg.state is not LegState.ENDED
+    assert len(clock.getDelayedCalls()) == 1, "the new document runs (it waits)"
+    s.leg.end(Cause.NORMAL, "Caller")
+    assert clock.getDelayedCalls() == []
+    [record] = s.cdrs.written
+    assert record.hangup_cause_name == "Normal Hangup"
 
 
 # -- an endpoint rung directly ---------------------------------------------------------

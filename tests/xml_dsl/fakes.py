@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from twisted.internet.defer import Deferred, fail, succeed
@@ -187,15 +187,34 @@ class FakeCall:
 
 @implementer(IFetcher)
 class FakeFetcher:
-    """Serves documents from a dict ``url -> XML bytes`` (or an exception)."""
+    """Serves documents from a dict ``url -> XML bytes`` (or an exception).
 
-    def __init__(self, documents: dict[str, bytes | Exception] | None = None) -> None:
+    The URLs in ``held`` are not answered: their fetch stays pending (in ``pending``)
+    until a test fires it or cancels it.  A cancelled fetch fails with
+    ``CancelledError``, or with ``cancelled_as`` if given: the real fetcher reports a
+    request aborted by a cancellation as a ``FetchError`` ("connection failed").
+    """
+
+    def __init__(
+        self,
+        documents: dict[str, bytes | Exception] | None = None,
+        *,
+        held: Iterable[str] = (),
+        cancelled_as: Exception | None = None,
+    ) -> None:
         self.documents = documents or {}
+        self.held = frozenset(held)
+        self.cancelled_as = cancelled_as
         self.fetched: list[tuple[str, Method, dict[str, str]]] = []
         self.notified: list[tuple[str, Method, dict[str, str]]] = []
+        self.pending: dict[str, Deferred[Response]] = {}
+        #: The URLs whose pending fetch was cancelled.
+        self.cancelled: list[str] = []
 
     def fetch(self, url: str, method: Method, params: Mapping[str, str]) -> Deferred[Response]:
         self.fetched.append((url, method, dict(params)))
+        if url in self.held:
+            return self._hold(url)
         body = self.documents.get(url)
         if body is None:
             return fail(FetchError(url, "HTTP status 404", status=404))
@@ -205,6 +224,16 @@ class FakeFetcher:
             return succeed(parse(body))
         except Exception as exc:
             return fail(exc)
+
+    def _hold(self, url: str) -> Deferred[Response]:
+        def cancel(d: Deferred[Response]) -> None:
+            self.cancelled.append(url)
+            if self.cancelled_as is not None:
+                d.errback(self.cancelled_as)
+
+        d: Deferred[Response] = Deferred(cancel)
+        self.pending[url] = d
+        return d
 
     def notify(self, url: str, method: Method, params: Mapping[str, str]) -> Deferred[None]:
         self.notified.append((url, method, dict(params)))

@@ -7,7 +7,7 @@ from twisted.internet.task import Clock
 from zope.interface.verify import verifyObject
 
 from tests.xml_dsl.fakes import MEDIA_SECONDS, FakeCall, FakeFetcher
-from xml_dsl import parse
+from xml_dsl import FetchError, parse
 from xml_dsl.control import (
     Beep,
     DialEnd,
@@ -559,6 +559,57 @@ def test_run_call_cancelled_mid_speak_is_a_far_end_hangup(clock: Clock) -> None:
     assert call.cancelled == ["speak"]
     assert results == [Outcome(EndedBy.FAR_END)]
     assert call.hangups == []
+
+
+#: How a pending fetch may fail when cancelled: plainly, or as the real fetcher reports
+#: an aborted request (a FetchError, which run_call must not take for a dead URL).
+CANCELLED_FETCHES = pytest.mark.parametrize(
+    "cancelled_as",
+    [None, FetchError(APP + "x", "connection failed: CancelledError")],
+    ids=["CancelledError", "FetchError"],
+)
+
+
+@CANCELLED_FETCHES
+def test_run_call_cancelled_during_the_answer_fetch_is_only_a_far_end_hangup(
+    clock: Clock, cancelled_as: Exception | None
+) -> None:
+    from xml_dsl import run_call
+
+    call = FakeCall(clock)
+    fetcher = FakeFetcher(
+        {APP + "fallback": b"<Response><Speak>sorry</Speak></Response>"},
+        held=[APP + "answer"],
+        cancelled_as=cancelled_as,
+    )
+    done = run_call(call, fetcher, APP + "answer", fallback_url=APP + "fallback", clock=clock)
+    results: list[Outcome] = []
+    done.addCallback(results.append)
+    done.cancel()
+    assert fetcher.cancelled == [APP + "answer"]
+    assert results == [Outcome(EndedBy.FAR_END, documents=0)]
+    assert [u for u, _, _ in fetcher.fetched] == [APP + "answer"], "no fallback"
+    assert call.hangups == [], "the far end is gone: nothing to hang up, no cause"
+    assert call.ops == []
+
+
+@CANCELLED_FETCHES
+def test_run_call_cancelled_during_the_fallback_fetch_is_only_a_far_end_hangup(
+    clock: Clock, cancelled_as: Exception | None
+) -> None:
+    from xml_dsl import run_call
+
+    call = FakeCall(clock)
+    fetcher = FakeFetcher(held=[APP + "fallback"], cancelled_as=cancelled_as)
+    done = run_call(call, fetcher, APP + "answer", fallback_url=APP + "fallback", clock=clock)
+    results: list[Outcome] = []
+    done.addCallback(results.append)
+    assert [u for u, _, _ in fetcher.fetched] == [APP + "answer", APP + "fallback"]
+    done.cancel()
+    assert fetcher.cancelled == [APP + "fallback"]
+    assert results == [Outcome(EndedBy.FAR_END, documents=0)]
+    assert call.hangups == []
+    assert call.ops == []
 
 
 def test_get_digits_without_redirect_notifies_and_goes_on(clock: Clock) -> None:
