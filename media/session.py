@@ -435,7 +435,8 @@ class RTPSession(DatagramProtocol):
     def _on_frame(self, frame: int, now: float) -> None:
         """The shared tick: the operations' timers, then frame ``frame`` of our stream."""
         ops = self._ops
-        ops.on_tick(now)
+        if ops.call_recordings or ops.collector is not None or ops.recording is not None:
+            ops.on_tick(now)  # their timers (tested here: most ticks have none to run)
         if self._dtmf_rx.next_deadline() is not None:
             self._dtmf_rx.poll(now)  # ends a digit whose end packets were lost
         if self._relaying and ops.output is None and not ops.digits_out:
