@@ -320,7 +320,10 @@ class OperationsRunner:
     # The tick -----------------------------------------------------------------------
 
     def on_tick(self, now: float) -> None:
-        """The operations' timers: recordings' limits and the collector's timeouts."""
+        """The operations' timers: recordings' limits and the collector's timeouts.
+
+        Harmless with none running; the session skips the call then (the tick is
+        the per-session hot path)."""
         for op in list(self.call_recordings):
             op.on_tick(now)
         if self.collector is not None:

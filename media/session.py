@@ -436,7 +436,7 @@ class RTPSession(DatagramProtocol):
         """The shared tick: the operations' timers, then frame ``frame`` of our stream."""
         ops = self._ops
         if ops.call_recordings or ops.collector is not None or ops.recording is not None:
-            ops.on_tick(now)  # their timers (tested here: most ticks have none to run)
+            ops.on_tick(now)  # their timers; checked here, as most ticks have none to run
         if self._dtmf_rx.next_deadline() is not None:
             self._dtmf_rx.poll(now)  # ends a digit whose end packets were lost
         if self._relaying and ops.output is None and not ops.digits_out:
