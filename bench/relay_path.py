@@ -1,4 +1,5 @@
-"""In-process cost of one received RTP packet on a bridged session, fast and full path.
+"""In-process cost of one received RTP packet on a bridged session, fast and full
+path, and of one 20 ms tick of a session.
 
 Two real :class:`~media.session.RTPSession` legs (PCMU and PCMA) share a tick and a
 :class:`~media.bridge.MediaBridge`; their transports only count what they are given.
@@ -8,11 +9,17 @@ transcoded, renumbered, sent).  Then an audio listener joins and the same packet
 take the **full path** (parse, filters, frame object, listeners, the bridge).
 Nothing else runs: no reactor, no sockets.
 
+The tick is timed on its own (the session's tick callback, called directly, no
+ticker): an **own** tick, a session with nothing running, which sends a frame of
+silence, and a **relaying** tick, a bridged session with nothing of its own to
+send, which leaves the frame to the relay.
+
 Printed: microseconds per packet for each path, best and median of ``--rounds``
-rounds of ``--packets`` packets.  ``--session-module`` times another version of
-``media/session.py`` (say the one before a change: ``git show REV:media/session.py
-> /tmp/old_session.py``) in the same process, alternating with the current one, so
-both see the same machine.  Nothing is asserted.  From the repository root::
+rounds of ``--packets`` packets, and likewise per tick (``--packets`` ticks).
+``--session-module`` times another version of ``media/session.py`` (say the one
+before a change: ``git show REV:media/session.py > /tmp/old_session.py``) in the
+same process, alternating with the current one, so both see the same machine.
+Nothing is asserted.  From the repository root::
 
     python bench/relay_path.py
     python bench/relay_path.py --session-module /tmp/old_session.py
@@ -105,6 +112,23 @@ def _per_packet(module: ModuleType, packets: int) -> tuple[float, float]:
     return fast, full
 
 
+def _per_tick(module: ModuleType, ticks: int) -> tuple[float, float]:
+    """Seconds per tick of a session sending its own silence, then of a relaying one."""
+    a, b = _legs(module)
+
+    def run() -> None:
+        on_frame = a._on_frame
+        for frame in range(ticks):
+            on_frame(frame, 0.0)
+
+    own = min(timeit.repeat(run, number=3, repeat=5)) / (3 * ticks)
+    a.set_relaying(True)
+    relaying = min(timeit.repeat(run, number=3, repeat=5)) / (3 * ticks)
+    a.close()
+    b.close()
+    return own, relaying
+
+
 def _load(path: Path) -> ModuleType:
     spec = importlib.util.spec_from_file_location("other_session", path)
     if spec is None or spec.loader is None:
@@ -124,17 +148,19 @@ def main() -> None:
     if args.session_module is not None:
         versions[str(args.session_module)] = _load(args.session_module)
     versions["media/session.py"] = media.session
-    figures: dict[str, list[tuple[float, float]]] = {name: [] for name in versions}
+    figures: dict[str, list[tuple[float, ...]]] = {name: [] for name in versions}
     for _ in range(args.rounds):
         for name, module in versions.items():
-            figures[name].append(_per_packet(module, args.packets))
+            packet = _per_packet(module, args.packets)
+            figures[name].append(packet + _per_tick(module, args.packets))
     for name, rounds in figures.items():
-        fast = [f * 1e6 for f, _ in rounds]
-        full = [f * 1e6 for _, f in rounds]
+        fast, full, own, relaying = ([r[i] * 1e6 for r in rounds] for i in range(4))
         print(
             f"{name}: fast relay path {min(fast):.3f} us/packet best, "
             f"{statistics.median(fast):.3f} median; full path {min(full):.3f} best, "
-            f"{statistics.median(full):.3f} median"
+            f"{statistics.median(full):.3f} median; own tick {min(own):.3f} us best, "
+            f"{statistics.median(own):.3f} median; relaying tick {min(relaying):.3f} best, "
+            f"{statistics.median(relaying):.3f} median"
         )
 
 

@@ -18,8 +18,11 @@
   the other leg along a :class:`~media.relay.RelayRoute`, mapping timestamps
   with a :class:`~media.relay.RelayTimeline`.
 
-Operations (:mod:`media.ops`) run against it and each return a cancellable
-Deferred.  RTCP lives in :mod:`media.rtcp_port`.
+Its operations (play, speak, tone, DTMF out, collect, record; :mod:`media.ops`)
+each return a cancellable Deferred; an
+:class:`~media.operations_runner.OperationsRunner` starts, ends and ticks them,
+and the public methods here check that the session is open and hand over.  RTCP
+lives in :mod:`media.rtcp_port`.
 """
 
 from __future__ import annotations
@@ -30,16 +33,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
-from twisted.internet.defer import Deferred, fail
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IListeningPort, IReactorTime
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 from zope.interface import implementer
 
 from media.detect import AudioWatch
-from media.dtmf import DtmfEventKind, DtmfReceiver, DtmfSender, plan_digits
-from media.encoder import AudioFileFormat
-from media.errors import MediaArgumentError, MediaError, SessionClosedError
+from media.dtmf import DtmfEventKind, DtmfReceiver
+from media.errors import MediaArgumentError, SessionClosedError
 from media.g711 import Codec
 from media.inband import InbandDtmfDetector
 from media.interfaces import (
@@ -49,20 +51,19 @@ from media.interfaces import (
     IMediaListener,
     IMediaSession,
     PlayOutcome,
-    RecordEnd,
     RecordingResult,
     SessionState,
 )
 from media.negotiation import SdpNegotiation
-from media.ops import Collector, DigitsOut, Operation, Output, Recording, SessionCounters
-from media.player import AudioLoader, RunBlocking, load_all, run_synchronously
+from media.operations_runner import OperationsRunner
+from media.ops import SessionCounters
+from media.player import AudioLoader, RunBlocking, run_synchronously
 from media.receive import FAST_HEADER, NonAudio, admit, relay_route, wants_inband
-from media.recorder import CallRecording
 from media.relay import RelayRoute, RelayTimeline
 from media.rtcp import SourceTable
 from media.rtp import MAX_RTP_PACKET, RTP_HEADER_SIZE, OutboundStream
 from media.sdp import Direction, Negotiated, Origin, SessionDescription
-from media.sources import SAMPLES_PER_FRAME, ClipSource, FrameSource, tone_source
+from media.sources import SAMPLES_PER_FRAME, FrameSource
 from media.ticker import SharedTicker
 
 if TYPE_CHECKING:
@@ -118,7 +119,6 @@ class RTPSession(DatagramProtocol):
         run_blocking: RunBlocking = run_synchronously,
     ) -> None:
         self.clock = clock
-        self._run_blocking = run_blocking
         self.ticker = ticker
         self.local_address = local_address
         self.call_uuid = call_uuid
@@ -131,9 +131,6 @@ class RTPSession(DatagramProtocol):
         self.sources = SourceTable(MAX_SOURCES)
         self.remote: tuple[str, int] | None = None
         self.latched = False
-        self._loader = loader
-        self._speaker = speaker
-        self._recordings = recordings
         self._codecs = tuple(codecs)
         self._on_close = on_close
         self._negotiation = SdpNegotiation(
@@ -146,16 +143,16 @@ class RTPSession(DatagramProtocol):
         self._marker = True
         self._relaying = False
         self._relay_timeline = RelayTimeline(MAX_SOURCES)
-        self._output: Output | None = None
-        self._digits_out: list[DigitsOut] = []
-        self._collector: Collector | None = None
-        self._recording: Recording | None = None
-        #: Background recordings of both directions (recordSession, REST Record, …).
-        self._call_recordings: list[CallRecording] = []
+        #: Play, speak, tone, DTMF out, collect and record: what runs on this session.
+        self._ops = OperationsRunner(
+            clock, ticker, self._phase, self.stream, self._first_frame, send=self._send,
+            on_change=self._update_receive_path, on_output_end=self._output_ended,
+            loader=loader, speaker=speaker, recordings=recordings, run_blocking=run_blocking,
+            call_uuid=call_uuid,
+        )  # fmt: skip
         self._listeners: list[IMediaListener] = []
         self._dtmf_rx = DtmfReceiver()
         self._inband: InbandDtmfDetector | None = None
-        self._suppress_audio = False
         self._sendto: Callable[[bytes, tuple[str, int]], object] | None = None
         #: The shared poller reading our port, whose burst our sends join (media.udp).
         self._poller: RTPPoller | None = None
@@ -206,88 +203,44 @@ class RTPSession(DatagramProtocol):
         if self.rtcp is not None:
             self.rtcp.start()
 
-    # Operations -----------------------------------------------------------------
+    # Operations (run by self._ops) -----------------------------------------------------
 
     def _check_open(self) -> None:
         if self.state is SessionState.CLOSED:
             raise SessionClosedError(f"session {self.call_uuid}: closed")
 
-    def _detach(self, op: Operation[Any]) -> None:
-        if op is self._output:
-            self._output = None
-            self._marker = True
-            self._relay_timeline.clear()
-        elif op is self._collector:
-            self._collector = None
-        elif op is self._recording:
-            self._recording = None
-        elif op in self._call_recordings:
-            self._call_recordings.remove(op)
-        elif op in self._digits_out:
-            self._digits_out.remove(op)
-        self._update_receive_path()
-
-    def _start_output(
-        self, source: FrameSource | None = None, loading: Deferred[FrameSource] | None = None
-    ) -> Deferred[PlayOutcome]:
-        if self._output is not None:
-            self._output.end(PlayOutcome.STOPPED)
-        op = Output(self._detach, source=source, loading=loading)
-        if not op.ended:
-            self._output = op
-        return op.deferred
+    def _output_ended(self) -> None:
+        """Whatever follows our own output starts a new talkspurt, and relayed
+        sources are mapped afresh."""
+        self._marker = True
+        self._relay_timeline.clear()
 
     def play_source(self, source: FrameSource) -> Deferred[PlayOutcome]:
         """Play frames from any :class:`~media.sources.FrameSource` until it ends."""
         self._check_open()
-        return self._start_output(source)
+        return self._ops.play_source(source)
 
     def play_audio(self, samples: npt.NDArray[np.int16], *, loop: int = 1) -> Deferred[PlayOutcome]:
         """Play 8 kHz mono 16-bit samples ``loop`` times (0 = until stopped)."""
         self._check_open()
-        if loop < 0:
-            raise MediaArgumentError(f"loop: must be 0 (forever) or more, got {loop}")
-        return self._start_output(ClipSource(np.asarray(samples, dtype=np.int16), loop))
+        return self._ops.play_audio(samples, loop=loop)
 
     def play(self, sources: Sequence[str], *, loop: int = 1) -> Deferred[PlayOutcome]:
         """Play WAV files and URLs one after another, ``loop`` times (0 = forever)."""
         self._check_open()
-        if isinstance(sources, str):
-            sources = [sources]
-        if not sources:
-            raise MediaArgumentError("sources: give at least one file or URL")
-        if loop < 0:
-            raise MediaArgumentError(f"loop: must be 0 (forever) or more, got {loop}")
-        loader = self._loader
-        if loader is None:
-            return fail(MediaError("play: this session has no audio loader"))
-        loading: Deferred[FrameSource] = load_all(loader, sources).addCallback(
-            lambda clip: ClipSource(clip, loop)
-        )
-        return self._start_output(loading=loading)
+        return self._ops.play(sources, loop=loop)
 
     def speak(
         self, text: str, *, voice: str = "WOMAN", language: str = "en-US", loop: int = 1
     ) -> Deferred[PlayOutcome]:
         """Say ``text`` with eSpeak NG, ``loop`` times (0 = forever)."""
         self._check_open()
-        if loop < 0:
-            raise MediaArgumentError(f"loop: must be 0 (forever) or more, got {loop}")
-        speaker = self._speaker
-        if speaker is None:
-            return fail(MediaError("speak: this session has no speech synthesiser"))
-        synth = speaker.synthesize(text, voice=voice, language=language)
-        loading: Deferred[FrameSource] = synth.addCallback(lambda s: ClipSource(s, loop))
-        return self._start_output(loading=loading)
+        return self._ops.speak(text, voice=voice, language=language, loop=loop)
 
     def play_tone(self, name: str, duration: float | None = None) -> Deferred[PlayOutcome]:
         """Play ``beep``, ``ringback`` or ``silence``."""
         self._check_open()
-        try:
-            source = tone_source(name, duration)
-        except ValueError as e:
-            raise MediaArgumentError(str(e)) from None
-        return self._start_output(source)
+        return self._ops.play_tone(name, duration)
 
     def send_digits(self, digits: str, *, digit_ms: int = 100, gap_ms: int = 100) -> Deferred[None]:
         """Send DTMF as RFC 4733 events (in-band tones if the peer has none).
@@ -296,91 +249,41 @@ class RTPSession(DatagramProtocol):
         (``w``, ``W``) count from the frame nearest the call.
         """
         self._check_open()
-        anchor = None
-        if not self._digits_out:
-            anchor = round(self.ticker.frame_at(self.clock.seconds(), self._phase))
-        op = DigitsOut(
-            self._detach,
-            DtmfSender(plan_digits(digits, digit_ms=digit_ms, gap_ms=gap_ms)),
-            anchor,
-        )
-        self._digits_out.append(op)
-        return op.deferred
+        return self._ops.send_digits(digits, digit_ms=digit_ms, gap_ms=gap_ms)
 
     def collect_digits(
-        self,
-        *,
-        max_digits: int = 99,
-        timeout: float = 5.0,
-        digit_timeout: float = 2.0,
-        finish_on_key: str = "#",
-        valid_digits: str = "0123456789*#",
-        barge_in: bool = True,
-    ) -> Deferred[DigitsResult]:
+        self, *, max_digits: int = 99, timeout: float = 5.0, digit_timeout: float = 2.0,
+        finish_on_key: str = "#", valid_digits: str = "0123456789*#", barge_in: bool = True,
+    ) -> Deferred[DigitsResult]:  # fmt: skip
         """Collect digits (Plivo GetDigits); a running collector is stopped first."""
         self._check_open()
-        op = Collector(
-            self._detach, max_digits=max_digits, timeout=timeout, digit_timeout=digit_timeout,
+        return self._ops.collect_digits(
+            max_digits=max_digits, timeout=timeout, digit_timeout=digit_timeout,
             finish_on_key=finish_on_key, valid_digits=valid_digits, barge_in=barge_in,
         )  # fmt: skip
-        if self._collector is not None:
-            self._collector.stop()
-        self._collector = op
-        self._update_receive_path()
-        return op.deferred
 
     def record(
-        self,
-        *,
-        directory: Path | None = None,
-        max_length: float = 60.0,
-        finish_on_key: str = "1234567890*#",
-        silence_timeout: float = 15.0,
-        beep: bool = True,
-        path: Path | None = None,
-        file_format: str = "wav",
-    ) -> Deferred[RecordingResult]:
+        self, *, directory: Path | None = None, max_length: float = 60.0,
+        finish_on_key: str = "1234567890*#", silence_timeout: float = 15.0, beep: bool = True,
+        path: Path | None = None, file_format: str = "wav",
+    ) -> Deferred[RecordingResult]:  # fmt: skip
         """Record the peer (Plivo Record) to ``path``, or in ``directory`` (the
         recordings directory), as ``wav`` or ``mp3``."""
         self._check_open()
-        op = Recording(
-            self._detach, directory=directory or self._recordings, max_length=max_length,
-            finish_on_key=finish_on_key, silence_timeout=silence_timeout, path=path,
-            file_format=AudioFileFormat.parse(file_format), run_blocking=self._run_blocking,
+        return self._ops.record(
+            directory=directory, max_length=max_length, finish_on_key=finish_on_key,
+            silence_timeout=silence_timeout, beep=beep, path=path, file_format=file_format,
         )  # fmt: skip
-        if self._recording is not None:
-            self._recording.stop()
-        self._recording = op
-        self._update_receive_path()
-        if beep:
-
-            def beeped(_: PlayOutcome) -> None:
-                if not op.ended:
-                    op.start(self.clock.seconds())
-
-            op.beep = self.play_tone("beep")
-            op.beep.addCallback(beeped).addErrback(lambda _: None)  # cancelled, or closed
-        else:
-            op.start(self.clock.seconds())
-        return op.deferred
 
     def record_call(
-        self,
-        *,
-        path: Path,
-        file_format: str = "wav",
-        stereo: bool = True,
+        self, *, path: Path, file_format: str = "wav", stereo: bool = True,
         max_length: float = 4 * 3600.0,
-    ) -> Deferred[RecordingResult]:
+    ) -> Deferred[RecordingResult]:  # fmt: skip
         """Record both directions in the background (see :mod:`media.recorder`)."""
         self._check_open()
-        op = CallRecording(
-            self._detach, path=path, file_format=AudioFileFormat.parse(file_format), stereo=stereo,
-            max_length=max_length, clock=self.clock, run_blocking=self._run_blocking,
-        )  # fmt: skip
-        self._call_recordings.append(op)
-        self._update_receive_path()
-        return op.deferred
+        return self._ops.record_call(
+            path=path, file_format=file_format, stereo=stereo, max_length=max_length
+        )
 
     def watch(self, *, silence_ms: int | None = None, beep: bool = False) -> Deferred[str]:
         """Fire with ``"silence"`` or ``"beep"`` (see :mod:`media.detect`)."""
@@ -391,27 +294,16 @@ class RTPSession(DatagramProtocol):
 
     def stop_output(self) -> None:
         """End the running play/speak/tone only (REST ``DELETE …/Play/``, ``…/Speak/``)."""
-        if self._output is not None:
-            self._output.end(PlayOutcome.STOPPED)
+        self._ops.stop_output()
 
     def stop_recording(self, path: Path | None = None) -> None:
         """End the running recordings (or the one writing ``path``), keeping what
         was recorded."""
-        ops: list[Recording | CallRecording] = [*self._call_recordings]
-        if self._recording is not None:
-            ops.append(self._recording)
-        for op in ops:
-            if path is None or op.path == path:
-                op.stop()
+        self._ops.stop_recording(path)
 
     def stop(self) -> None:
         """End output, collection and recording now, with their partial results."""
-        if self._output is not None:
-            self._output.end(PlayOutcome.STOPPED)
-        if self._collector is not None:
-            self._collector.stop()
-        if self._recording is not None:
-            self._recording.stop()
+        self._ops.stop()
 
     # Bridging ---------------------------------------------------------------------
 
@@ -454,7 +346,8 @@ class RTPSession(DatagramProtocol):
         """Audio made elsewhere, as our payload type and codec; ``None`` (counted) while
         we do not send it: not sending, not negotiated, our own output or DTMF."""
         neg = self.negotiated
-        if not self._sending or neg is None or self._output is not None or self._suppress_audio:
+        ops = self._ops
+        if not self._sending or neg is None or ops.output is not None or ops.suppress_audio:
             self.counters.dropped_relay += 1
             return None
         if codec is not neg.codec:
@@ -496,7 +389,7 @@ class RTPSession(DatagramProtocol):
         """Send a telephone-event heard elsewhere (needs our peer's telephone-event PT)."""
         neg = self.negotiated
         te = neg.telephone_event if neg else None
-        if not self._can_send() or te is None or self._digits_out:
+        if not self._can_send() or te is None or self._ops.digits_out:
             self.counters.dropped_relay += 1
             return
         ts = self._relay_timeline.map(frame.ssrc, frame.timestamp)
@@ -520,7 +413,7 @@ class RTPSession(DatagramProtocol):
             sendto = self._sendto = sock.sendto if sock is not None else self.transport.write
             self._poller = getattr(self.transport, "poller", None)  # set when it listened
         packet = self.stream.packet(payload_type, timestamp, payload, marker)
-        if self._call_recordings:
+        if self._ops.call_recordings:
             self._record_sent(payload_type, timestamp, payload)
         poller = self._poller
         if poller is not None and poller.outbox is not None:  # sent after the poller's reads
@@ -537,67 +430,26 @@ class RTPSession(DatagramProtocol):
         neg = self.negotiated
         if neg is not None and payload_type == neg.payload_type:
             samples = neg.codec.decode(payload)
-            now = self.clock.seconds()
-            for op in list(self._call_recordings):
-                op.feed(1, samples, timestamp, self.stream.ssrc, now)
+            self._ops.sent(samples, timestamp, self.clock.seconds())
 
     def _on_frame(self, frame: int, now: float) -> None:
-        for op in list(self._call_recordings):
-            op.on_tick(now)
-        if (
-            self._relaying
-            and self._output is None
-            and not self._digits_out
-            and self._collector is None
-            and self._recording is None
-            and self._dtmf_rx.next_deadline() is None
-        ):
-            self._suppress_audio = False
-            return  # bridged with nothing of our own to send: relayed frames fill the stream
-        if self._collector is not None:
-            self._collector.on_tick(now, self._output is not None)
-        if self._recording is not None:
-            self._recording.on_tick(now)
+        """The shared tick: the operations' timers, then frame ``frame`` of our stream."""
+        ops = self._ops
+        if ops.call_recordings or ops.collector is not None or ops.recording is not None:
+            ops.on_tick(now)  # their timers; checked here, as most ticks have none to run
         if self._dtmf_rx.next_deadline() is not None:
             self._dtmf_rx.poll(now)  # ends a digit whose end packets were lost
+        if self._relaying and ops.output is None and not ops.digits_out:
+            ops.suppress_audio = False
+            return  # bridged with nothing of our own to send: relayed frames fill the stream
         neg = self.negotiated
         codec = neg.codec if neg else self._codecs[0]
-        timestamp = self.stream.timestamp_at(SAMPLES_PER_FRAME * (frame - self._first_frame))
-        sending = self._can_send()
-        digits = bool(self._digits_out)
-        self._suppress_audio = digits and self._dtmf_frame(frame, timestamp, codec, sending)
-        payload = None
-        output = self._output
-        if output is not None and output.source is not None:
-            payload = output.source.next_payload(codec)
-            if payload is None:
-                output.end(PlayOutcome.FINISHED)  # a new output may start next frame
-        if self._suppress_audio:
-            return
-        if payload is None:
-            if self._relaying and self._output is None:
-                return  # relayed frames fill the stream
-            payload = bytes((codec.silence,)) * SAMPLES_PER_FRAME  # idle, or still loading
-        if sending and neg is not None:
-            self._send(neg.payload_type, timestamp, payload, self._marker)
+        sending = self._sending
+        payload = ops.frame(frame, codec, neg, sending, self._relaying)
+        if payload is not None and sending and neg is not None:
+            units = SAMPLES_PER_FRAME * (frame - self._first_frame)
+            self._send(neg.payload_type, self.stream.timestamp_at(units), payload, self._marker)
             self._marker = False
-
-    def _dtmf_frame(self, frame: int, timestamp: int, codec: Codec, sending: bool) -> bool:
-        """Send this frame's DTMF, if any; returns whether audio must be suppressed."""
-        if not self._digits_out:
-            return False
-        op = self._digits_out[0]
-        neg = self.negotiated
-        te = neg.telephone_event if neg is not None else None
-        emit = op.emit(frame, te, codec)
-        if emit is not None and sending and neg is not None:
-            if emit.event_frame is None:
-                self._send(neg.payload_type, timestamp, emit.payload, False)
-            else:
-                units = SAMPLES_PER_FRAME * (emit.event_frame - self._first_frame)
-                self._send(te or 0, self.stream.timestamp_at(units), emit.payload, emit.marker)
-        op.after(frame)
-        return emit is not None
 
     # Receiving --------------------------------------------------------------------
 
@@ -648,14 +500,11 @@ class RTPSession(DatagramProtocol):
             frame = AudioFrame(codec, payload, timestamp, ssrc, marker)
             for listener in list(self._listeners):
                 listener.audio_received(self, frame)
-        recording = self._recording
-        if recording is None and self._inband is None and not self._call_recordings:
+        ops = self._ops
+        if ops.recording is None and self._inband is None and not ops.call_recordings:
             return
         samples = codec.decode(payload)
-        if recording is not None:
-            recording.feed(samples, timestamp, now)
-        for op in list(self._call_recordings):
-            op.feed(0, samples, timestamp, ssrc, now)
+        ops.heard(samples, timestamp, ssrc, now)
         if self._inband is not None:
             for digit in self._inband.feed(samples):
                 self._on_digit(digit, now)
@@ -671,22 +520,17 @@ class RTPSession(DatagramProtocol):
         _log.debug("{call_uuid} digit {digit}", call_uuid=self.call_uuid, digit=digit)
         for listener in list(self._listeners):
             listener.digit_received(self, digit)
-        collector = self._collector
-        if collector is not None:
-            if collector.barge_in and self._output is not None:
-                self._output.end(PlayOutcome.BARGED_IN)
-            collector.on_digit(digit, now)
-        if self._recording is not None:
-            self._recording.on_digit(digit)
+        self._ops.on_digit(digit, now)
 
     def _update_receive_path(self) -> None:
         """Run the in-band detector only when digits matter and events were not
         negotiated; take the fast relay path when only a bridge wants the audio."""
         neg = self.negotiated
+        ops = self._ops
         wanted = wants_inband(
             neg,
-            collecting=self._collector is not None,
-            recording=self._recording is not None,
+            collecting=ops.collector is not None,
+            recording=ops.recording is not None,
             listening=bool(self._listeners),
         )
         if wanted and self._inband is None:
@@ -696,8 +540,8 @@ class RTPSession(DatagramProtocol):
         self._fast = relay_route(
             neg, self, self._listeners, target_type=RTPSession,
             full_path_needed=(
-                not self.latched or bool(self._recording) or self._inband is not None
-                or bool(self._call_recordings)
+                not self.latched or bool(ops.recording) or self._inband is not None
+                or bool(ops.call_recordings)
             ),
         )  # fmt: skip
 
@@ -720,14 +564,7 @@ class RTPSession(DatagramProtocol):
         self._sending = False
         self._fast = None
         self.ticker.unsubscribe(self._on_frame)
-        # Recordings keep what they heard (a caller hanging up ends a voicemail).
-        for recording in [*self._call_recordings, self._recording]:
-            if recording is not None:
-                recording.stop(RecordEnd.CLOSED)
-        ops: list[Operation[Any]] = [*self._digits_out]
-        ops += [op for op in (self._output, self._collector) if op is not None]
-        for op in ops:
-            op.fail(SessionClosedError(f"session {self.call_uuid}: closed"))
+        self._ops.close()  # recordings keep what they heard; the rest fail
         self._listeners.clear()
         if self.rtcp is not None:
             self.rtcp.stop()
