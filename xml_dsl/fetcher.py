@@ -247,6 +247,7 @@ class Fetcher:
         :raises FetchError: connection error, timeout, non-2xx status, body too large,
             too many redirects.
         :raises XMLError: the body is not a valid document.
+        :raises CancelledError: the returned Deferred was cancelled, at any stage.
         """
         return self._bounded(self._fetch(url, method, dict(params)), url)
 
@@ -254,7 +255,8 @@ class Fetcher:
         self, answer: UrlSpec, fallback: UrlSpec | None, params: Mapping[str, str]
     ) -> Deferred[Response]:
         """The call's first document: ``answer``, or ``fallback`` if that fails in any
-        way (connection error, timeout, non-2xx, invalid XML)."""
+        way (connection error, timeout, non-2xx, invalid XML).  Cancelled, it fails
+        with :class:`CancelledError` and fetches no fallback."""
         return Deferred.fromCoroutine(self._fetch_answer(answer, fallback, dict(params)))
 
     def notify(self, url: str, method: Method, params: Mapping[str, str]) -> Deferred[None]:
@@ -300,23 +302,45 @@ class Fetcher:
         return parse(body)
 
     def _bounded(self, coro: Any, url: str) -> Deferred[Any]:
-        d: Deferred[Any] = Deferred.fromCoroutine(coro)
-        timed_out = []
+        """Run ``coro`` within the timeout, and say why it stopped if it was stopped.
+
+        Stopped by the timer, it fails with a :class:`FetchError` ("timed out").
+        Cancelled by the caller (the far end hung up, a transfer), it fails with
+        :class:`CancelledError`, whatever the request's own failure: twisted.web
+        reports the abort as ``ConnectingCancelledError`` or as a
+        ``ResponseNeverReceived`` wrapping the cancellation, which :meth:`_send`
+        would report as a dead URL, and callers must not take a cancellation for one.
+        """
+        request: Deferred[Any] = Deferred.fromCoroutine(coro)
+        stopped_by: list[str] = []
+
+        def cancel(_: Deferred[Any]) -> None:
+            stopped_by.append("caller")
+            request.cancel()
 
         def expire() -> None:
-            timed_out.append(True)
-            d.cancel()
+            stopped_by.append("timer")
+            request.cancel()
 
+        d: Deferred[Any] = Deferred(cancel)
         timer = self._clock.callLater(self._timeout, expire)
 
-        def settle(result: object) -> object:
+        def settle(result: object) -> None:
             if timer.active():
                 timer.cancel()
-            if timed_out and isinstance(result, Failure):
-                return Failure(FetchError(_safe(url), f"timed out after {self._timeout:g} s"))
-            return result
+            if isinstance(result, Failure) and stopped_by:
+                if stopped_by[0] == "caller":
+                    result = Failure(CancelledError())
+                else:
+                    result = Failure(FetchError(_safe(url), f"timed out after {self._timeout:g} s"))
+            if d.called:  # cancelled, and the request ended only later: d has its result
+                return
+            if isinstance(result, Failure):
+                d.errback(result)
+            else:
+                d.callback(result)
 
-        d.addBoth(settle)
+        request.addBoth(settle)
         return d
 
     async def _exchange(self, url: str, method: Method, params: dict[str, str]) -> bytes:

@@ -561,8 +561,8 @@ def test_run_call_cancelled_mid_speak_is_a_far_end_hangup(clock: Clock) -> None:
     assert call.hangups == []
 
 
-#: How a pending fetch may fail when cancelled: plainly, or as the real fetcher reports
-#: an aborted request (a FetchError, which run_call must not take for a dead URL).
+#: How a pending fetch may fail when cancelled: plainly, or as a fetcher that reports
+#: an aborted request as a FetchError would (not to be taken for a dead URL).
 CANCELLED_FETCHES = pytest.mark.parametrize(
     "cancelled_as",
     [None, FetchError(APP + "x", "connection failed: CancelledError")],
