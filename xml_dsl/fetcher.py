@@ -7,7 +7,6 @@ included), in size and in the redirects it follows.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit
@@ -350,7 +349,7 @@ class Fetcher:
             code = response.code
             if code in _REDIRECTS:
                 location = response.headers.getRawHeaders(b"location", [b""])[0]
-                await self._drain(response)
+                await self._drain(response, current, params.get("CallUUID", ""))
                 if not location:
                     raise FetchError(_safe(current), f"HTTP {code} without Location", status=code)
                 current = urljoin(current, location.decode("latin-1"))
@@ -370,9 +369,21 @@ class Fetcher:
             return body
         raise FetchError(_safe(url), f"more than {self._max_redirects} HTTP redirects")
 
-    async def _drain(self, response: IResponse) -> None:
-        with contextlib.suppress(Exception):  # a redirect's body is of no interest
+    async def _drain(self, response: IResponse, url: str, call_uuid: str) -> None:
+        """Read the body of ``url``'s redirect response (of no interest) so that its
+        connection can be reused.  A body that fails does not stop the redirect; a
+        cancellation while reading it stops the fetch, the redirect unfollowed."""
+        try:
             await _read_body(response, self._max_body)
+        except CancelledError:
+            raise
+        except Exception as exc:
+            log.debug(
+                "{url}: redirect body unread: {error}",
+                url=_safe(url),
+                error=str(exc),
+                call_uuid=call_uuid,
+            )
 
     async def _send(self, url: str, method: Method, params: dict[str, str]) -> IResponse:
         retries = CLOSED_CONNECTION_RETRIES

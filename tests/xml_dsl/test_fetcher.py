@@ -95,6 +95,13 @@ class App(Resource):
             request.write(b"<Response>")
             self.pending.append(request)
             return server.NOT_DONE_YET
+        if path == b"/moved-stalled":  # a redirect whose body never ends
+            request.setResponseCode(302)
+            request.setHeader(b"location", b"/answer")
+            request.setHeader(b"content-length", b"1000")
+            request.write(b"moved")
+            self.pending.append(request)
+            return server.NOT_DONE_YET
         if path == b"/slow":
             self.pending.append(request)
             return server.NOT_DONE_YET
@@ -207,6 +214,20 @@ async def test_a_cancelled_fetch_fails_with_cancelled_error(app: App, when: str)
     d.cancel()
     with pytest.raises(CancelledError):
         await d
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_fetch_cancelled_while_draining_a_redirect_follows_it_no_further(
+    app: App,
+) -> None:
+    d = fetcher().fetch(base(app) + "/moved-stalled", Method.POST, PARAMS)
+    await _until_seen(app, 1)
+    await deferLater(reactor, 0.1, lambda: None)  # the 302's head reaches the client
+    d.cancel()
+    with pytest.raises(CancelledError):
+        await d
+    await deferLater(reactor, 0.1, lambda: None)
+    assert [s.path for s in app.seen] == ["/moved-stalled"]
 
 
 @pytest_twisted.ensureDeferred
