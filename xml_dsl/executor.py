@@ -268,8 +268,7 @@ class Execution:
         return Outcome(EndedBy.DOCUMENT, HangupCause.END_OF_XML, documents=self._documents)
 
     async def _verb(self, verb: Any) -> Response | None:
-        if self._end_request is not None:
-            raise CancelledError()
+        self._unless_stopping()
         first, self._first_verb = self._first_verb, False
         handler = self._handlers[type(verb)]
         log.debug(
@@ -284,6 +283,17 @@ class Execution:
         return await handler(verb)
 
     # ---------------------------------------------------------------- helpers
+
+    def _unless_stopping(self) -> None:
+        """Raise :class:`CancelledError` once a stop has been requested (far-end
+        hangup, transfer, scheduled hangup): nothing more is to be done on the call.
+
+        Also called where a fetch failed: a stop cancels the pending fetch, and a
+        fetcher may report that as a :class:`FetchError` ("connection failed"),
+        which is then the stop's doing, not a dead URL to end the call for.
+        """
+        if self._end_request is not None:
+            raise CancelledError()
 
     def _reach_caller(self) -> None:
         self._reached_caller = True
@@ -303,9 +313,9 @@ class Execution:
             _swallow(self.fetcher.notify(url, method, params))
 
     async def _goto(self, url: str, method: Method, params: Mapping[str, str]) -> Response:
-        """Fetch the next document, within the limits; on failure end the call."""
-        if self._end_request is not None:
-            raise CancelledError()
+        """Fetch the next document, within the limits; on failure end the call (unless
+        a stop was requested meanwhile: the stop's outcome stands)."""
+        self._unless_stopping()
         self._chain = 0 if self._reached_caller else self._chain + 1
         self._reached_caller = False
         self._documents += 1
@@ -329,6 +339,7 @@ class Execution:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _fail(self, cause: HangupCause, error: str) -> None:
+        self._unless_stopping()
         log.error("call {call_uuid}: {error}; hanging up", call_uuid=self.call_uuid, error=error)
         await self.call.hangup(cause)
         raise _StopRunError(Outcome(EndedBy.ERROR, cause, error, self._documents))
@@ -386,6 +397,7 @@ class Execution:
         try:
             doc = await self.fetcher.fetch(url, Method.POST, self._params())
         except (FetchError, XMLError) as exc:
+            self._unless_stopping()
             log.warn(
                 "call {call_uuid}: {what} {url} unusable: {error}",
                 call_uuid=self.call_uuid,

@@ -7,7 +7,6 @@ included), in size and in the redirects it follows.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit
@@ -247,6 +246,7 @@ class Fetcher:
         :raises FetchError: connection error, timeout, non-2xx status, body too large,
             too many redirects.
         :raises XMLError: the body is not a valid document.
+        :raises CancelledError: the returned Deferred was cancelled, at any stage.
         """
         return self._bounded(self._fetch(url, method, dict(params)), url)
 
@@ -254,7 +254,8 @@ class Fetcher:
         self, answer: UrlSpec, fallback: UrlSpec | None, params: Mapping[str, str]
     ) -> Deferred[Response]:
         """The call's first document: ``answer``, or ``fallback`` if that fails in any
-        way (connection error, timeout, non-2xx, invalid XML)."""
+        way (connection error, timeout, non-2xx, invalid XML).  Cancelled, it fails
+        with :class:`CancelledError` and fetches no fallback."""
         return Deferred.fromCoroutine(self._fetch_answer(answer, fallback, dict(params)))
 
     def notify(self, url: str, method: Method, params: Mapping[str, str]) -> Deferred[None]:
@@ -300,23 +301,45 @@ class Fetcher:
         return parse(body)
 
     def _bounded(self, coro: Any, url: str) -> Deferred[Any]:
-        d: Deferred[Any] = Deferred.fromCoroutine(coro)
-        timed_out = []
+        """Run ``coro`` within the timeout, and say why it stopped if it was stopped.
+
+        Stopped by the timer, it fails with a :class:`FetchError` ("timed out").
+        Cancelled by the caller (the far end hung up, a transfer), it fails with
+        :class:`CancelledError`, whatever the request's own failure: twisted.web
+        reports the abort as ``ConnectingCancelledError`` or as a
+        ``ResponseNeverReceived`` wrapping the cancellation, which :meth:`_send`
+        would report as a dead URL, and callers must not take a cancellation for one.
+        """
+        request: Deferred[Any] = Deferred.fromCoroutine(coro)
+        stopped_by: list[str] = []
+
+        def cancel(_: Deferred[Any]) -> None:
+            stopped_by.append("caller")
+            request.cancel()
 
         def expire() -> None:
-            timed_out.append(True)
-            d.cancel()
+            stopped_by.append("timer")
+            request.cancel()
 
+        d: Deferred[Any] = Deferred(cancel)
         timer = self._clock.callLater(self._timeout, expire)
 
-        def settle(result: object) -> object:
+        def settle(result: object) -> None:
             if timer.active():
                 timer.cancel()
-            if timed_out and isinstance(result, Failure):
-                return Failure(FetchError(_safe(url), f"timed out after {self._timeout:g} s"))
-            return result
+            if isinstance(result, Failure) and stopped_by:
+                if stopped_by[0] == "caller":
+                    result = Failure(CancelledError())
+                else:
+                    result = Failure(FetchError(_safe(url), f"timed out after {self._timeout:g} s"))
+            if d.called:  # cancelled, and the request ended only later: d has its result
+                return
+            if isinstance(result, Failure):
+                d.errback(result)
+            else:
+                d.callback(result)
 
-        d.addBoth(settle)
+        request.addBoth(settle)
         return d
 
     async def _exchange(self, url: str, method: Method, params: dict[str, str]) -> bytes:
@@ -326,7 +349,7 @@ class Fetcher:
             code = response.code
             if code in _REDIRECTS:
                 location = response.headers.getRawHeaders(b"location", [b""])[0]
-                await self._drain(response)
+                await self._drain(response, current, params.get("CallUUID", ""))
                 if not location:
                     raise FetchError(_safe(current), f"HTTP {code} without Location", status=code)
                 current = urljoin(current, location.decode("latin-1"))
@@ -346,9 +369,21 @@ class Fetcher:
             return body
         raise FetchError(_safe(url), f"more than {self._max_redirects} HTTP redirects")
 
-    async def _drain(self, response: IResponse) -> None:
-        with contextlib.suppress(Exception):  # a redirect's body is of no interest
+    async def _drain(self, response: IResponse, url: str, call_uuid: str) -> None:
+        """Read the body of ``url``'s redirect response (of no interest) so that its
+        connection can be reused.  A body that fails does not stop the redirect; a
+        cancellation while reading it stops the fetch, the redirect unfollowed."""
+        try:
             await _read_body(response, self._max_body)
+        except CancelledError:
+            raise
+        except Exception as exc:
+            log.debug(
+                "{url}: redirect body unread: {error}",
+                url=_safe(url),
+                error=str(exc),
+                call_uuid=call_uuid,
+            )
 
     async def _send(self, url: str, method: Method, params: dict[str, str]) -> IResponse:
         retries = CLOSED_CONNECTION_RETRIES

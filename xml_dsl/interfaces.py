@@ -122,7 +122,8 @@ class IFetcher(Interface):
 
     def fetch(url: str, method: Method, params: Mapping[str, str]) -> Deferred[Response]:
         """Request ``url`` with ``params`` and parse the XML it returns. Fails with
-        :class:`~xml_dsl.errors.FetchError` or :class:`~xml_dsl.errors.XMLError`."""
+        :class:`~xml_dsl.errors.FetchError` or :class:`~xml_dsl.errors.XMLError`;
+        cancelled, with :class:`~twisted.internet.defer.CancelledError`."""
 
     def notify(url: str, method: Method, params: Mapping[str, str]) -> Deferred[None]:
         """Fire-and-forget callback: failures are logged, never raised; the Deferred

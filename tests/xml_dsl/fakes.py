@@ -191,8 +191,9 @@ class FakeFetcher:
 
     The URLs in ``held`` are not answered: their fetch stays pending (in ``pending``)
     until a test fires it or cancels it.  A cancelled fetch fails with
-    ``CancelledError``, or with ``cancelled_as`` if given: the real fetcher reports a
-    request aborted by a cancellation as a ``FetchError`` ("connection failed").
+    ``CancelledError``, or with ``cancelled_as`` if given: callers must stand a fetcher
+    that reports a request aborted by a cancellation as a ``FetchError`` ("connection
+    failed"), as the real one did until it learned to tell the two apart.
     """
 
     def __init__(

@@ -561,8 +561,8 @@ def test_run_call_cancelled_mid_speak_is_a_far_end_hangup(clock: Clock) -> None:
     assert call.hangups == []
 
 
-#: How a pending fetch may fail when cancelled: plainly, or as the real fetcher reports
-#: an aborted request (a FetchError, which run_call must not take for a dead URL).
+#: How a pending fetch may fail when cancelled: plainly, or as a fetcher that reports
+#: an aborted request as a FetchError would (not to be taken for a dead URL).
 CANCELLED_FETCHES = pytest.mark.parametrize(
     "cancelled_as",
     [None, FetchError(APP + "x", "connection failed: CancelledError")],
@@ -610,6 +610,91 @@ def test_run_call_cancelled_during_the_fallback_fetch_is_only_a_far_end_hangup(
     assert results == [Outcome(EndedBy.FAR_END, documents=0)]
     assert call.hangups == []
     assert call.ops == []
+
+
+#: The URL whose fetch the tests below hold pending.
+HELD = APP + "held"
+
+
+def held_run(
+    clock: Clock, xml: str, cancelled_as: Exception | None
+) -> tuple[FakeCall, FakeFetcher, Execution]:
+    call = FakeCall(clock)
+    fetcher = FakeFetcher(held=[HELD], cancelled_as=cancelled_as)
+    ex = execute(call, fetcher, parse(xml.encode()), clock=clock)
+    return call, fetcher, ex
+
+
+@CANCELLED_FETCHES
+@pytest.mark.parametrize(
+    ("xml", "keys"),
+    [
+        (f"<Response><Redirect>{HELD}</Redirect></Response>", ""),
+        (f'<Response><GetDigits action="{HELD}" numDigits="1"/></Response>', "5"),
+    ],
+    ids=["Redirect", "action"],
+)
+def test_far_end_hangup_during_a_document_fetch_is_only_a_far_end_hangup(
+    clock: Clock, cancelled_as: Exception | None, xml: str, keys: str
+) -> None:
+    call, fetcher, ex = held_run(clock, xml, cancelled_as)
+    call.press(keys)
+    assert list(fetcher.pending) == [HELD]
+    ex.far_end_hangup()
+    assert fetcher.cancelled == [HELD]
+    assert outcome(ex) == Outcome(EndedBy.FAR_END, documents=2)
+    assert call.hangups == [], "the far end is gone: nothing to hang up, no cause"
+
+
+@CANCELLED_FETCHES
+def test_run_call_cancelled_during_a_redirect_fetch_is_only_a_far_end_hangup(
+    clock: Clock, cancelled_as: Exception | None
+) -> None:
+    """The call layer cancels run_call for a REST transfer too: the new document then
+    runs on the call, which the old one must not have hung up."""
+    from xml_dsl import run_call
+
+    call = FakeCall(clock)
+    fetcher = FakeFetcher(
+        {APP + "answer": f"<Response><Redirect>{HELD}</Redirect></Response>".encode()},
+        held=[HELD],
+        cancelled_as=cancelled_as,
+    )
+    done = run_call(call, fetcher, APP + "answer", clock=clock)
+    results: list[Outcome] = []
+    done.addCallback(results.append)
+    done.cancel()
+    assert fetcher.cancelled == [HELD]
+    assert results == [Outcome(EndedBy.FAR_END, documents=2)]
+    assert call.hangups == []
+    assert call.ops == []
+
+
+@CANCELLED_FETCHES
+def test_a_scheduled_hangup_during_a_redirect_fetch_hangs_up_as_scheduled(
+    clock: Clock, cancelled_as: Exception | None
+) -> None:
+    xml = f'<Response><Hangup schedule="5"/><Redirect>{HELD}</Redirect></Response>'
+    call, fetcher, ex = held_run(clock, xml, cancelled_as)
+    clock.advance(5)
+    assert fetcher.cancelled == [HELD]
+    assert outcome(ex) == Outcome(EndedBy.DOCUMENT, HangupCause.SCHEDULED, documents=2)
+    assert call.hangups == [HangupCause.SCHEDULED]
+
+
+@CANCELLED_FETCHES
+def test_far_end_hangup_during_a_dial_sound_fetch_dials_nothing(
+    clock: Clock, cancelled_as: Exception | None
+) -> None:
+    xml = (
+        f'<Response><Dial confirmSound="{HELD}" confirmKey="1"><Number>1</Number></Dial></Response>'
+    )
+    call, fetcher, ex = held_run(clock, xml, cancelled_as)
+    ex.far_end_hangup()
+    assert fetcher.cancelled == [HELD]
+    assert outcome(ex) == Outcome(EndedBy.FAR_END, documents=1)
+    assert call.dials == [], "no B leg rung for a caller who is gone"
+    assert call.hangups == []
 
 
 def test_get_digits_without_redirect_notifies_and_goes_on(clock: Clock) -> None:

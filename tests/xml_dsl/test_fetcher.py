@@ -10,6 +10,7 @@ import pytest
 import pytest_twisted
 from plivo.utils.signature_v3 import validate_v3_signature
 from twisted.internet import reactor
+from twisted.internet.defer import CancelledError
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import deferLater
 from twisted.web import server
@@ -87,6 +88,18 @@ class App(Resource):
         if path == b"/huge-declared":
             request.setHeader(b"content-length", b"10485760")
             request.write(b"x" * 65536)
+            self.pending.append(request)
+            return server.NOT_DONE_YET
+        if path == b"/stalled":  # the head and a little of the body, then nothing
+            request.setHeader(b"content-length", b"1000")
+            request.write(b"<Response>")
+            self.pending.append(request)
+            return server.NOT_DONE_YET
+        if path == b"/moved-stalled":  # a redirect whose body never ends
+            request.setResponseCode(302)
+            request.setHeader(b"location", b"/answer")
+            request.setHeader(b"content-length", b"1000")
+            request.write(b"moved")
             self.pending.append(request)
             return server.NOT_DONE_YET
         if path == b"/slow":
@@ -176,6 +189,58 @@ async def test_a_wrong_token_does_not_verify(app: App) -> None:
 async def test_timeout_is_a_fetch_error(app: App) -> None:
     with pytest.raises(FetchError, match=r"timed out after 0.3 s"):
         await fetcher(timeout=0.3).fetch(base(app) + "/slow", Method.POST, PARAMS)
+
+
+async def _until_seen(app: App, count: int) -> None:
+    """Wait (on the real reactor, at most 5 s) until the app has seen ``count`` requests."""
+    for _ in range(500):
+        if len(app.seen) >= count:
+            return
+        await deferLater(reactor, 0.01, lambda: None)
+    raise AssertionError(f"the app saw {len(app.seen)} request(s), not {count}")
+
+
+@pytest_twisted.ensureDeferred
+@pytest.mark.parametrize("when", ["connecting", "awaiting the response", "reading the body"])
+async def test_a_cancelled_fetch_fails_with_cancelled_error(app: App, when: str) -> None:
+    """Cancelling a fetch (the far end hung up, or a transfer) is no dead URL: it fails
+    with CancelledError at every stage, however twisted.web wraps the abort."""
+    path = "/stalled" if when == "reading the body" else "/slow"
+    d = fetcher().fetch(base(app) + path, Method.POST, PARAMS)
+    if when != "connecting":
+        await _until_seen(app, 1)
+    if when == "reading the body":
+        await deferLater(reactor, 0.1, lambda: None)  # the head reaches the client
+    d.cancel()
+    with pytest.raises(CancelledError):
+        await d
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_fetch_cancelled_while_draining_a_redirect_follows_it_no_further(
+    app: App,
+) -> None:
+    d = fetcher().fetch(base(app) + "/moved-stalled", Method.POST, PARAMS)
+    await _until_seen(app, 1)
+    await deferLater(reactor, 0.1, lambda: None)  # the 302's head reaches the client
+    d.cancel()
+    with pytest.raises(CancelledError):
+        await d
+    await deferLater(reactor, 0.1, lambda: None)
+    assert [s.path for s in app.seen] == ["/moved-stalled"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_cancelled_fetch_answer_tries_no_fallback(app: App) -> None:
+    d = fetcher().fetch_answer(
+        UrlSpec(base(app) + "/slow"), UrlSpec(base(app) + "/fallback"), PARAMS
+    )
+    await _until_seen(app, 1)
+    d.cancel()
+    with pytest.raises(CancelledError):
+        await d
+    await deferLater(reactor, 0.05, lambda: None)
+    assert [s.path for s in app.seen] == ["/slow"]
 
 
 @pytest_twisted.ensureDeferred
