@@ -25,65 +25,43 @@ def stamp_via(request: Request, peer: Peer) -> None:
     """Add ``received`` (and fill ``rport``) to the top Via, as §18.2.1 and RFC 3581 say."""
     via = request.top_via
     params = via.params
-    if params and params[-1] == ("rport", None):
-        # What nearly every phone sends: a bare ``;rport`` last, nothing to replace.
-        first = request.headers.get("Via") or ""
-        if (
-            first.endswith(";rport")
-            and "," not in first
-            and not any(k.lower() in ("rport", "received") for k, _ in params[:-1])
-        ):
-            port = str(peer.port)
-            request.headers.replace_first("Via", f"{first}={port};received={peer.host}")
-            request.restamp_top_via(
-                Via(
-                    via.transport,
-                    via.host,
-                    via.port,
-                    (*params[:-1], ("rport", port), ("received", peer.host)),
-                    via.version,
-                )
-            )
-            return
-    updates: dict[str, str | None] = {}
-    if via.param("rport") is not None:
-        updates["rport"] = str(peer.port)
-        updates["received"] = peer.host
-    elif _sent_by_differs(via, peer.host):
-        updates["received"] = peer.host
-    if not updates:
+    names = [key.lower() for key, _ in params]
+    rport = "rport" in names
+    if not rport and not _sent_by_differs(via, peer.host):
         return
-    stamped = via.with_params(**updates)
+    port = str(peer.port)
+    updates = {"rport": port, "received": peer.host} if rport else {"received": peer.host}
     first = request.headers.get("Via") or ""
     if "," in first:  # several Via values on the top line: rewrite the first one
         values = split_commas(first)
         if not values:  # "Via: ," with the top Via on a later line (found by fuzzing)
             raise SipParseError("Bad Via header: an empty value")
+        stamped = via.with_params(**updates)
         values[0] = str(stamped)
         text = ", ".join(values)
-    elif _appends_only(via, first):
-        # What with_params did, done to the text: it keeps the client's spelling,
-        # and formatting the whole Via again was a third of the stamping's cost.
-        if "rport" in updates:
-            text = f"{first}={peer.port};received={peer.host}"
+    elif "received" not in names and (
+        not rport
+        or (
+            names.index("rport") == len(names) - 1  # the one rport, last ...
+            and params[-1] == ("rport", None)  # ... a bare flag ...
+            and first.endswith(";rport")  # ... written last
+        )
+    ):
+        # Nearly every phone: stamping only appends to the text.  Done to the text, it
+        # keeps the client's spelling (formatting the whole Via again was a third of
+        # the stamping's cost), and the parsed Via is built as with_params would.
+        if rport:
+            text = f"{first}={port};received={peer.host}"
+            kept = params[:-1]
         else:
             text = f"{first};received={peer.host}"
+            kept = params
+        stamped = Via(via.transport, via.host, via.port, (*kept, *updates.items()), via.version)
     else:
+        stamped = via.with_params(**updates)
         text = str(stamped)
     request.headers.replace_first("Via", text)
     request.restamp_top_via(stamped)
-
-
-def _appends_only(via: Via, text: str) -> bool:
-    """Whether stamping *via* (written as *text*) only appends to the text: it has no
-    ``received``, and its one ``rport``, if any, is a flag and the last parameter."""
-    params = via.params
-    if any(key.lower() == "received" for key, _ in params):
-        return False
-    rports = [i for i, (key, _) in enumerate(params) if key.lower() == "rport"]
-    if not rports:
-        return True
-    return rports == [len(params) - 1] and params[-1] == ("rport", None) and text.endswith(";rport")
 
 
 def _sent_by_differs(via: Via, host: str) -> bool:
