@@ -312,20 +312,17 @@ class SipStack:
     def _respond(self, handle: ServerTransactionHandle, response: Response) -> None:
         """Send *response* in *handle*'s transaction (made now if the TU answers at once)."""
         if handle._finished:
-            log.warn("Response {response!r} for a finished transaction dropped", response=response)
+            self._dropped(response)
             return
-        txn = handle._txn
-        if txn is None:
+        if handle._txn is None:
             entry = self._entry(handle)
-            txn = entry.txn
         else:
-            found = self._server.get(handle._key)
-            if found is None or found.txn is not txn:
-                log.warn(
-                    "Response {response!r} for a finished transaction dropped", response=response
-                )
+            found = self._live_entry(handle)
+            if found is None:
+                self._dropped(response)
                 return
             entry = found
+        txn = entry.txn
         actions = txn.respond(response)  # type: ignore[attr-defined]
         if isinstance(txn, ServerNonInvite) and txn.state is State.COMPLETED:
             rest = [a for a in actions if not (isinstance(a, StartTimer) and a.name == "J")]
@@ -345,7 +342,7 @@ class SipStack:
     def _respond_statelessly(self, handle: ServerTransactionHandle, response: Response) -> None:
         """Send a final *response* outside any transaction, and end *handle*'s (§8.2.7)."""
         if handle._finished:
-            log.warn("Response {response!r} for a finished transaction dropped", response=response)
+            self._dropped(response)
             return
         self._finish(handle)
         self._send(response, response_destination(response, handle.peer))
@@ -353,11 +350,18 @@ class SipStack:
     def _finish(self, handle: ServerTransactionHandle) -> None:
         """Forget *handle*'s transaction (if it has one) without answering any more."""
         handle._finished = True
-        txn = handle._txn
-        if txn is not None:
-            entry = self._server.get(handle._key)
-            if entry is not None and entry.txn is txn:
-                self._forget(entry)
+        entry = self._live_entry(handle)
+        if entry is not None:
+            self._forget(entry)
+
+    def _live_entry(self, handle: ServerTransactionHandle) -> _Entry | None:
+        """The table's entry for *handle*'s transaction, while that transaction runs."""
+        entry = self._server.get(handle._key)
+        return entry if entry is not None and entry.txn is handle._txn else None
+
+    @staticmethod
+    def _dropped(response: Response) -> None:
+        log.warn("Response {response!r} for a finished transaction dropped", response=response)
 
     def send_request(
         self,
