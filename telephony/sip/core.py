@@ -108,15 +108,11 @@ class SipCore:
         if int(max_forwards) == 0 and request.method != "OPTIONS":
             txn.respond(483, "Too Many Hops")
             return
-        unsupported = (
-            [
-                tag
-                for tag in request.headers.values("Require")
-                if tag.lower() not in SUPPORTED_EXTENSIONS
-            ]
-            if "Require" in request.headers
-            else None
-        )
+        unsupported = [
+            tag
+            for tag in request.headers.values("Require")
+            if tag.lower() not in SUPPORTED_EXTENSIONS
+        ]
         if unsupported and request.method not in ("CANCEL", "ACK"):
             txn.respond(420, "Bad Extension", Headers([("Unsupported", ", ".join(unsupported))]))
             return

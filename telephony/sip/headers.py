@@ -149,21 +149,27 @@ class Headers:
         """The first value of *name*, or *default*."""
         name = _EXACT.get(name) or canonical_name(name)
         if name in _CANONICAL_NAMES:  # every line of it was stored under this spelling
-            first = self._first
-            if first is None:
-                # Reversed, so that the first line of each name is the one kept.
-                first = self._first = {key: value for key, value in reversed(self._items)}
-            return first.get(name, default)
+            return self._index().get(name, default)
         lowered = name.lower()
         for key, value in self._items:
             if key.lower() == lowered:
                 return value
         return default
 
+    def _index(self) -> dict[str, str]:
+        """The first value of each name (built on first use, kept through changes)."""
+        first = self._first
+        if first is None:
+            # Reversed, so that the first line of each name is the one kept.
+            first = self._first = {key: value for key, value in reversed(self._items)}
+        return first
+
     def get_all(self, name: str) -> list[str]:
         """Every line's value for *name*, in order."""
-        name = canonical_name(name)
+        name = _EXACT.get(name) or canonical_name(name)
         if name in _CANONICAL_NAMES:
+            if name not in self._index():  # most asked-for headers are absent: no scan
+                return []
             return [value for key, value in self._items if key == name]
         lowered = name.lower()
         return [value for key, value in self._items if key.lower() == lowered]
