@@ -499,7 +499,11 @@ class SipStack:
         self._answered.expire(now)
         while (due := self._queue.pop_due(now)) is not None:
             due.callback()
-        deadlines = [d for d in (self._answered.next_deadline(), self._queue.next_deadline()) if d]
+        deadlines = [
+            d
+            for d in (self._answered.next_deadline(), self._queue.next_deadline())
+            if d is not None
+        ]
         if deadlines:
             self._alarm.arm(min(deadlines))
 
